@@ -1,0 +1,56 @@
+# Headwater developer commands. Everything installs into .venv; nothing global.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+BUF := build/tools/node_modules/.bin/buf
+PROTOS := $(wildcard proto/headwater/v1/*.proto)
+# google/api and google/rpc come from the installed googleapis-common-protos package.
+GOOGLEAPIS = $(shell $(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))')
+
+.PHONY: install run test gen check-gen lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/headwater serve
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+gen: $(STAMP)
+	rm -rf gen/headwater
+	mkdir -p gen
+	$(PY) -m grpc_tools.protoc -Iproto -I$(GOOGLEAPIS) \
+		--python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
+	touch gen/headwater/v1/__init__.py
+
+# Fails when gen/ is not what `make gen` would write from proto/.
+check-gen: $(STAMP)
+	rm -rf build/gen-check && mkdir -p build/gen-check
+	$(PY) -m grpc_tools.protoc -Iproto -I$(GOOGLEAPIS) \
+		--python_out=build/gen-check --pyi_out=build/gen-check --grpc_python_out=build/gen-check $(PROTOS)
+	touch build/gen-check/headwater/v1/__init__.py
+	diff -r gen/headwater build/gen-check/headwater || (echo 'gen/ is stale: run make gen and commit' >&2; exit 1)
+
+$(BUF):
+	mkdir -p build/tools
+	npm install --silent --no-audit --no-fund --prefix build/tools @bufbuild/buf@1.75.0
+
+lint: $(STAMP) $(BUF)
+	rm -rf build/googleapis && mkdir -p build/googleapis/google
+	cp -r $(GOOGLEAPIS)/google/api $(GOOGLEAPIS)/google/rpc build/googleapis/google/
+	find build/googleapis -type f ! -name '*.proto' -delete
+	$(BUF) lint
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf build $(VENV)

@@ -1,0 +1,34 @@
+"""The REST bridge: JSON transcoding of the services' `google.api.http` routes, as a plain ASGI app.
+
+    from headwater.rest import build_app
+    from headwater.v1 import sync_pb2
+
+    app = build_app([(sync_pb2.DESCRIPTOR.services_by_name["SyncService"], SyncServicer(...))])
+
+`_routing` compiles path templates and picks a route, `_transcode` converts JSON <-> messages,
+`_context` is the servicer context of a REST call, `_app` is the ASGI app tying them together.
+"""
+
+from ._app import MAX_BODY_BYTES, ASGIApp, RawHandler, RawRequest, RawResponse, RawRoute, RestBridge, build_app
+from ._context import DEFAULT_TIMEOUT, RestContext
+from ._routing import ANY_METHOD, DuplicateRouteError, Match, PathTemplate, Route, RouteTable, compile_template
+
+__all__ = [
+    "ANY_METHOD",
+    "ASGIApp",
+    "DEFAULT_TIMEOUT",
+    "DuplicateRouteError",
+    "MAX_BODY_BYTES",
+    "Match",
+    "PathTemplate",
+    "RawHandler",
+    "RawRequest",
+    "RawResponse",
+    "RawRoute",
+    "RestBridge",
+    "RestContext",
+    "Route",
+    "RouteTable",
+    "build_app",
+    "compile_template",
+]

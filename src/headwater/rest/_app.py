@@ -1,0 +1,322 @@
+"""The REST bridge: a plain ASGI app that serves the `google.api.http` routes of protobuf services.
+
+For each request:
+  1. the route table picks the route (404 unknown path, 405 + Allow for a known path's other verbs);
+  2. the body is read (at most `max_body_bytes`, else 413), the deadline taken from the headers;
+  3. the route's handler answers. Every handler has one shape, `async (RawRequest) -> RawResponse`:
+     - an RPC route's handler (`_RpcHandler`) transcodes: JSON -> request message, then
+       `await servicer.Method(request, context)` in-process, then response message -> JSON;
+     - a raw route's handler is given by the caller of `build_app` (see `build_app`, `raw_routes`).
+  4. an `ApiError` becomes its JSON body and HTTP status; any other exception is logged and
+     becomes a bare 500, so no exception text ever reaches the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from google.api import annotations_pb2, http_pb2
+from google.protobuf import message_factory
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.message import Message
+
+from headwater.errors import ApiError
+
+from . import _transcode as tc
+from ._context import RestContext, peer_of, timeout_from_headers
+from ._routing import ANY_METHOD, Match, Route, RouteTable, compile_template
+
+log = logging.getLogger("headwater.rest")
+
+MAX_BODY_BYTES = 10 * 1024 * 1024  # larger request bodies are answered 413
+
+ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+
+
+@dataclass
+class RawRequest:
+    """What a route handler gets: the HTTP request, untouched, and the call's context."""
+
+    method: str  # "GET", "POST", ...
+    path: str  # the percent-encoded request path, e.g. "/v1/proxy/sync/s1/v1/customers"
+    path_params: dict[str, str]  # the template's variables, e.g. {"sync_id": "s1", "path": "v1/customers"}
+    query_string: bytes  # raw, without the "?"
+    headers: list[tuple[str, str]]  # (lowercase name, value), latin-1 decoded (bytes round-trip)
+    body: bytes
+    context: RestContext  # metadata (= headers), time_remaining() (the deadline), peer()
+
+
+@dataclass
+class RawResponse:
+    """What a route handler returns. `body` is bytes or an async iterator of bytes (streamed)."""
+
+    status: int
+    headers: Sequence[tuple[str | bytes, str | bytes]] = ()
+    body: bytes | AsyncIterator[bytes] = b""
+
+
+RawHandler = Callable[[RawRequest], Awaitable[RawResponse]]
+RawRoute = tuple[tuple[str, ...], str, RawHandler]  # (methods, path template, handler)
+
+
+def build_app(
+    services: Sequence[tuple[ServiceDescriptor, object]],
+    raw_routes: Sequence[RawRoute] = (),
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> RestBridge:
+    """The ASGI app serving `services` (descriptor, servicer) over REST, plus `raw_routes`.
+
+    RPC routes come from each unary method's `google.api.http` option and its
+    `additional_bindings`; streaming methods and methods without the option get none.
+
+    Raw routes (the one place for them, grpc-gateway's `HandlePath`) are for what JSON
+    transcoding cannot express, e.g. the proxy: any verb, bytes in and out unchanged.
+    A raw route is `(methods, template, handler)`:
+
+        async def proxy(request: RawRequest) -> RawResponse:
+            ...  # request.path_params["path"], request.query_string, request.body, request.context
+            return RawResponse(200, [("content-type", "text/csv")], b"a,b\\n")
+
+        build_app(services, raw_routes=[(("*",), "/v1/proxy/sync/{sync_id}/{path=**}", proxy)])
+
+    `methods` are HTTP methods, or ("*",) for any. Raw routes share the route table with the RPC
+    routes (same precedence, 404/405, duplicate detection), the body limit, the deadline (which
+    bounds the handler until it returns its RawResponse, not the streaming of its body) and the
+    error rendering: raise ApiError for a JSON error answer.
+
+    Raises ValueError (DuplicateRouteError) for two routes with the same method and template, and
+    for a rule naming fields the messages do not have.
+    """
+    table = RouteTable()
+    for service, servicer in services:
+        for method in service.methods:
+            if method.client_streaming or method.server_streaming:
+                continue
+            rule = method.GetOptions().Extensions[annotations_pb2.http]
+            if rule.WhichOneof("pattern") is None:
+                continue
+            for binding in (rule, *rule.additional_bindings):
+                http_method, template = _pattern(binding)
+                compiled = compile_template(template)
+                handler = _RpcHandler(servicer, method, binding, compiled.variables)
+                table.add(Route(frozenset({http_method}), compiled, handler))
+    for methods, template, handler in raw_routes:
+        methods = frozenset(ANY_METHOD if m == ANY_METHOD else m.upper() for m in methods)
+        table.add(Route(methods, compile_template(template), handler))
+    return RestBridge(table, max_body_bytes)
+
+
+def _pattern(rule: http_pb2.HttpRule) -> tuple[str, str]:
+    kind = rule.WhichOneof("pattern")
+    if kind == "custom":
+        return rule.custom.kind.upper(), rule.custom.path
+    return kind.upper(), getattr(rule, kind)
+
+
+class _RpcHandler:
+    """Transcodes one HTTP binding of one unary method: JSON in, servicer call, JSON out."""
+
+    def __init__(self, servicer: object, method: MethodDescriptor, rule: http_pb2.HttpRule, variables):
+        self.servicer = servicer
+        self.method = method
+        self.body = rule.body  # "" (no body), "*" (the whole message) or a field name
+        self.response_body = rule.response_body
+        self.request_class = message_factory.GetMessageClass(method.input_type)
+        request = method.input_type
+        for var in variables:
+            tc.check_path_field(request, var.name)
+        self.path_fields = [".".join(f.name for f in tc.resolve_field_path(request, v.name)) for v in variables]
+        for name, message in ((self.body, request), (self.response_body, method.output_type)):
+            if name not in ("", "*") and name not in message.fields_by_name:
+                raise ValueError(f"{method.full_name}: the http rule names no field {name!r} of {message.full_name}")
+        # grpc-gateway fills `update_mask` from the body's keys when the body is one message field.
+        mask = request.fields_by_name.get("update_mask")
+        body_field = request.fields_by_name.get(self.body)
+        self.fill_update_mask = (
+            mask is not None
+            and mask.message_type is not None
+            and mask.message_type.full_name == "google.protobuf.FieldMask"
+            and body_field is not None
+            and tc.is_plain_message(body_field)
+            and not tc.is_repeated(body_field)
+        )
+
+    def __repr__(self) -> str:
+        return self.method.full_name
+
+    def build_request(self, http: RawRequest) -> Message:
+        message = self.request_class()
+        if self.body == "*":  # the body is the whole message; the query string is ignored
+            tc.merge_object(tc.parse_json_body(http.body), message, "")
+        else:
+            skip = [*self.path_fields, *([self.body] if self.body else [])]
+            from_query = tc.merge_query(http.query_string, message, skip)
+            if self.body:
+                data = tc.parse_json_body(http.body)
+                field = message.DESCRIPTOR.fields_by_name[self.body]
+                if tc.is_plain_message(field) and not tc.is_repeated(field):
+                    child = getattr(message, self.body)
+                    child.SetInParent()  # an empty body is an empty message
+                    tc.merge_object(data, child, self.body)
+                    if self.fill_update_mask and "update_mask" not in from_query:
+                        message.update_mask.paths[:] = tc.update_mask_paths(data, field.message_type)
+                else:
+                    tc.set_json_value(message, field, data, self.body)
+        for name, value in http.path_params.items():  # the path wins over the body
+            tc.set_path_value(message, name, value)
+        return message
+
+    async def __call__(self, http: RawRequest) -> RawResponse:
+        request = self.build_request(http)
+        call = getattr(self.servicer, self.method.name, None)
+        if call is None:
+            raise ApiError(grpc.StatusCode.UNIMPLEMENTED, f"{self.method.full_name} is not implemented")
+        response = await call(request, http.context)
+        return _json_response(200, tc.response_json(response, self.response_body))
+
+
+class RestBridge:
+    """The ASGI app `build_app` returns; `routes` is its route table (for introspection)."""
+
+    def __init__(self, routes: RouteTable, max_body_bytes: int = MAX_BODY_BYTES):
+        self.routes = routes
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+        elif scope["type"] == "http":
+            try:
+                response = await self._respond(scope, receive)
+            except _ClientGone:
+                return
+            await _send(send, response)
+
+    async def _respond(self, scope: dict, receive) -> RawResponse:
+        method = scope["method"]
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        path = raw_path.decode("utf-8", "replace")
+        try:
+            found = self.routes.lookup(method, path)
+            if found.match is Match.NONE:
+                raise ApiError(grpc.StatusCode.NOT_FOUND, "no route matches this path")
+            if found.match is Match.PARTIAL:
+                allow = ", ".join(found.allow)
+                error = ApiError(grpc.StatusCode.UNIMPLEMENTED, "method not allowed", headers={"Allow": allow})
+                raise _StatusOverride(405, error)
+            headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
+            timeout = timeout_from_headers(headers)
+            context = RestContext(headers, time.monotonic() + timeout, peer_of(scope.get("client")))
+            request = RawRequest(
+                method=method,
+                path=path,
+                path_params=found.path_params,
+                query_string=scope.get("query_string", b""),
+                headers=headers,
+                body=await _read_body(receive, headers, self.max_body_bytes),
+                context=context,
+            )
+            try:
+                async with asyncio.timeout(context.time_remaining()) as deadline:
+                    return await found.route.endpoint(request)
+            except TimeoutError:
+                if deadline.expired():
+                    raise ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded") from None
+                raise
+        except ApiError as error:
+            return _error_response(error)
+        except _StatusOverride as override:
+            return _error_response(override.error, override.status)
+        except _ClientGone:
+            raise
+        except Exception:
+            log.exception("REST %s %s failed", method, path)
+            return _error_response(ApiError(grpc.StatusCode.INTERNAL, "internal error"))
+
+
+class _ClientGone(Exception):
+    """The client disconnected before we read the whole body: nobody to answer."""
+
+
+class _StatusOverride(Exception):
+    """An ApiError body with an HTTP status of its own (405, 413), not its code's."""
+
+    def __init__(self, status: int, error: ApiError):
+        super().__init__(error.message)
+        self.status = status
+        self.error = error
+
+
+async def _read_body(receive, headers: list[tuple[str, str]], limit: int) -> bytes:
+    error = ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"the request body is larger than {limit} bytes")
+    too_large = _StatusOverride(413, error)  # 413 rather than RESOURCE_EXHAUSTED's 429
+    length = dict(headers).get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _json_response(status: int, data: object, headers: dict[str, str] | None = None) -> RawResponse:
+    body = json.dumps(data, ensure_ascii=False).encode()
+    return RawResponse(status, [("content-type", "application/json"), *(headers or {}).items()], body)
+
+
+def _error_response(error: ApiError, status: int | None = None) -> RawResponse:
+    return _json_response(status or error.http_status, error.to_json(), error.headers)
+
+
+def _bytes(value: str | bytes) -> bytes:
+    return value.encode("latin-1") if isinstance(value, str) else value
+
+
+async def _send(send, response: RawResponse) -> None:
+    headers = [(_bytes(k).lower(), _bytes(v)) for k, v in response.headers]
+    body = response.body
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        if not any(k == b"content-length" for k, _ in headers):
+            headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": bytes(body)})
+        return
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    try:
+        async for chunk in body:
+            await send({"type": "http.response.body", "body": bytes(chunk), "more_body": True})
+    except Exception:
+        # The status is sent: all we can do is log and cut the response short (the server
+        # closes the connection, so the client sees a truncated body, not a complete one).
+        log.exception("REST response body stream failed")
+        return
+    finally:
+        aclose = getattr(body, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _lifespan(receive, send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

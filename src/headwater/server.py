@@ -1,0 +1,163 @@
+"""One asyncio process: the gRPC server and the REST bridge (ASGI under uvicorn) on one event loop.
+
+    server = await Server.start(settings)       # binds both; port 0 picks a free one
+    print(server.grpc_port, server.http_port)
+    await server.stop()
+
+Both fronts call the same servicer objects: gRPC through grpc.aio, REST through the bridge,
+which builds the request message from JSON and calls the servicer in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import grpc
+import uvicorn
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from headwater.auth import Auth
+from headwater.crypto import SecretBox
+from headwater.errors import ApiError
+from headwater.rest import build_app
+from headwater.services import Backend, rest_routes, servicers
+from headwater.services.proxy import ProxyServicer
+from headwater.settings import Settings
+from headwater.store import Store
+from headwater.upstream.accounts import Accounts
+from headwater.upstream.catalogue import ProviderCatalogue
+from headwater.upstream.connected_users import ConnectedUsers
+from headwater.upstream.forwarder import Forwarder
+from headwater.upstream.gateway import Upstream
+from headwater.upstream.oauth import TokenRefresher
+from headwater.upstream.pacer import make_pacer
+
+log = logging.getLogger("headwater.server")
+
+
+class ApiErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Turns ApiError into a gRPC status with google.rpc.Status details; hides other crashes."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+        method = handler_call_details.method
+
+        async def behaviour(request, context):
+            try:
+                return await inner(request, context)
+            except ApiError as error:
+                await context.abort(error.code, error.message, trailing_metadata=grpc_trailers(error))
+            except Exception:
+                log.exception("unhandled error in %s", method)
+                error = ApiError(grpc.StatusCode.INTERNAL, "internal error")
+                await context.abort(error.code, error.message, trailing_metadata=grpc_trailers(error))
+
+        return grpc.unary_unary_rpc_method_handler(
+            behaviour,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def grpc_trailers(error: ApiError) -> tuple[tuple[str, str | bytes], ...]:
+    extra = tuple((k.lower(), v) for k, v in error.headers.items())
+    return (("grpc-status-details-bin", error.to_status().SerializeToString()), *extra)
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class Server:
+    def __init__(self, backend: Backend, grpc_server, http_server: uvicorn.Server, http_task, grpc_port, http_port):
+        self.backend = backend
+        self.store = backend.store
+        self.grpc_server = grpc_server
+        self.http_server = http_server
+        self.http_task = http_task
+        self.grpc_port = grpc_port
+        self.http_port = http_port
+        self.first_token: str | None = None
+
+    @classmethod
+    async def start(cls, settings: Settings, *, store: Store | None = None) -> Server:
+        store = store or Store.open(settings.database_url)
+        await store.migrate()
+        box = SecretBox(settings.secret_key)
+        catalogue = ProviderCatalogue.default()
+        forwarder = Forwarder(
+            allow_private_networks=settings.allow_private_networks,
+            max_response_bytes=settings.max_response_bytes,
+        )
+        accounts = Accounts(store, box, catalogue)
+        backend = Backend(
+            store=store,
+            auth=Auth(store),
+            catalogue=catalogue,
+            box=box,
+            accounts=accounts,
+            connected_users=ConnectedUsers(store, accounts),
+            upstream=Upstream(
+                forwarder, make_pacer(settings.redis_url), TokenRefresher(store, box, accounts, forwarder)
+            ),
+        )
+        services = servicers(backend)
+
+        # gRPC, with reflection and the standard health service.
+        message_limit = settings.max_request_bytes + 64 * 1024  # the body plus the request's fields
+        grpc_server = grpc.aio.server(
+            interceptors=[ApiErrorInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", message_limit),
+                ("grpc.max_send_message_length", settings.max_response_bytes + 64 * 1024),
+            ],
+        )
+        for descriptor, servicer, add in services:
+            add(servicer, grpc_server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+        names = [d.full_name for d, _, _ in services]
+        reflection.enable_server_reflection(
+            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            grpc_server,
+        )
+        grpc_port = grpc_server.add_insecure_port(settings.grpc_address)
+        await grpc_server.start()
+        for name in ["", *names]:
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+        # REST, on the same loop, from a socket we bind so port 0 works and is known.
+        host, port = _split_address(settings.http_address)
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        proxy = next(s for _, s, _ in services if isinstance(s, ProxyServicer))
+        app = build_app(
+            [(d, s) for d, s, _ in services],
+            raw_routes=rest_routes(proxy),
+            max_body_bytes=settings.max_request_bytes,
+        )
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        http_server = uvicorn.Server(config)
+        http_server.install_signal_handlers = lambda: None  # signals are ours (see cli.serve)
+        http_task = asyncio.create_task(http_server.serve(sockets=[sock]))
+        while not http_server.started:
+            if http_task.done():
+                http_task.result()  # raises what stopped it
+            await asyncio.sleep(0.01)
+        return cls(backend, grpc_server, http_server, http_task, grpc_port, sock.getsockname()[1])
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stops taking new calls, lets calls in flight finish (up to `grace` s), closes the store."""
+        self.http_server.should_exit = True
+        await asyncio.gather(self.grpc_server.stop(grace), self.http_task, return_exceptions=True)
+        await self.backend.upstream.forwarder.aclose()
+        await self.backend.upstream.pacer.aclose()
+        await self.store.close()

@@ -1,0 +1,112 @@
+"""What the servicers share: the backend they work against, and small protobuf helpers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import json
+from dataclasses import dataclass
+
+from google.protobuf import field_mask_pb2, json_format, struct_pb2, timestamp_pb2
+
+from headwater.auth import Auth
+from headwater.crypto import SecretBox
+from headwater.errors import invalid
+from headwater.store import Store
+from headwater.upstream.accounts import Accounts
+from headwater.upstream.catalogue import ProviderCatalogue
+from headwater.upstream.connected_users import ConnectedUsers
+from headwater.upstream.gateway import Upstream
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+@dataclass
+class Backend:
+    """Everything a servicer needs, built once by the server."""
+
+    store: Store
+    auth: Auth
+    catalogue: ProviderCatalogue
+    box: SecretBox
+    accounts: Accounts
+    connected_users: ConnectedUsers
+    upstream: Upstream
+
+
+# --- protobuf <-> Python ---------------------------------------------------------------------
+
+
+def timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value.replace(tzinfo=datetime.UTC))
+    return ts
+
+
+def struct(value: dict | None) -> struct_pb2.Struct | None:
+    if value is None:
+        return None
+    s = struct_pb2.Struct()
+    s.update(value)
+    return s
+
+
+def struct_dict(message, field: str) -> dict | None:
+    """The Struct field as a dict, or None when unset."""
+    if not message.HasField(field):
+        return None
+    return json_format.MessageToDict(getattr(message, field))
+
+
+def update_paths(mask: field_mask_pb2.FieldMask, message) -> list[str]:
+    """The fields an update changes: the mask's paths, or else the fields set in the message."""
+    if mask.paths:
+        return list(mask.paths)
+    return [field.name for field, _ in message.ListFields()]
+
+
+# --- pagination --------------------------------------------------------------------------------
+
+
+def page_size(request) -> int:
+    if request.page_size < 0:
+        raise invalid("page_size", "must not be negative")
+    return min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def paginate(query, model, request) -> tuple[list, str]:
+    """One page of `query` in (created_at, id) order, and the token of the next page ("" at the end).
+
+    The token is the position after the page's last row, so rows inserted meanwhile are neither
+    skipped nor repeated.
+    """
+    size = page_size(request)
+    if request.page_token:
+        created_at, row_id = _decode_page_token(request.page_token)
+        query = query.where(
+            (model.created_at > created_at) | ((model.created_at == created_at) & (model.id > row_id))
+        )
+    rows = list(query.order_by(model.created_at, model.id).limit(size + 1))
+    if len(rows) <= size:
+        return rows, ""
+    rows = rows[:size]
+    last = rows[-1]
+    return rows, _encode_page_token(last.created_at, last.id)
+
+
+def _encode_page_token(created_at: datetime.datetime, row_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), row_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_page_token(token: str) -> tuple[datetime.datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        created_at, row_id = json.loads(raw)
+        return datetime.datetime.fromisoformat(created_at), str(row_id)
+    except (binascii.Error, ValueError, TypeError):
+        raise invalid("page_token", "is not a next_page_token this server issued") from None

@@ -1,0 +1,212 @@
+"""CredentialService: provider accounts, their secrets encrypted at rest and never shown."""
+
+from __future__ import annotations
+
+import json
+
+from headwater.crypto import SECRET_MASK
+from headwater.errors import failed_precondition, invalid, not_found, raise_if_invalid
+from headwater.services._common import (
+    Backend,
+    paginate,
+    struct,
+    struct_dict,
+    timestamp,
+    update_paths,
+)
+from headwater.store import Credential, Sync, utcnow
+from headwater.upstream.catalogue import BASE_URL_PROPERTY, ProviderCatalogue
+from headwater.v1 import credential_pb2, credential_pb2_grpc
+
+# Fields a caller may set; the rest of Credential is output only.
+UPDATABLE = {"properties", "oauth_app_id", "metadata", "external_id"}
+OUTPUT_ONLY = {"id", "org_id", "oauth_app", "created_at", "updated_at"}
+
+
+class CredentialInput:
+    """A credential as validated from a request: which kind, which properties are secret."""
+
+    def __init__(self, provider: str, kind: str, properties: dict, secret_names: tuple[str, ...]):
+        self.provider = provider
+        self.kind = kind
+        self.secrets = {k: v for k, v in properties.items() if k in secret_names}
+        # Stored in the clear with each secret replaced by the mask, so showing needs no key.
+        self.public = {k: (SECRET_MASK if k in secret_names else v) for k, v in properties.items()}
+
+
+def check_properties(
+    catalogue: ProviderCatalogue, provider: str, properties: dict | None, field: str
+) -> tuple[CredentialInput | None, list[tuple[str, str]]]:
+    """Validates `properties` for a credential of `provider`; returns it and the violations."""
+    spec = catalogue.provider(provider)
+    if spec is None:
+        return None, []  # the caller reports the provider itself
+    if properties is None:
+        return None, [(field, "is required, with at least `kind`")]
+    kind = properties.get("kind")
+    kinds = ", ".join(sorted(spec.credential_kinds))
+    if not kind:
+        return None, [(f"{field}.kind", f"is required; for {provider} one of: {kinds}")]
+    if kind not in spec.credential_kinds:
+        return None, [(f"{field}.kind", f"{kind!r} is not a credential kind of {provider}; use one of: {kinds}")]
+    kind_spec = spec.credential_kinds[kind]
+    violations = [
+        (f"{field}.{name}", f"is required for kind {kind}")
+        for name in kind_spec.required
+        if properties.get(name) in (None, "")
+    ]
+    for name in (BASE_URL_PROPERTY, "token_url"):
+        url = properties.get(name)
+        if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+            violations.append((f"{field}.{name}", "must be an http:// or https:// URL"))
+    return CredentialInput(provider, kind, properties, kind_spec.secret), violations
+
+
+def new_credential(backend: Backend, org_id: str, checked: CredentialInput, message) -> Credential:
+    """Inserts a validated credential (inside the caller's transaction)."""
+    return Credential.create(
+        org=org_id,
+        provider=checked.provider,
+        kind=checked.kind,
+        properties=checked.public,
+        secrets=backend.box.encrypt(json.dumps(checked.secrets)),
+        oauth_app_id=message.oauth_app_id,
+        metadata=struct_dict(message, "metadata"),
+        external_id=message.external_id,
+    )
+
+
+def credential_to_proto(row: Credential) -> credential_pb2.Credential:
+    return credential_pb2.Credential(
+        id=row.id,
+        org_id=row.org_id,
+        provider=row.provider,
+        properties=struct(row.properties),
+        oauth_app_id=row.oauth_app_id,
+        oauth_app=credential_pb2.OAuthApp(id=row.oauth_app_id) if row.oauth_app_id else None,
+        metadata=struct(row.metadata),
+        external_id=row.external_id,
+        created_at=timestamp(row.created_at),
+        updated_at=timestamp(row.updated_at),
+    )
+
+
+def get_credential(org_id: str, credential_id: str) -> Credential:
+    row = Credential.get_or_none((Credential.id == credential_id) & (Credential.org == org_id))
+    if row is None:
+        raise not_found("credential", credential_id)
+    return row
+
+
+class CredentialServicer(credential_pb2_grpc.CredentialServiceServicer):
+    def __init__(self, backend: Backend):
+        self.backend = backend
+
+    async def CreateCredential(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+        message = request.credential
+        provider = message.provider
+        if not provider:
+            raise invalid("credential.provider", "is required")
+        if self.backend.catalogue.provider(provider) is None:
+            raise invalid("credential.provider", f"unknown provider {provider!r}")
+        checked, violations = check_properties(
+            self.backend.catalogue, provider, struct_dict(message, "properties"), "credential.properties"
+        )
+        raise_if_invalid(violations)
+
+        row = await self.backend.store.run(new_credential, self.backend, org_id, checked, message)
+        return credential_pb2.CreateCredentialResponse(credential=credential_to_proto(row))
+
+    async def GetCredential(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+        row = await self.backend.store.run(get_credential, org_id, request.id)
+        return credential_pb2.GetCredentialResponse(credential=credential_to_proto(row))
+
+    async def ListCredentials(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+
+        def page():
+            query = Credential.select().where(Credential.org == org_id)
+            if request.provider:
+                query = query.where(Credential.provider == request.provider)
+            if request.external_id:
+                query = query.where(Credential.external_id == request.external_id)
+            return paginate(query, Credential, request)
+
+        rows, next_token = await self.backend.store.run(page)
+        return credential_pb2.ListCredentialsResponse(
+            data=[credential_to_proto(r) for r in rows], next_page_token=next_token
+        )
+
+    async def UpdateCredential(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+        message = request.credential
+        paths = update_paths(request.update_mask, message)
+        for path in paths:
+            top = path.split(".")[0]
+            if top == "provider" and message.provider:
+                continue  # checked against the stored value below
+            if top in OUTPUT_ONLY:
+                raise invalid(f"credential.{top}", "is output only")
+            if top not in UPDATABLE and top != "provider":
+                raise invalid(f"credential.{top}", "is not a field of Credential")
+        tops = {p.split(".")[0] for p in paths}
+
+        def update():
+            row = get_credential(org_id, request.id)
+            if "provider" in tops and message.provider != row.provider:
+                raise invalid("credential.provider", "cannot change; create a new credential instead")
+            if "properties" in tops:
+                self._merge_properties(row, struct_dict(message, "properties") or {})
+            if "oauth_app_id" in tops:
+                row.oauth_app_id = message.oauth_app_id
+            if "metadata" in tops:
+                row.metadata = struct_dict(message, "metadata")
+            if "external_id" in tops:
+                row.external_id = message.external_id
+            row.updated_at = utcnow()
+            row.save()
+            return row
+
+        row = await self.backend.store.run(update)
+        self.backend.accounts.forget()
+        return credential_pb2.UpdateCredentialResponse(credential=credential_to_proto(row))
+
+    def _merge_properties(self, row: Credential, changes: dict) -> None:
+        """PATCH semantics inside `properties`: keys sent replace, `null` removes, others stay.
+
+        A secret sent back as "***********" (as a GET shows it) keeps its stored value.
+        """
+        secrets = json.loads(self.backend.box.decrypt(row.secrets))
+        merged = {**row.properties, **secrets}
+        for key, value in changes.items():
+            if value is None:
+                merged.pop(key, None)
+            elif value != SECRET_MASK:
+                merged[key] = value
+        checked, violations = check_properties(
+            self.backend.catalogue, row.provider, merged, "credential.properties"
+        )
+        raise_if_invalid(violations)
+        row.kind = checked.kind
+        row.properties = checked.public
+        row.secrets = self.backend.box.encrypt(json.dumps(checked.secrets))
+
+    async def DeleteCredential(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+
+        def delete():
+            row = get_credential(org_id, request.id)
+            users = [s.id for s in Sync.select(Sync.id).where(Sync.credential == row.id).limit(5)]
+            if users:
+                raise failed_precondition(
+                    f"credential {row.id} is used by sync(s) {', '.join(users)}; "
+                    "delete those syncs first"
+                )
+            row.delete_instance()
+
+        await self.backend.store.run(delete)
+        self.backend.accounts.forget()
+        return credential_pb2.DeleteCredentialResponse(id=request.id, deleted=True)
+

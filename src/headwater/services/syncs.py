@@ -1,0 +1,272 @@
+"""SyncService: which provider account feeds which collections into which stream, how fast."""
+
+from __future__ import annotations
+
+from headwater.errors import invalid, not_found, raise_if_invalid
+from headwater.services._common import Backend, paginate, struct, struct_dict, timestamp, update_paths
+from headwater.services.credentials import (
+    check_properties,
+    credential_to_proto,
+    new_credential,
+)
+from headwater.store import Credential, Stream, Sync, utcnow
+from headwater.v1 import common_pb2, sync_pb2, sync_pb2_grpc
+
+STATUSES = ("active", "disabled")
+SYNC_FREQUENCIES = ("continuous", "4h")
+HEALTH_STATUSES = ("healthy", "degraded", "error")
+
+UPDATABLE = {
+    "name", "status", "collection_ids", "rate_limit", "max_age_days", "sync_frequency",
+    "metadata", "external_id",
+}
+# May appear in an update only with the value the sync already has.
+FIXED = {"provider", "stream_id", "credential_id"}
+OUTPUT_ONLY = {"id", "org_id", "health", "initial_backfill_completed_at", "created_at", "updated_at"}
+
+
+def sync_to_proto(row: Sync, credential: Credential) -> sync_pb2.Sync:
+    return sync_pb2.Sync(
+        id=row.id,
+        provider=row.provider,
+        stream_id=row.stream_id,
+        name=row.name,
+        status=row.status,
+        org_id=row.org_id,
+        health=sync_pb2.SyncHealth(
+            status=row.health_status,
+            sync_id=row.id,
+            last_error=row.health_last_error,
+            last_error_at=timestamp(row.health_last_error_at),
+        ),
+        collection_ids=row.collection_ids,
+        rate_limit=common_pb2.RateLimit(
+            allowed_requests=row.rate_allowed_requests,
+            interval=row.rate_interval,
+            max_concurrent_requests=row.rate_max_concurrent,
+        ),
+        credential_id=row.credential_id,
+        credential=credential_to_proto(credential),
+        max_age_days=row.max_age_days,
+        sync_frequency=row.sync_frequency,
+        initial_backfill_completed_at=timestamp(row.initial_backfill_completed_at),
+        metadata=struct(row.metadata),
+        external_id=row.external_id,
+        created_at=timestamp(row.created_at),
+        updated_at=timestamp(row.updated_at),
+    )
+
+
+# --- validation: plain functions returning (field, description) pairs --------------------------
+
+
+def check_collections(backend: Backend, provider: str, collection_ids) -> list[tuple[str, str]]:
+    if not collection_ids:
+        return [("sync.collection_ids", f"is required: at least one collection of {provider}")]
+    violations = []
+    for i, collection_id in enumerate(collection_ids):
+        field = f"sync.collection_ids[{i}]"
+        if not collection_id.startswith(f"{provider}:"):
+            violations.append((field, f"{collection_id!r} is not a collection of {provider}"))
+        elif backend.catalogue.collection(collection_id) is None:
+            known = ", ".join(sorted(backend.catalogue.provider(provider).collections)) or "none"
+            violations.append(
+                (field, f"{collection_id!r} is not in the catalogue; {provider} has: {known}")
+            )
+    if len(set(collection_ids)) != len(collection_ids):
+        violations.append(("sync.collection_ids", "lists a collection twice"))
+    return violations
+
+
+def check_settings(message: sync_pb2.Sync, paths: set[str]) -> list[tuple[str, str]]:
+    """The plain-value fields, where `paths` says they are being set."""
+    violations = []
+    if "status" in paths and message.status not in STATUSES:
+        violations.append(("sync.status", f"must be one of {', '.join(STATUSES)}"))
+    if "sync_frequency" in paths and message.sync_frequency not in SYNC_FREQUENCIES:
+        violations.append(("sync.sync_frequency", f"must be one of {', '.join(SYNC_FREQUENCIES)}"))
+    if "max_age_days" in paths and message.HasField("max_age_days") and message.max_age_days < 1:
+        violations.append(("sync.max_age_days", "must be at least 1 day (leave it unset for no limit)"))
+    rate_paths = {p for p in paths if p.split(".")[0] == "rate_limit"}
+    rate = message.rate_limit
+    for sub, minimum in (("allowed_requests", 1), ("interval", 1), ("max_concurrent_requests", 0)):
+        if ("rate_limit" in rate_paths or f"rate_limit.{sub}" in rate_paths) and getattr(rate, sub) < minimum:
+            rule = "a positive number" if minimum else "zero (no cap) or a positive number"
+            violations.append((f"sync.rate_limit.{sub}", f"must be {rule}"))
+    return violations
+
+
+def get_sync(org_id: str, sync_id: str) -> Sync:
+    row = Sync.get_or_none((Sync.id == sync_id) & (Sync.org == org_id))
+    if row is None:
+        raise not_found("sync", sync_id)
+    return row
+
+
+class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
+    def __init__(self, backend: Backend):
+        self.backend = backend
+
+    async def CreateSync(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+        message = request.sync
+        backend = self.backend
+
+        # Everything that needs no database, all reported at once.
+        violations = []
+        provider = backend.catalogue.provider(message.provider)
+        if not message.provider:
+            violations.append(("sync.provider", "is required"))
+        elif provider is None:
+            known = ", ".join(sorted(backend.catalogue.providers))
+            violations.append(("sync.provider", f"unknown provider {message.provider!r}; use one of: {known}"))
+        if not message.stream_id:
+            violations.append(("sync.stream_id", "is required: create a stream first (POST /v1/streams)"))
+        has_inline = message.HasField("credential")
+        if has_inline == bool(message.credential_id):
+            violations.append(("sync.credential", "give exactly one of `credential` or `credential_id`"))
+        checked = None
+        if provider is not None:
+            violations += check_collections(backend, provider.key, message.collection_ids)
+            if has_inline:
+                if message.credential.provider not in ("", provider.key):
+                    violations.append(("sync.credential.provider", f"must be {provider.key}, the sync's provider"))
+                checked, more = check_properties(
+                    backend.catalogue, provider.key, struct_dict(message.credential, "properties"),
+                    "sync.credential.properties",
+                )
+                violations += more
+        settings = sync_pb2.Sync()
+        settings.CopyFrom(message)
+        settings.status = message.status or "active"
+        settings.sync_frequency = message.sync_frequency or "continuous"
+        given = {"status", "sync_frequency", "max_age_days"} | ({"rate_limit"} if message.HasField("rate_limit") else set())
+        violations += check_settings(settings, given)
+        raise_if_invalid(violations)
+
+        rate = message.rate_limit if message.HasField("rate_limit") else provider.default_rate_limit
+
+        # Then, in one transaction, the checks against stored rows and the writes.
+        def create():
+            if not Stream.select().where((Stream.id == message.stream_id) & (Stream.org == org_id)).exists():
+                raise invalid("sync.stream_id", f"no stream {message.stream_id!r} in this organisation")
+            if has_inline:
+                credential = new_credential(backend, org_id, checked, message.credential)
+            else:
+                credential = Credential.get_or_none(
+                    (Credential.id == message.credential_id) & (Credential.org == org_id)
+                )
+                if credential is None:
+                    raise invalid("sync.credential_id", f"no credential {message.credential_id!r} in this organisation")
+                if credential.provider != provider.key:
+                    raise invalid("sync.credential_id", f"is a {credential.provider} credential, not {provider.key}")
+            row = Sync.create(
+                org=org_id,
+                provider=provider.key,
+                stream=message.stream_id,
+                credential=credential,
+                name=message.name,
+                status=settings.status,
+                collection_ids=list(message.collection_ids),
+                rate_allowed_requests=rate.allowed_requests,
+                rate_interval=rate.interval,
+                rate_max_concurrent=rate.max_concurrent_requests,
+                max_age_days=message.max_age_days if message.HasField("max_age_days") else None,
+                sync_frequency=settings.sync_frequency,
+                metadata=struct_dict(message, "metadata"),
+                external_id=message.external_id,
+            )
+            return row, credential
+
+        row, credential = await backend.store.run(create)
+        backend.accounts.forget()  # the credential's budget now includes this sync's rate limit
+        return sync_pb2.CreateSyncResponse(sync=sync_to_proto(row, credential))
+
+    async def GetSync(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+
+        def get():
+            row = get_sync(org_id, request.id)
+            return row, Credential.get_by_id(row.credential_id)
+
+        row, credential = await self.backend.store.run(get)
+        return sync_pb2.GetSyncResponse(sync=sync_to_proto(row, credential))
+
+    async def ListSyncs(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+        health = request.health.status
+        if health and health not in HEALTH_STATUSES:
+            raise invalid("health.status", f"must be one of {', '.join(HEALTH_STATUSES)}")
+
+        def page():
+            query = Sync.select(Sync, Credential).join(Credential).where(Sync.org == org_id)
+            for column, value in (
+                (Sync.external_id, request.external_id),
+                (Sync.provider, request.provider),
+                (Sync.name, request.name),
+                (Sync.health_status, health),
+            ):
+                if value:
+                    query = query.where(column == value)
+            return paginate(query, Sync, request)
+
+        rows, next_token = await self.backend.store.run(page)
+        return sync_pb2.ListSyncsResponse(
+            data=[sync_to_proto(r, r.credential) for r in rows], next_page_token=next_token
+        )
+
+    async def UpdateSync(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+        message = request.sync
+        paths = set(update_paths(request.update_mask, message))
+        tops = {p.split(".")[0] for p in paths}
+        violations = []
+        for top in sorted(tops):
+            if top == "credential":
+                violations.append(
+                    ("sync.credential", "cannot change through the sync; update it with PATCH /v1/credentials/{id}")
+                )
+            elif top in OUTPUT_ONLY:
+                violations.append((f"sync.{top}", "is output only"))
+            elif top not in UPDATABLE | FIXED:
+                violations.append((f"sync.{top}", "is not a field of Sync"))
+        violations += check_settings(message, paths)
+        raise_if_invalid(violations)
+
+        def update():
+            row = get_sync(org_id, request.id)
+            for field in sorted(FIXED & tops):
+                if getattr(message, field) != getattr(row, field):
+                    raise invalid(f"sync.{field}", "cannot change; create a new sync instead")
+            if "collection_ids" in tops:
+                raise_if_invalid(check_collections(self.backend, row.provider, message.collection_ids))
+                row.collection_ids = list(message.collection_ids)
+            for field in ("name", "status", "sync_frequency", "external_id"):
+                if field in tops:
+                    setattr(row, field, getattr(message, field))
+            if "max_age_days" in tops:
+                row.max_age_days = message.max_age_days if message.HasField("max_age_days") else None
+            if "metadata" in tops:
+                row.metadata = struct_dict(message, "metadata")
+            rate = message.rate_limit
+            for sub, column in (
+                ("allowed_requests", "rate_allowed_requests"),
+                ("interval", "rate_interval"),
+                ("max_concurrent_requests", "rate_max_concurrent"),
+            ):
+                if "rate_limit" in paths or f"rate_limit.{sub}" in paths:
+                    setattr(row, column, getattr(rate, sub))
+            row.updated_at = utcnow()
+            row.save()
+            return row, Credential.get_by_id(row.credential_id)
+
+        row, credential = await self.backend.store.run(update)
+        self.backend.accounts.forget()  # its rate limit may have changed
+        return sync_pb2.UpdateSyncResponse(sync=sync_to_proto(row, credential))
+
+    async def DeleteSync(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+        await self.backend.store.run(lambda: get_sync(org_id, request.id).delete_instance())
+        self.backend.accounts.forget()
+        return sync_pb2.DeleteSyncResponse(id=request.id, deleted=True)
+

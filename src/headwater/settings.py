@@ -1,0 +1,100 @@
+"""Settings, read once from the environment.
+
+| variable                   | default                         | meaning                                      |
+|----------------------------|---------------------------------|----------------------------------------------|
+| HEADWATER_DATABASE_URL     | sqlite:///<data dir>/headwater.db | `sqlite:///path` or `postgresql://...`      |
+| HEADWATER_DATA_DIR         | ./data                          | where the default SQLite file and key live   |
+| HEADWATER_SECRET_KEY       | generated into <data dir>/secret.key for SQLite | Fernet key encrypting secrets |
+| HEADWATER_GRPC_ADDRESS     | 127.0.0.1:50051                 | gRPC listen address                          |
+| HEADWATER_HTTP_ADDRESS     | 127.0.0.1:8080                  | REST listen address                          |
+| HEADWATER_REDIS_URL        | (unset: in-process pacer)       | shared rate limiter for several replicas     |
+| HEADWATER_ALLOW_PRIVATE_NETWORKS | false                     | let the proxy call loopback/private addresses |
+| HEADWATER_MAX_REQUEST_BYTES  | 10485760 (10 MiB)             | largest request body accepted                 |
+| HEADWATER_MAX_RESPONSE_BYTES | 52428800 (50 MiB)             | largest upstream answer body passed on        |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    secret_key: bytes
+    grpc_address: str = "127.0.0.1:50051"
+    http_address: str = "127.0.0.1:8080"
+    redis_url: str | None = None
+    allow_private_networks: bool = False
+    max_request_bytes: int = 10 * 2**20
+    max_response_bytes: int = 50 * 2**20
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        data_dir = Path(env.get("HEADWATER_DATA_DIR", "data"))
+        database_url = env.get("HEADWATER_DATABASE_URL") or f"sqlite:///{data_dir / 'headwater.db'}"
+        return cls(
+            database_url=database_url,
+            secret_key=_secret_key(env, database_url),
+            grpc_address=env.get("HEADWATER_GRPC_ADDRESS", "127.0.0.1:50051"),
+            http_address=env.get("HEADWATER_HTTP_ADDRESS", "127.0.0.1:8080"),
+            redis_url=env.get("HEADWATER_REDIS_URL") or None,
+            allow_private_networks=_flag(env, "HEADWATER_ALLOW_PRIVATE_NETWORKS"),
+            max_request_bytes=_int(env, "HEADWATER_MAX_REQUEST_BYTES", 10 * 2**20),
+            max_response_bytes=_int(env, "HEADWATER_MAX_RESPONSE_BYTES", 50 * 2**20),
+        )
+
+
+def _flag(env: dict[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ConfigError(f"{name} must be true or false, not {value!r}")
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"{name} must be positive")
+    return number
+
+
+def _secret_key(env: dict[str, str], database_url: str) -> bytes:
+    """The key from the environment; for a SQLite file, a key generated once beside it."""
+    if env.get("HEADWATER_SECRET_KEY"):
+        key = env["HEADWATER_SECRET_KEY"].encode()
+        try:
+            Fernet(key)
+        except ValueError as exc:
+            raise ConfigError(
+                "HEADWATER_SECRET_KEY must be a Fernet key (32 url-safe base64-encoded bytes); "
+                "make one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+            ) from exc
+        return key
+    if not database_url.startswith("sqlite:///"):
+        raise ConfigError("HEADWATER_SECRET_KEY is required with a non-SQLite database")
+    db_path = Path(database_url.removeprefix("sqlite:///"))
+    key_path = db_path.parent / (db_path.name + ".key")
+    if not key_path.exists():
+        key_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(Fernet.generate_key())
+    return key_path.read_bytes().strip()

@@ -1,0 +1,86 @@
+"""Opening the database, migrating it, and running units of work on the event loop.
+
+    store = Store.open("sqlite:///data/headwater.db")
+    await store.migrate()
+    sync = await store.run(lambda: Sync.get_by_id(sync_id))   # one transaction, loop never blocked
+
+`Store.run` executes ordinary synchronous Peewee code inside a transaction through
+playhouse.pwasyncio's greenlet bridge: each query suspends the greenlet while aiosqlite or asyncpg
+does the I/O, so the event loop keeps serving other requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlparse
+
+from playhouse.migrations import Runner
+from playhouse.pwasyncio import AsyncPostgresqlDatabase, AsyncSqliteDatabase
+
+from headwater.store.models import database
+
+T = TypeVar("T")
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",  # readers never wait for the writer
+    "synchronous": "normal",  # durable across process crashes; WAL makes this safe
+    "foreign_keys": 1,
+    "busy_timeout": 10000,  # writers queue instead of failing with "database is locked"
+}
+
+
+def open_database(url: str):
+    """`sqlite:///relative/path.db`, `sqlite:////absolute/path.db`, or `postgresql://...`."""
+    scheme = urlparse(url).scheme
+    if scheme == "sqlite":
+        path = url.removeprefix("sqlite:///")
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return AsyncSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10)
+    if scheme in ("postgresql", "postgres"):
+        return AsyncPostgresqlDatabase(url)
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
+
+
+class Store:
+    def __init__(self, db):
+        self.db = db
+        database.initialize(db)
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        return cls(open_database(url))
+
+    @property
+    def is_postgres(self) -> bool:
+        return isinstance(self.db, AsyncPostgresqlDatabase)
+
+    async def migrate(self) -> list[str]:
+        """Applies the migrations not yet applied; returns their names."""
+
+        def up():
+            runner = Runner(self.db, directory=str(MIGRATIONS_DIR))
+            before = set(runner.applied())
+            runner.up()
+            return sorted(set(runner.applied()) - before)
+
+        return await self.db.run(up)
+
+    async def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        """Runs synchronous Peewee code in one transaction and releases the connection."""
+
+        def in_transaction():
+            with self.db.atomic():
+                return fn(*args, **kwargs)
+
+        try:
+            return await self.db.run(in_transaction)
+        finally:
+            await self.db.aclose()
+
+    async def close(self) -> None:
+        await self.db.close_pool()

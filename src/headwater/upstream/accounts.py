@@ -1,0 +1,145 @@
+"""Upstream accounts: a credential made ready for calls (auth, base URL, permitted hosts, budget).
+
+    account = await accounts.for_sync(org_id, sync_id)
+    headers, query = account.authorize(headers, query)
+
+Resolving an account reads the credential, decrypts its secrets and works out its budget; the
+proxy does this on every call, so answers are cached for `ttl` seconds (2 by default). Changes
+made through this process are seen at once (`forget`); changes made on another replica within
+`ttl` seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlsplit
+
+from headwater.crypto import SecretBox
+from headwater.errors import not_found
+from headwater.store import Credential, Store, Sync
+from headwater.upstream.catalogue import BASE_URL_PROPERTY, CredentialKind, Provider, ProviderCatalogue
+from headwater.upstream.pacer import Budget
+from headwater.upstream.requests import UnsafeRequest
+
+# A custom credential lists further hosts its fully-qualified proxied URLs may name.
+PERMITTED_HOSTS_PROPERTY = "permitted_hosts"
+
+
+@dataclass(frozen=True)
+class UpstreamAccount:
+    credential_id: str
+    org_id: str
+    provider: Provider
+    kind: CredentialKind
+    budget: Budget
+    # Every property, secrets included: never log or show it.
+    properties: dict = field(repr=False)
+
+    @property
+    def base_url(self) -> str:
+        for name in (BASE_URL_PROPERTY, self.kind.base_url_property):
+            if name and self.properties.get(name):
+                return str(self.properties[name])
+        if not self.provider.base_url:
+            raise UnsafeRequest(f"credential {self.credential_id} has no base_url")
+        return self.provider.base_url
+
+    @property
+    def permitted_hosts(self) -> tuple[str, ...]:
+        extra = self.properties.get(PERMITTED_HOSTS_PROPERTY) or []
+        own = urlsplit(self.base_url).hostname
+        return (*self.provider.permitted_hosts, *([own] if own else []), *extra)
+
+    def authorize(self, headers: list[tuple[str, str]], query: str) -> tuple[list[tuple[str, str]], str]:
+        """The request's headers and query with this credential's auth and the provider's
+        required headers added (a header the caller sent wins over a provider default, but
+        `Accept: */*`, what HTTP clients send by default, states no preference)."""
+        defaults = {name.lower(): (name, value) for name, value in self.provider.headers.items()}
+        if "accept" in defaults:
+            headers = [(n, v) for n, v in headers if not (n.lower() == "accept" and v.strip() == "*/*")]
+        sent = {name.lower() for name, _ in headers}
+        headers = headers + [pair for key, pair in defaults.items() if key not in sent]
+        auth = self.kind.auth
+        kind = auth.get("type", "none")
+        props = self.properties
+        if kind == "bearer":
+            headers.append(("Authorization", f"Bearer {props[auth['property']]}"))
+        elif kind == "basic":
+            pair = f"{props[auth['username']]}:{props[auth['password']]}".encode()
+            headers.append(("Authorization", "Basic " + base64.b64encode(pair).decode()))
+        elif kind == "header":
+            name = auth.get("name") or props[auth["name_property"]]
+            headers.append((name, str(props[auth["property"]])))
+        elif kind == "query":
+            name = auth.get("name") or props[auth["name_property"]]
+            param = f"{quote(str(name), safe='')}={quote(str(props[auth['property']]), safe='')}"
+            query = f"{query}&{param}" if query else param
+        return headers, query
+
+
+def credential_budget(provider: Provider, syncs: list[Sync]) -> Budget:
+    """One budget per credential: the strictest rate limit among its syncs, else the provider's."""
+    if not syncs:
+        d = provider.default_rate_limit
+        return Budget(d.allowed_requests, d.interval, d.max_concurrent_requests)
+    strictest = min(syncs, key=lambda s: s.rate_allowed_requests / s.rate_interval)
+    caps = [s.rate_max_concurrent for s in syncs if s.rate_max_concurrent > 0]
+    return Budget(strictest.rate_allowed_requests, strictest.rate_interval, min(caps) if caps else 0)
+
+
+class Accounts:
+    def __init__(self, store: Store, box: SecretBox, catalogue: ProviderCatalogue, ttl: float = 2.0):
+        self.store = store
+        self.box = box
+        self.catalogue = catalogue
+        self.ttl = ttl
+        self._cache: dict[tuple, tuple[float, UpstreamAccount]] = {}
+
+    def forget(self) -> None:
+        """Drops every cached account (after a credential or sync changes in this process)."""
+        self._cache.clear()
+
+    async def for_sync(self, org_id: str, sync_id: str) -> UpstreamAccount:
+        return await self._cached(("sync", org_id, sync_id), self._load_for_sync, org_id, sync_id)
+
+    async def for_credential(self, org_id: str, credential_id: str) -> UpstreamAccount:
+        return await self._cached(("credential", org_id, credential_id), self._load, org_id, credential_id)
+
+    async def reload(self, org_id: str, credential_id: str) -> UpstreamAccount:
+        """The account as stored now, bypassing the cache."""
+        return await self.store.run(self._load, org_id, credential_id)
+
+    async def _cached(self, key, load, *args):
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit and hit[0] > now:
+            return hit[1]
+        account = await self.store.run(load, *args)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (now + self.ttl, account)
+        return account
+
+    def _load_for_sync(self, org_id: str, sync_id: str) -> UpstreamAccount:
+        sync = Sync.get_or_none((Sync.id == sync_id) & (Sync.org == org_id))
+        if sync is None:
+            raise not_found("sync", sync_id)
+        return self._load(org_id, sync.credential_id)
+
+    def _load(self, org_id: str, credential_id: str) -> UpstreamAccount:
+        row = Credential.get_or_none((Credential.id == credential_id) & (Credential.org == org_id))
+        if row is None:
+            raise not_found("credential", credential_id)
+        provider = self.catalogue.provider(row.provider)
+        syncs = list(Sync.select().where(Sync.credential == row.id))
+        return UpstreamAccount(
+            credential_id=row.id,
+            org_id=row.org_id,
+            provider=provider,
+            kind=provider.credential_kinds[row.kind],
+            budget=credential_budget(provider, syncs),
+            properties={**row.properties, **json.loads(self.box.decrypt(row.secrets))},
+        )

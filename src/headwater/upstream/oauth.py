@@ -1,0 +1,127 @@
+"""OAuth2 token refresh: before the access token expires, and once when the upstream answers 401.
+
+A credential can be refreshed when it has a `refresh_token` property; the token endpoint is its
+`token_url` property or its provider's `oauth_token_url`, and `client_id` / `client_secret` are
+sent when the credential has them. The new tokens are stored encrypted like every secret, with
+`expires_at` (seconds since the epoch) from the answer's `expires_in`.
+
+One refresh at a time per credential: concurrent callers wait for the refresh in flight and use
+its result instead of starting their own (providers that rotate refresh tokens invalidate the old
+one on first use, so a second refresh would fail).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from urllib.parse import urlencode
+
+import grpc
+
+from headwater.crypto import SECRET_MASK, SecretBox
+from headwater.errors import ApiError
+from headwater.store import Credential, Store, utcnow
+from headwater.upstream.accounts import Accounts, UpstreamAccount
+from headwater.upstream.forwarder import Forwarder, UpstreamError, UpstreamRequest
+
+log = logging.getLogger("headwater.oauth")
+
+# Refresh this long before the access token expires.
+EXPIRY_MARGIN_SECONDS = 60
+REFRESH_TIMEOUT_SECONDS = 15
+
+
+def can_refresh(account: UpstreamAccount) -> bool:
+    return bool(account.properties.get("refresh_token")) and bool(token_url(account))
+
+
+def token_url(account: UpstreamAccount) -> str | None:
+    return account.properties.get("token_url") or account.provider.oauth_token_url
+
+
+def expiring(account: UpstreamAccount) -> bool:
+    expires_at = account.properties.get("expires_at")
+    return isinstance(expires_at, (int, float)) and expires_at - EXPIRY_MARGIN_SECONDS <= time.time()
+
+
+def access_token(account: UpstreamAccount) -> str | None:
+    return account.properties.get(account.kind.auth.get("property", ""))
+
+
+class TokenRefresher:
+    def __init__(self, store: Store, box: SecretBox, accounts: Accounts, forwarder: Forwarder):
+        self.store = store
+        self.box = box
+        self.accounts = accounts
+        self.forwarder = forwarder
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def fresh(self, account: UpstreamAccount, *, rejected: bool = False) -> UpstreamAccount:
+        """The account with a usable access token: refreshed if it is expiring, or if the
+        upstream just `rejected` it (401). Returns the account unchanged when it cannot refresh."""
+        if not can_refresh(account) or not (rejected or expiring(account)):
+            return account
+        stale = access_token(account)
+        lock = self._locks.setdefault(account.credential_id, asyncio.Lock())
+        async with lock:
+            # Someone may have refreshed while we waited for the lock.
+            current = await self.accounts.reload(account.org_id, account.credential_id)
+            if access_token(current) != stale and not expiring(current):
+                return current
+            return await self._refresh(current)
+
+    async def _refresh(self, account: UpstreamAccount) -> UpstreamAccount:
+        props = account.properties
+        form = {"grant_type": "refresh_token", "refresh_token": props["refresh_token"]}
+        for name in ("client_id", "client_secret"):
+            if props.get(name):
+                form[name] = props[name]
+        name = account.provider.name
+        try:
+            response = await self.forwarder.send(UpstreamRequest(
+                method="POST",
+                url=token_url(account),
+                headers=[("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
+                body=urlencode(form).encode(),
+                timeout=REFRESH_TIMEOUT_SECONDS,
+            ))
+            answer = json.loads(response.body) if response.status == 200 else None
+        except (UpstreamError, ValueError):
+            answer = None
+            response = None
+        if not isinstance(answer, dict) or not answer.get("access_token"):
+            status = response.status if response is not None else "no answer"
+            # Never log the answer: it may carry tokens.
+            log.warning("token refresh failed for credential %s: %s", account.credential_id, status)
+            raise ApiError(
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"{name} rejected the credential's refresh token ({status}); reconnect the account",
+                http_status=401,
+            )
+
+        changes = {account.kind.auth["property"]: answer["access_token"]}
+        if answer.get("refresh_token"):
+            changes["refresh_token"] = answer["refresh_token"]
+        if isinstance(answer.get("expires_in"), (int, float)):
+            changes["expires_at"] = int(time.time() + answer["expires_in"])
+        if answer.get("instance_url") and account.kind.base_url_property == "instance_url":
+            changes["instance_url"] = answer["instance_url"]
+        await self.store.run(self._save, account, changes)
+        self.accounts.forget()
+        return await self.accounts.reload(account.org_id, account.credential_id)
+
+    def _save(self, account: UpstreamAccount, changes: dict) -> None:
+        row = Credential.get_by_id(account.credential_id)
+        secrets = json.loads(self.box.decrypt(row.secrets))
+        secret_names = set(account.kind.secret)
+        for key, value in changes.items():
+            if key in secret_names:
+                secrets[key] = value
+                row.properties = {**row.properties, key: SECRET_MASK}
+            else:
+                row.properties = {**row.properties, key: value}
+        row.secrets = self.box.encrypt(json.dumps(secrets))
+        row.updated_at = utcnow()
+        row.save()

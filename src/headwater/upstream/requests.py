@@ -1,0 +1,168 @@
+"""What may go upstream, and how URLs in answers point back at the proxy.
+
+Pure functions, no I/O: the proxy and the mutation code both build their upstream requests here.
+
+    url = upstream_url("https://api.github.com", "repos/o/r/issues", "state=open", hosts)
+    # "https://api.github.com/repos/o/r/issues?state=open"
+    upstream_url("https://api.github.com", "../admin", "", hosts)          # UnsafeRequest
+    upstream_url("https://api.github.com", "https://evil.example/x", "", hosts)  # HostNotPermitted
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from urllib.parse import unquote, urlsplit
+
+HOST_NOT_PERMITTED = "This domain is invalid for the current integration"
+
+# Hop-by-hop headers (RFC 9110 section 7.6.1) never cross a proxy, either way.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
+    "te", "trailer", "transfer-encoding", "upgrade",
+})
+# Not passed upstream: the caller's credentials for Headwater, cookies, what the client layer
+# sets itself, where the caller is, and our own control headers.
+DROPPED_REQUEST = HOP_BY_HOP | frozenset({
+    "authorization", "cookie", "host", "content-length", "forwarded", "x-forwarded-for",
+    "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "grpc-timeout", "x-paragon-use-raw-response",
+})
+DROPPED_REQUEST_PREFIXES = ("x-headwater-",)
+DROPPED_RESPONSE = HOP_BY_HOP | frozenset({"content-length"})
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class UnsafeRequest(ValueError):
+    """A request Headwater refuses to send (400)."""
+
+
+class HostNotPermitted(UnsafeRequest):
+    def __init__(self):
+        super().__init__(HOST_NOT_PERMITTED)
+
+
+def host_permitted(host: str, permitted: Iterable[str]) -> bool:
+    """Exact names, or `*.example.com` for any subdomain of example.com."""
+    host = host.lower().rstrip(".")
+    for pattern in permitted:
+        pattern = pattern.lower()
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def _check_path(path: str) -> None:
+    if _CONTROL.search(path):
+        raise UnsafeRequest("the path contains control characters")
+    for segment in path.split("/"):
+        # Percent-decoding twice catches "%252e%252e" as well as "%2e%2e" and "..".
+        decoded = unquote(unquote(segment))
+        if any(part in ("..", ".") for part in re.split(r"[/\\]", decoded)):
+            raise UnsafeRequest("the path may not contain '.' or '..' segments")
+
+
+def upstream_url(base_url: str, path: str, query: str, permitted_hosts: Iterable[str]) -> str:
+    """The absolute upstream URL for a proxied `path` (relative, or fully qualified) and query."""
+    if _CONTROL.search(query) or " " in query:
+        raise UnsafeRequest("the query string contains control characters or spaces")
+    scheme_match = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*):", path)
+    if scheme_match:
+        scheme = scheme_match.group(1).lower()
+        if scheme not in ("http", "https"):
+            raise UnsafeRequest(f"only http and https URLs can be proxied, not {scheme}:")
+        # Some clients and proxies collapse "https://" in a path to "https:/".
+        url = re.sub(r"^(https?):/+", r"\1://", path, flags=re.IGNORECASE)
+        parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+            raise UnsafeRequest("URLs with user information are not allowed")
+        if not parts.hostname or not host_permitted(parts.hostname, permitted_hosts):
+            raise HostNotPermitted()
+        _check_path(parts.path)
+        if query:
+            url = f"{url}&{query}" if parts.query else f"{url}?{query}"
+        return url
+    _check_path(path)
+    url = f"{base_url.rstrip('/')}/{path.lstrip('/')}" if path else base_url
+    return f"{url}?{query}" if query else url
+
+
+def check_header(name: str, value: str) -> None:
+    if not _TOKEN.match(name):
+        raise UnsafeRequest(f"invalid header name {name[:40]!r}")
+    if _CONTROL.sub("", value.replace("\t", "")) != value.replace("\t", ""):
+        raise UnsafeRequest(f"header {name} contains control characters")
+
+
+def outbound_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The caller's headers that go upstream: validated, minus auth, cookies and hop-by-hop ones."""
+    headers = list(headers)
+    named_in_connection = {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == "connection"
+        for token in value.split(",")
+    }
+    kept = []
+    for name, value in headers:
+        check_header(name, value)
+        lower = name.lower()
+        if lower in DROPPED_REQUEST or lower in named_in_connection or lower.startswith(DROPPED_REQUEST_PREFIXES):
+            continue
+        kept.append((name, value))
+    return kept
+
+
+def inbound_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The upstream's answer headers that go back to the caller."""
+    return [(n, v) for n, v in headers if n.lower() not in DROPPED_RESPONSE]
+
+
+class LinkRewriter:
+    """Points absolute upstream URLs back at the proxy route, so SDKs that follow `Link` and
+    `Location` (PyGithub, Stripe's auto-pagination) keep going through Headwater.
+
+        r = LinkRewriter("https://api.github.com", ["api.github.com"], "http://hw:8080/v1/proxy/sync/S/")
+        r.rewrite('<https://api.github.com/repos/o/r/issues?page=2>; rel="next"')
+        # '<http://hw:8080/v1/proxy/sync/S/repos/o/r/issues?page=2>; rel="next"'
+    """
+
+    _URL = re.compile(r"https?://[^\s<>\"',;]+", re.IGNORECASE)
+
+    def __init__(self, base_url: str, permitted_hosts: Iterable[str], proxy_base: str):
+        self.base_url = base_url.rstrip("/") + "/"
+        self.permitted_hosts = tuple(permitted_hosts)
+        self.proxy_base = proxy_base.rstrip("/") + "/"
+
+    def _one(self, match: re.Match) -> str:
+        url = match.group(0)
+        if url.lower().startswith(self.base_url.lower()):
+            return self.proxy_base + url[len(self.base_url):]
+        if url.rstrip("/").lower() == self.base_url.rstrip("/").lower():
+            return self.proxy_base
+        host = urlsplit(url).hostname
+        if host and host_permitted(host, self.permitted_hosts):
+            return self.proxy_base + url
+        return url
+
+    def rewrite(self, text: str) -> str:
+        return self._URL.sub(self._one, text)
+
+    def headers(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        return [
+            (n, self.rewrite(v) if n.lower() in ("link", "location", "content-location") else v)
+            for n, v in headers
+        ]
+
+    def json_body(self, body: bytes) -> bytes:
+        """URLs inside a JSON body (opt-in: a body is data, and rewriting it is a choice)."""
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return body  # not the JSON it claimed to be: pass it on untouched
+        # JSON may escape "/" as "\/"; rewrite the plain form, which is what APIs send.
+        return self.rewrite(text).encode()

@@ -1,0 +1,149 @@
+"""Upstream emulators: real HTTP servers on loopback that record what reaches them.
+
+`RecordingUpstream` answers by path, so one server plays every upstream behaviour a test needs:
+
+    /echo/...             200, JSON of what arrived (method, path, query, headers, body)
+    /slow?seconds=S       answers after S seconds
+    /status/CODE          that status; ?retry_after=N adds Retry-After; ?times=K only the first K
+                          calls (later ones 200), per path+query
+    /binary               256 bytes 0..255, application/octet-stream
+    /redirect             302 to {base}/echo/after-redirect
+    /paged?page=N         JSON page with a Link header of absolute "next" and "last" URLs
+    /text                 text/plain
+    /oauth/token          OAuth2 refresh: POST grant_type=refresh_token with the current refresh
+                          token gets a new access and refresh token (?delay=S answers slowly)
+    /protected            200 only with the access token issued last (else 401)
+    anything else         404
+
+`reset_server()` starts a TCP server that accepts and closes at once (a connection reset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+from collections import defaultdict
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+import uvicorn
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    query: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return next((v for n, v in self.headers if n == name.lower()), None)
+
+
+@dataclass
+class RecordingUpstream:
+    requests: list[Received] = field(default_factory=list)
+    port: int = 0
+    _calls: dict = field(default_factory=lambda: defaultdict(int))
+    # The OAuth2 state: what /oauth/token accepts and /protected wants.
+    refresh_token: str = "rt-0"
+    access_token: str = "at-0"
+    token_refreshes: int = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path = scope["path"]
+        query = scope["query_string"].decode()
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        self.requests.append(Received(scope["method"], path, query, headers, body))
+        status, out_headers, out_body = await self._answer(scope["method"], path, query, headers, body)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(k.encode(), v.encode()) for k, v in out_headers]})
+        await send({"type": "http.response.body", "body": out_body})
+
+    async def _answer(self, method, path, query, headers, body):
+        params = {k: v[0] for k, v in parse_qs(query).items()}
+        json_type = ("content-type", "application/json")
+        if path.startswith("/echo"):
+            echoed = {"method": method, "path": path, "query": query, "headers": headers,
+                      "body": base64.b64encode(body).decode()}
+            return 200, [json_type], json.dumps(echoed).encode()
+        if path == "/slow":
+            await asyncio.sleep(float(params.get("seconds", "5")))
+            return 200, [json_type], b'{"slow": true}'
+        if path.startswith("/status/"):
+            key = (path, query)
+            self._calls[key] += 1
+            if "times" in params and self._calls[key] > int(params["times"]):
+                return 200, [json_type], json.dumps({"ok": True, "calls": self._calls[key]}).encode()
+            extra = [("retry-after", params["retry_after"])] if "retry_after" in params else []
+            return int(path.rsplit("/", 1)[1]), [json_type, *extra], b'{"error": "as you asked"}'
+        if path == "/binary":
+            return 200, [("content-type", "application/octet-stream")], bytes(range(256))
+        if path == "/redirect":
+            return 302, [("location", f"{self.base_url}/echo/after-redirect")], b""
+        if path == "/paged":
+            page = int(params.get("page", "1"))
+            link = (f'<{self.base_url}/paged?page={page + 1}>; rel="next", '
+                    f'<{self.base_url}/paged?page=3>; rel="last"')
+            data = {"page": page, "next_url": f"{self.base_url}/paged?page={page + 1}"}
+            return 200, [json_type, ("link", link)], json.dumps(data).encode()
+        if path == "/oauth/token":
+            await asyncio.sleep(float(params.get("delay", "0")))
+            form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+            if form.get("grant_type") != "refresh_token" or form.get("refresh_token") != self.refresh_token:
+                return 400, [json_type], b'{"error": "invalid_grant"}'
+            self.token_refreshes += 1
+            self.access_token = f"at-{self.token_refreshes}"
+            self.refresh_token = f"rt-{self.token_refreshes}"
+            answer = {"access_token": self.access_token, "refresh_token": self.refresh_token,
+                      "expires_in": 3600, "token_type": "bearer"}
+            return 200, [json_type], json.dumps(answer).encode()
+        if path == "/protected":
+            sent = dict(headers).get("authorization")
+            if sent != f"Bearer {self.access_token}":
+                return 401, [json_type], b'{"error": "invalid_token"}'
+            return 200, [json_type], b'{"ok": true}'
+        if path == "/text":
+            return 200, [("content-type", "text/plain")], b"plain words"
+        return 404, [json_type], b'{"error": "no such path"}'
+
+
+async def start_upstream() -> tuple[RecordingUpstream, uvicorn.Server, asyncio.Task]:
+    upstream = RecordingUpstream()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    upstream.port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(upstream, log_level="warning", lifespan="off"))
+    server.install_signal_handlers = lambda: None
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    return upstream, server, task
+
+
+async def reset_server() -> tuple[int, asyncio.base_events.Server]:
+    """A server that resets every connection as soon as the request arrives."""
+
+    async def handle(reader, writer):
+        await reader.read(1024)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server.sockets[0].getsockname()[1], server

@@ -1,0 +1,68 @@
+"""OAuth2 credentials are refreshed before they expire and once on a 401, one refresh at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+async def hubspot_credential(client, upstream, *, access_token: str, expires_in: float, delay: float = 0) -> str:
+    response = await client.rest.post("/v1/credentials", json={
+        "provider": "hubspot",
+        "properties": {
+            "kind": "hubspot_oauth2", "access_token": access_token, "refresh_token": "rt-0",
+            "client_id": "app-1", "client_secret": "shh", "expires_at": int(time.time() + expires_in),
+            "base_url": upstream.base_url, "token_url": f"{upstream.base_url}/oauth/token?delay={delay}",
+        },
+    })
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
+
+
+async def test_expiring_token_is_refreshed_before_the_call(client, upstream):
+    credential_id = await hubspot_credential(client, upstream, access_token="at-0", expires_in=10)
+
+    response = await client.rest.get(f"/v1/proxy/credential/{credential_id}/protected")
+
+    assert response.status_code == 200, response.text
+    assert upstream.token_refreshes == 1
+    assert [r.path for r in upstream.requests] == ["/oauth/token", "/protected"]
+    assert upstream.requests[-1].header("authorization") == "Bearer at-1"
+    stored = (await client.rest.get(f"/v1/credentials/{credential_id}")).json()["properties"]
+    assert stored["access_token"] == stored["refresh_token"] == "***********"
+    assert stored["expires_at"] > time.time() + 3000
+
+
+async def test_rejected_token_is_refreshed_once_and_the_call_repeated(client, upstream):
+    credential_id = await hubspot_credential(client, upstream, access_token="revoked", expires_in=3600)
+
+    response = await client.rest.post(f"/v1/proxy/credential/{credential_id}/protected", content=b"x")
+
+    assert response.status_code == 200, response.text
+    assert [r.path for r in upstream.requests] == ["/protected", "/oauth/token", "/protected"]
+
+
+async def test_concurrent_callers_share_one_refresh(client, upstream):
+    credential_id = await hubspot_credential(client, upstream, access_token="at-0", expires_in=0, delay=0.3)
+
+    responses = await asyncio.gather(*(
+        client.rest.get(f"/v1/proxy/credential/{credential_id}/protected") for _ in range(20)
+    ))
+
+    assert [r.status_code for r in responses] == [200] * 20
+    assert upstream.token_refreshes == 1
+
+
+async def test_failed_refresh_says_to_reconnect_and_hides_the_tokens(client, upstream):
+    credential_id = await hubspot_credential(client, upstream, access_token="at-0", expires_in=0)
+    upstream.refresh_token = "rotated-elsewhere"
+
+    response = await client.rest.get(f"/v1/proxy/credential/{credential_id}/protected")
+
+    assert response.status_code == 401
+    assert "reconnect" in response.json()["message"]
+    assert "rt-0" not in response.text and "shh" not in response.text

@@ -1,0 +1,171 @@
+"""Bad input: the right status, the documented error body naming the field, and nothing written."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+
+from headwater.v1 import sync_pb2
+from test_syncs import documented_body, make_stream
+
+
+def violations(response) -> list[tuple[str, str]]:
+    body = response.json()
+    bad_request = next(d for d in body["details"] if d["@type"].endswith("google.rpc.BadRequest"))
+    return [(v["field"], v["description"]) for v in bad_request["field_violations"]]
+
+
+async def count_syncs(client) -> int:
+    return len((await client.rest.get("/v1/syncs")).json()["data"])
+
+
+async def count_credentials(client) -> int:
+    return len((await client.rest.get("/v1/credentials")).json()["data"])
+
+
+async def test_error_body_has_the_documented_and_the_gateway_fields(client):
+    stream_id = await make_stream(client)
+
+    response = await client.rest.post("/v1/syncs", json=documented_body(stream_id) | {"provider": "stripey"})
+
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error", "docs", "code", "message", "details"}
+    assert body["error"].startswith("Error: ")
+    assert "sync.provider" in body["error"] and "stripey" in body["error"]
+    assert body["code"] == 3
+    assert isinstance(body["docs"], list) and body["docs"]
+    assert violations(response)[0][0] == "sync.provider"
+
+
+BAD_CREATES = [
+    ("unknown provider", {"provider": "stripey"}, "sync.provider"),
+    ("missing provider", {"provider": ""}, "sync.provider"),
+    ("collection of another provider", {"collection_ids": ["hubspot:contact"]}, "sync.collection_ids[0]"),
+    ("collection not in catalogue", {"collection_ids": ["stripe:customer", "stripe:unicorn"]}, "sync.collection_ids[1]"),
+    ("no collections", {"collection_ids": []}, "sync.collection_ids"),
+    ("credential kind of another provider",
+     {"credential": {"properties": {"kind": "salesforce_oauth2", "secret": "x"}}}, "sync.credential.properties.kind"),
+    ("credential without kind", {"credential": {"properties": {"secret": "x"}}}, "sync.credential.properties.kind"),
+    ("credential without its secret", {"credential": {"properties": {"kind": "stripe_oauth2"}}},
+     "sync.credential.properties.secret"),
+    ("both credential and credential_id", {"credential_id": "abc"}, "sync.credential"),
+    ("zero allowed_requests", {"rate_limit": {"allowed_requests": 0, "interval": 60}}, "sync.rate_limit.allowed_requests"),
+    ("negative interval", {"rate_limit": {"allowed_requests": 5, "interval": -1}}, "sync.rate_limit.interval"),
+    ("negative concurrency", {"rate_limit": {"allowed_requests": 5, "interval": 1, "max_concurrent_requests": -2}},
+     "sync.rate_limit.max_concurrent_requests"),
+    ("bad sync_frequency", {"sync_frequency": "hourly"}, "sync.sync_frequency"),
+    ("negative max_age_days", {"max_age_days": -3}, "sync.max_age_days"),
+    ("bad status", {"status": "paused"}, "sync.status"),
+    ("unknown stream", {"stream_id": "no-such-stream"}, "sync.stream_id"),
+    ("unknown JSON field", {"sync_frequncy": "4h"}, "sync_frequncy"),
+    ("unknown nested JSON field", {"rate_limit": {"allowed_requests": 1, "interval": 1, "burst": 3}}, "rate_limit.burst"),
+    ("wrong JSON type", {"collection_ids": "stripe:customer"}, "collection_ids"),
+]
+
+
+@pytest.mark.parametrize("case, change, field", BAD_CREATES, ids=[c[0] for c in BAD_CREATES])
+async def test_bad_create_names_the_field_and_writes_nothing(client, case, change, field):
+    stream_id = await make_stream(client)
+
+    response = await client.rest.post("/v1/syncs", json=documented_body(stream_id) | change)
+
+    assert response.status_code == 400, response.text
+    fields = [f for f, _ in violations(response)]
+    assert any(f == field or f.endswith(field) for f in fields), fields
+    assert await count_syncs(client) == 0
+    assert await count_credentials(client) == 0
+
+
+async def test_missing_stream_id_is_required(client):
+    body = documented_body("x")
+    del body["stream_id"]
+
+    response = await client.rest.post("/v1/syncs", json=body)
+
+    assert response.status_code == 400
+    assert ("sync.stream_id" in dict(violations(response)))
+
+
+async def test_several_mistakes_are_reported_together(client):
+    stream_id = await make_stream(client)
+
+    response = await client.rest.post("/v1/syncs", json=documented_body(stream_id) | {
+        "sync_frequency": "daily", "max_age_days": -1, "collection_ids": ["stripe:nope"],
+    })
+
+    fields = dict(violations(response))
+    assert {"sync.sync_frequency", "sync.max_age_days", "sync.collection_ids[0]"} <= set(fields)
+
+
+async def test_malformed_json_is_a_400_naming_the_body(client):
+    response = await client.rest.post(
+        "/v1/syncs", content=b'{"provider": "stripe",', headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["code"] == 3
+    assert violations(response)[0][0] == "body"
+
+
+async def test_grpc_error_carries_the_same_status_and_field_violations(client):
+    stream_id = await make_stream(client)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await client.syncs.CreateSync(
+            sync_pb2.CreateSyncRequest(sync=sync_pb2.Sync(
+                provider="stripe", stream_id=stream_id, collection_ids=["stripe:customer"],
+                credential_id="whatever", sync_frequency="weekly",
+            )),
+            metadata=client.metadata,
+        )
+
+    error = caught.value
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = dict(error.trailing_metadata())["grpc-status-details-bin"]
+    status = status_pb2.Status.FromString(details)
+    bad_request = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad_request)
+    assert [v.field for v in bad_request.field_violations] == ["sync.sync_frequency"]
+    assert "sync_frequency" in error.details()
+
+
+async def test_unknown_credential_id_is_rejected_and_nothing_written(client):
+    stream_id = await make_stream(client)
+    body = documented_body(stream_id) | {"credential_id": "nope"}
+    del body["credential"]
+
+    response = await client.rest.post("/v1/syncs", json=body)
+
+    assert response.status_code == 400
+    assert violations(response)[0][0] == "sync.credential_id"
+    assert await count_syncs(client) == 0
+
+
+async def test_bad_patch_changes_nothing(client):
+    stream_id = await make_stream(client)
+    sync = (await client.rest.post("/v1/syncs", json=documented_body(stream_id))).json()
+
+    response = await client.rest.patch(
+        f"/v1/syncs/{sync['id']}", json={"name": "new name", "sync_frequency": "hourly"}
+    )
+
+    assert response.status_code == 400
+    assert violations(response)[0][0] == "sync.sync_frequency"
+    assert (await client.rest.get(f"/v1/syncs/{sync['id']}")).json()["name"] == sync["name"]
+
+
+async def test_bad_page_token_and_page_size_are_rejected(client):
+    assert (await client.rest.get("/v1/syncs", params={"page_token": "garbage!"})).status_code == 400
+    response = await client.rest.get("/v1/syncs", params={"page_size": -1})
+    assert response.status_code == 400
+    assert violations(response)[0][0] == "page_size"
+
+
+async def test_unknown_path_is_404_and_wrong_verb_405(client):
+    assert (await client.rest.get("/v1/nothing-here")).status_code == 404
+    response = await client.rest.put("/v1/syncs/abc")
+    assert response.status_code == 405
+    assert set(response.headers["allow"].replace(" ", "").split(",")) == {"GET", "PATCH", "DELETE"}
