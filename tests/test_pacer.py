@@ -110,7 +110,7 @@ async def _warm_up(p) -> None:
 
 def slack(p) -> float:
     """Measuring slack for window checks (see the module docstring)."""
-    return 0.015 if isinstance(p, RedisPacer) else 0.002
+    return 0.02 if isinstance(p, RedisPacer) else 0.002
 
 
 def most_starts_in_a_window(starts: list[float], interval: float, slack: float = 0.0) -> int:

@@ -25,7 +25,8 @@ How a turn is worked out (both implementations):
     lands on the end of the pause; nothing starts before it. Likewise a waiter that wakes late (its
     event loop was busy) shifts its own and all later reservations by its lateness, so that the
     callers behind it, woken on time, cannot crowd one window (the window holds for actual starts,
-    not only for reservations). A caller that does not wait starts right after reserving.
+    not only for reservations). A caller that does not wait starts right after reserving (with
+    Redis, a reservation whose answer came back slowly counts as a late wake-up too).
   * A caller cancelled while waiting gives its reservation back when that is exact (the log still
     holds everything a later slot depends on); otherwise the reservation just stays (conservative).
 """
@@ -537,10 +538,11 @@ class _RedisSlot:
 
         try:
             if cap:
-                code, us = await self._acquire_place(loop, keys, args, deadline)
+                code, us, sent = await self._acquire_place(loop, keys, args, deadline)
             else:
                 if deadline is not None:
                     args[3] = max(0, int((deadline - loop.time()) * _US))
+                sent = loop.time()
                 code, us = await pacer._run(pacer._acquire, keys, args)
         except (asyncio.CancelledError, PacerUnavailable) as exc:
             # The script may have run without us learning the answer: undo what it may have taken.
@@ -553,9 +555,13 @@ class _RedisSlot:
         if code == 0:
             raise BudgetExhausted(us / _US)
         self._holding = bool(cap)
-        if us <= 0:
+        if us <= 0 and (loop.time() - sent) * _US <= _REDIS_LATE_TOLERANCE_US:
             return Permit(0.0)
         try:
+            # A slow answer means a start later than reserved: confirming shifts the later
+            # reservations by that lateness, as for a waiter woken late.
+            if us <= 0:
+                us = await pacer._run(pacer._confirm, keys[:1], [token, _REDIS_LATE_TOLERANCE_US])
             while us > 0:
                 await asyncio.sleep(us / _US)
                 # One more round trip for callers that waited anyway: a pause may have moved the slot.
@@ -567,8 +573,9 @@ class _RedisSlot:
             raise
         return Permit(loop.time() - start)
 
-    async def _acquire_place(self, loop, keys, args, deadline: float | None) -> tuple[int, int]:
+    async def _acquire_place(self, loop, keys, args, deadline: float | None) -> tuple[int, int, float]:
         """Reserves rate and a concurrency place in one script; polls while no place is free.
+        Returns the script's answer and when the answering call was sent.
 
         Callers of this process line up in FIFO order and only the first of them polls, so they
         never overtake each other; across processes the order is approximately FCFS."""
@@ -587,9 +594,10 @@ class _RedisSlot:
                     me.fut = loop.create_future()  # a local release during the round trip is kept
                 if deadline is not None:
                     args[3] = max(0, int((deadline - loop.time()) * _US))
+                sent = loop.time()
                 code, us = await pacer._run(pacer._acquire, keys, args)
                 if code != 2:
-                    return code, us
+                    return code, us, sent
                 if deadline is not None and loop.time() >= deadline:
                     raise BudgetExhausted(max(us / _US, _BUSY_RETRY_AFTER))
                 if me is None:
