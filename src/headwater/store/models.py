@@ -12,6 +12,8 @@ import json
 import uuid
 
 from peewee import (
+    BigAutoField,
+    BooleanField,
     CharField,
     DatabaseProxy,
     DateTimeField,
@@ -124,4 +126,83 @@ class Project(BaseModel):
     updated_at = DateTimeField(default=utcnow)
 
 
-ALL_MODELS = [Org, ApiToken, Stream, Credential, Sync, Project]
+class Record(BaseModel):
+    """The latest known state of one upstream record of a sync's collection."""
+
+    id = CharField(primary_key=True, default=new_id)
+    org = ForeignKeyField(Org, on_delete="CASCADE")
+    sync = ForeignKeyField(Sync, on_delete="CASCADE")  # deleting a sync removes its records
+    collection_id = CharField()
+    upstream_id = CharField()
+    upstream_updated_at = DateTimeField(null=True)
+    data = JSONField(default=dict)
+    deleted = BooleanField(default=False)
+    inserted_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("sync", "collection_id", "upstream_id"), True),)
+
+
+class Event(BaseModel):
+    """One change of one record, in its stream's order (`seq`). Outlives the sync and the record:
+    sync and record are named by id, not by foreign key."""
+
+    seq = BigAutoField()
+    stream = ForeignKeyField(Stream, on_delete="CASCADE")
+    org = ForeignKeyField(Org, on_delete="CASCADE")
+    sync_id = CharField()
+    collection_id = CharField()
+    record_id = CharField()
+    action = CharField()  # insert | update | delete
+    record = JSONField()  # the record as consumers receive it, at the time of the change
+    created_at = DateTimeField(default=utcnow)
+
+
+class Consumer(BaseModel):
+    """A reader of one stream: pulled over HTTP/gRPC (`pull`) or pushed to a URL (`webhook`)."""
+
+    id = CharField(primary_key=True, default=new_id)
+    org = ForeignKeyField(Org, on_delete="CASCADE")
+    stream = ForeignKeyField(Stream, on_delete="CASCADE")
+    name = CharField(default="")
+    kind = CharField(default="pull")  # pull | webhook
+    # [{"sync_id": ..., "collection_id": ..., "record_id": ...}, ...]: an event is delivered when
+    # it matches every key of at least one filter; no filters, every event.
+    filters = JSONField(default=list)
+    deliver_policy = CharField(default="all")  # all | new | last
+    ack_wait_ms = IntegerField(default=30000)
+    max_deliver = IntegerField(default=0)  # 0 = no limit
+    max_ack_pending = IntegerField(default=0)  # 0 = no limit
+    webhook_url = TextField(default="")
+    webhook_secret = TextField(default="")  # encrypted (SecretBox)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+
+class ConsumerMessage(BaseModel):
+    """One event owed to one consumer, until acked (then the row is deleted).
+
+    Written in the same transaction as the event (fan-out on write), so nothing is ever lost. Only
+    the oldest message of a record is deliverable at a time, so one record's events arrive in
+    order and never two at once."""
+
+    id = BigAutoField()
+    consumer = ForeignKeyField(Consumer, on_delete="CASCADE")
+    event = ForeignKeyField(Event, on_delete="CASCADE")
+    record_id = CharField()
+    state = CharField(default="available")  # available | delivered | parked
+    deliver_count = IntegerField(default=0)
+    visible_at = DateTimeField(default=utcnow)  # deliverable (again) from then on
+    ack_token = CharField(null=True, unique=True)
+    last_error = TextField(default="")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            (("consumer", "state", "visible_at"), False),
+            (("consumer", "record_id", "event"), False),
+        )
+
+
+ALL_MODELS = [Org, ApiToken, Stream, Credential, Sync, Project, Record, Event, Consumer, ConsumerMessage]

@@ -1,0 +1,150 @@
+"""Writing records and their events: the one write path of syncs and mutations alike.
+
+    changes = [Change("cus_1", {"email": "paul@arrakis.org"}, updated_at), Change.delete("cus_2")]
+    written = await store.run(apply_changes, sync, "stripe:customer", changes)
+    for w in written: w.record, w.event   # event is None when nothing changed
+
+In one transaction (the caller's `store.run`), for each change: the record row is inserted,
+updated or marked deleted; when that changed anything, an event carrying the record as consumers
+see it is appended to the sync's stream; and one message per matching consumer of that stream is
+queued (fan-out on write), so an event is never lost between being written and being delivered.
+
+An unchanged record (same data, same deleted flag) writes nothing and produces no event: a record
+that a mutation wrote and the sync then reads back unchanged produces no second event.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from headwater.store.models import Consumer, ConsumerMessage, Event, Record, Sync, utcnow
+
+INSERT, UPDATE, DELETE = "insert", "update", "delete"
+
+
+@dataclass(frozen=True)
+class Change:
+    """What an upstream says one record now is."""
+
+    upstream_id: str
+    data: dict | None = None
+    upstream_updated_at: datetime.datetime | None = None
+    deleted: bool = False
+
+    @classmethod
+    def delete(cls, upstream_id: str, upstream_updated_at: datetime.datetime | None = None) -> Change:
+        return cls(upstream_id, None, upstream_updated_at, deleted=True)
+
+
+@dataclass
+class Written:
+    record: Record
+    event: Event | None  # None: the record was already so; nothing written
+
+
+def record_document(record: Record) -> dict:
+    """A record as the API and consumers show it (the documented Record shape)."""
+    return {
+        "id": record.id,
+        "sync_id": record.sync_id,
+        "collection_id": record.collection_id,
+        "upstream_id": record.upstream_id,
+        "upstream_updated_at": _iso(record.upstream_updated_at),
+        "data": record.data,
+        "deleted": record.deleted,
+        "inserted_at": _iso(record.inserted_at),
+        "updated_at": _iso(record.updated_at),
+    }
+
+
+def apply_changes(sync: Sync, collection_id: str, changes: list[Change]) -> list[Written]:
+    """Applies upstream changes to the records of one collection; call inside `store.run`."""
+    if not changes:
+        return []
+    ids = [c.upstream_id for c in changes]
+    existing = {
+        r.upstream_id: r
+        for r in Record.select().where(
+            (Record.sync == sync.id) & (Record.collection_id == collection_id) & (Record.upstream_id.in_(ids))
+        )
+    }
+    consumers = list(Consumer.select().where(Consumer.stream == sync.stream_id))
+    written = []
+    for change in changes:
+        record = existing.get(change.upstream_id)
+        record, action = _apply(sync, collection_id, record, change)
+        existing[change.upstream_id] = record
+        event = None
+        if action is not None:
+            event = Event.create(
+                stream=sync.stream_id,
+                org=sync.org_id,
+                sync_id=sync.id,
+                collection_id=collection_id,
+                record_id=record.id,
+                action=action,
+                record=record_document(record),
+            )
+            queue_for_consumers(event, consumers)
+        written.append(Written(record, event))
+    return written
+
+
+def _apply(sync: Sync, collection_id: str, record: Record | None, change: Change) -> tuple[Record, str | None]:
+    now = utcnow()
+    if record is None:
+        record = Record(
+            org=sync.org_id,
+            sync=sync.id,
+            collection_id=collection_id,
+            upstream_id=change.upstream_id,
+            upstream_updated_at=change.upstream_updated_at,
+            data=change.data or {},
+            deleted=change.deleted,
+            inserted_at=now,
+            updated_at=now,
+        )
+        if change.deleted:
+            return record, None  # never seen, already gone: nothing to keep or tell
+        record.save(force_insert=True)
+        return record, INSERT
+    if change.deleted:
+        if record.deleted:
+            return record, None
+        record.deleted = True
+        action = DELETE
+    else:
+        if not record.deleted and record.data == change.data:
+            return record, None
+        action = INSERT if record.deleted else UPDATE  # a deleted record that is back counts as new
+        record.deleted = False
+        record.data = change.data or {}
+    if change.upstream_updated_at is not None:
+        record.upstream_updated_at = change.upstream_updated_at
+    record.updated_at = now
+    record.save()
+    return record, action
+
+
+def matches(filters: list[dict], event: Event) -> bool:
+    """Whether a consumer with these filters receives the event (no filters: every event)."""
+    if not filters:
+        return True
+    values = {"sync_id": event.sync_id, "collection_id": event.collection_id, "record_id": event.record_id}
+    return any(all(values.get(k) == v for k, v in f.items() if v) for f in filters)
+
+
+def queue_for_consumers(event: Event, consumers: list[Consumer]) -> None:
+    """Queues the event for every consumer of its stream whose filters it matches."""
+    rows = [
+        {"consumer": c.id, "event": event.seq, "record_id": event.record_id, "visible_at": event.created_at}
+        for c in consumers
+        if matches(c.filters, event)
+    ]
+    if rows:
+        ConsumerMessage.insert_many(rows).execute()
+
+
+def _iso(value: datetime.datetime | None) -> str | None:
+    return None if value is None else value.replace(tzinfo=datetime.UTC).isoformat().replace("+00:00", "Z")
