@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import pytest
+from conftest import Running, settings_for
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+from headwater.server import Server
 
 
 async def hubspot_credential(client, upstream, *, access_token: str, expires_in: float, delay: float = 0) -> str:
@@ -66,3 +68,21 @@ async def test_failed_refresh_says_to_reconnect_and_hides_the_tokens(client, ups
     assert response.status_code == 401
     assert "reconnect" in response.json()["message"]
     assert "rt-0" not in response.text and "shh" not in response.text
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_two_servers_on_one_database_share_one_refresh(server, client, upstream):
+    """Rotating refresh tokens die on first use: a second replica must not refresh again."""
+    credential_id = await hubspot_credential(client, upstream, access_token="at-0", expires_in=0, delay=0.3)
+    second = await Server.start(settings_for(server.settings.database_url, secret_key=server.settings.secret_key))
+    try:
+        other = httpx.AsyncClient(base_url=Running(second, server.settings).http_url, headers=client.rest.headers)
+        async with other:
+            responses = await asyncio.gather(*(
+                rest.get(f"/v1/proxy/credential/{credential_id}/protected") for rest in [client.rest, other] * 10
+            ))
+    finally:
+        await second.stop(grace=1)
+
+    assert [r.status_code for r in responses] == [200] * 20
+    assert upstream.token_refreshes == 1

@@ -87,8 +87,16 @@ class Server:
         self.first_token: str | None = None
 
     @classmethod
-    async def start(cls, settings: Settings, *, store: Store | None = None) -> Server:
-        store = store or Store.open(settings.database_url)
+    async def start(cls, settings: Settings) -> Server:
+        store = Store.open(settings.database_url)  # shared with any other server of this process
+        try:
+            return await cls._start(settings, store)
+        except BaseException:
+            await store.close()
+            raise
+
+    @classmethod
+    async def _start(cls, settings: Settings, store: Store) -> Server:
         await store.migrate()
         box = SecretBox(settings.secret_key)
         catalogue = ProviderCatalogue.default()

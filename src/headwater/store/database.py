@@ -7,6 +7,12 @@
 `Store.run` executes ordinary synchronous Peewee code inside a transaction through
 playhouse.pwasyncio's greenlet bridge: each query suspends the greenlet while aiosqlite or asyncpg
 does the I/O, so the event loop keeps serving other requests.
+
+The models are bound process-wide (a Peewee DatabaseProxy), so a process has one Store per
+database: opening a URL that is already open shares that Store (and its connection pool), and it
+closes when the last opener closes it. Two servers started in one process (as tests do to play
+two replicas) therefore share the database exactly as two processes would, each on its own
+connections.
 """
 
 from __future__ import annotations
@@ -47,13 +53,24 @@ def open_database(url: str):
 
 
 class Store:
-    def __init__(self, db):
+    _open: dict[str, Store] = {}  # url -> the process's Store for it (see the module docstring)
+
+    def __init__(self, db, url: str | None = None):
         self.db = db
+        self.url = url
+        self._openers = 1
         database.initialize(db)
 
     @classmethod
     def open(cls, url: str) -> Store:
-        return cls(open_database(url))
+        store = cls._open.get(url)
+        if store is not None:
+            store._openers += 1
+            return store
+        if cls._open:
+            raise RuntimeError(f"this process already has a database open; cannot also open {url!r}")
+        store = cls._open[url] = cls(open_database(url), url)
+        return store
 
     @property
     def is_postgres(self) -> bool:
@@ -83,4 +100,9 @@ class Store:
             await self.db.aclose()
 
     async def close(self) -> None:
+        self._openers -= 1
+        if self._openers > 0:
+            return
+        if self._open.get(self.url) is self:
+            del self._open[self.url]
         await self.db.close_pool()

@@ -106,11 +106,11 @@ class Accounts:
         return await self._cached(("sync", org_id, sync_id), self._load_for_sync, org_id, sync_id)
 
     async def for_credential(self, org_id: str, credential_id: str) -> UpstreamAccount:
-        return await self._cached(("credential", org_id, credential_id), self._load, org_id, credential_id)
+        return await self._cached(("credential", org_id, credential_id), self.load, org_id, credential_id)
 
     async def reload(self, org_id: str, credential_id: str) -> UpstreamAccount:
         """The account as stored now, bypassing the cache."""
-        return await self.store.run(self._load, org_id, credential_id)
+        return await self.store.run(self.load, org_id, credential_id)
 
     async def _cached(self, key, load, *args):
         now = time.monotonic()
@@ -127,9 +127,10 @@ class Accounts:
         sync = Sync.get_or_none((Sync.id == sync_id) & (Sync.org == org_id))
         if sync is None:
             raise not_found("sync", sync_id)
-        return self._load(org_id, sync.credential_id)
+        return self.load(org_id, sync.credential_id)
 
-    def _load(self, org_id: str, credential_id: str) -> UpstreamAccount:
+    def load(self, org_id: str, credential_id: str) -> UpstreamAccount:
+        """The account as stored now (call inside `store.run`)."""
         row = Credential.get_or_none((Credential.id == credential_id) & (Credential.org == org_id))
         if row is None:
             raise not_found("credential", credential_id)

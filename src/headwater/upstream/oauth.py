@@ -7,7 +7,10 @@ sent when the credential has them. The new tokens are stored encrypted like ever
 
 One refresh at a time per credential: concurrent callers wait for the refresh in flight and use
 its result instead of starting their own (providers that rotate refresh tokens invalidate the old
-one on first use, so a second refresh would fail).
+one on first use, so a second refresh would fail). Within a process an asyncio lock does it; across
+processes on PostgreSQL, a transaction-scoped advisory lock on the credential does (the refresh
+holds one database connection for its duration, at most REFRESH_TIMEOUT_SECONDS). SQLite is the
+one-process deployment, so the asyncio lock is all it needs.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 from urllib.parse import urlencode
 
 import grpc
+from playhouse.pwasyncio import await_
 
 from headwater.crypto import SECRET_MASK, SecretBox
 from headwater.errors import ApiError
@@ -66,13 +70,27 @@ class TokenRefresher:
         stale = access_token(account)
         lock = self._locks.setdefault(account.credential_id, asyncio.Lock())
         async with lock:
-            # Someone may have refreshed while we waited for the lock.
-            current = await self.accounts.reload(account.org_id, account.credential_id)
-            if access_token(current) != stale and not expiring(current):
-                return current
-            return await self._refresh(current)
+            if self.store.is_postgres:
+                await self.store.run(self._refresh_locked, account.org_id, account.credential_id, stale)
+            else:
+                # Someone may have refreshed while we waited for the lock.
+                current = await self.accounts.reload(account.org_id, account.credential_id)
+                if access_token(current) != stale and not expiring(current):
+                    return current
+                await self.store.run(self._save, current, await self._exchange(current))
+            self.accounts.forget()
+            return await self.accounts.reload(account.org_id, account.credential_id)
 
-    async def _refresh(self, account: UpstreamAccount) -> UpstreamAccount:
+    def _refresh_locked(self, org_id: str, credential_id: str, stale: str | None) -> None:
+        """PostgreSQL: refresh under a lock that every process respects (call in `store.run`)."""
+        self.store.db.execute_sql("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"headwater:oauth:{credential_id}",))
+        current = self.accounts.load(org_id, credential_id)
+        if access_token(current) != stale and not expiring(current):
+            return  # another process refreshed while we waited for the lock
+        self._save(current, await_(self._exchange(current)))
+
+    async def _exchange(self, account: UpstreamAccount) -> dict:
+        """Asks the token endpoint for new tokens; the property changes to store."""
         props = account.properties
         form = {"grant_type": "refresh_token", "refresh_token": props["refresh_token"]}
         for name in ("client_id", "client_secret"):
@@ -108,9 +126,7 @@ class TokenRefresher:
             changes["expires_at"] = int(time.time() + answer["expires_in"])
         if answer.get("instance_url") and account.kind.base_url_property == "instance_url":
             changes["instance_url"] = answer["instance_url"]
-        await self.store.run(self._save, account, changes)
-        self.accounts.forget()
-        return await self.accounts.reload(account.org_id, account.credential_id)
+        return changes
 
     def _save(self, account: UpstreamAccount, changes: dict) -> None:
         row = Credential.get_by_id(account.credential_id)
