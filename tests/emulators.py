@@ -24,6 +24,7 @@ import asyncio
 import base64
 import json
 import socket
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
@@ -38,9 +39,22 @@ class Received:
     query: str
     headers: list[tuple[str, str]]
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # when it arrived (time.monotonic)
 
     def header(self, name: str) -> str | None:
         return next((v for n, v in self.headers if n == name.lower()), None)
+
+
+async def read_request(scope, receive) -> Received:
+    """The whole request of an ASGI http scope (its body read to the end)."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+    return Received(scope["method"], scope["path"], scope["query_string"].decode(), headers, body)
 
 
 @dataclass
@@ -60,16 +74,9 @@ class RecordingUpstream:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        path = scope["path"]
-        query = scope["query_string"].decode()
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-        self.requests.append(Received(scope["method"], path, query, headers, body))
+        received = await read_request(scope, receive)
+        self.requests.append(received)
+        path, query, headers, body = received.path, received.query, received.headers, received.body
         status, out_headers, out_body = await self._answer(scope["method"], path, query, headers, body)
         await send({"type": "http.response.start", "status": status,
                     "headers": [(k.encode(), v.encode()) for k, v in out_headers]})
@@ -123,16 +130,23 @@ class RecordingUpstream:
         return 404, [json_type], b'{"error": "no such path"}'
 
 
-async def start_upstream() -> tuple[RecordingUpstream, uvicorn.Server, asyncio.Task]:
-    upstream = RecordingUpstream()
-    sock = socket.socket()
+async def serve_on_loopback(app) -> tuple[int, uvicorn.Server, asyncio.Task]:
+    """Serves an ASGI app on 127.0.0.1 and a free port, in this loop; stop with server.should_exit."""
+    # IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on those
+    # (without it every answer written in two parts waits ~40 ms for a delayed ACK).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
-    upstream.port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(upstream, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     server.install_signal_handlers = lambda: None
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         await asyncio.sleep(0.01)
+    return sock.getsockname()[1], server, task
+
+
+async def start_upstream() -> tuple[RecordingUpstream, uvicorn.Server, asyncio.Task]:
+    upstream = RecordingUpstream()
+    upstream.port, server, task = await serve_on_loopback(upstream)
     return upstream, server, task
 
 
