@@ -1,0 +1,157 @@
+"""Webhook consumers: POSTing their messages, retrying with backoff, parking what keeps failing.
+
+One loop per server process. It sleeps until a webhook consumer's queue changes (`HUB`), a retry
+falls due, or a poll interval passes (a webhook consumer created meanwhile is noticed then); then,
+for each webhook consumer with deliverable messages, it drains the queue, one batch at a time per
+consumer:
+
+    batch = claim(consumer, WEBHOOK_BATCH_SIZE)       # the same claim as pull consumers use
+    POST webhook_url  {"data": [...]}                  # the items of GET /next, as JSON
+        X-Headwater-Signature: sha256=<hex HMAC-SHA256 of the body with the consumer's secret>
+    2xx  -> ack the batch
+    else -> nack it with a delay of retry_seconds * 2^(attempt-1) (at most retry_max_seconds);
+            a message delivered max_deliver times (default 8) is parked instead, with the error,
+            where `GET /v1/http-consumers/{id}/parked` shows it and `.../redeliver` retries it.
+
+The claim leases the batch for the consumer's ack_wait_ms, which is also the POST's timeout; a
+process that dies mid-POST leaves a lease that runs out, and any process delivers the batch again
+(at least once). POSTs go through the Forwarder, so `HEADWATER_ALLOW_PRIVATE_NETWORKS` rules
+webhook URLs as it rules upstream calls: by default, no loopback or private addresses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import hashlib
+import hmac
+import json
+import logging
+
+from peewee import fn
+
+from headwater.crypto import SecretBox
+from headwater.engine import queue
+from headwater.rest._transcode import message_json
+from headwater.store import Store, utcnow
+from headwater.store.models import Consumer, ConsumerMessage
+from headwater.store.notify import HUB, POLL_SECONDS, Waiter
+from headwater.upstream.forwarder import Forwarder, UpstreamError, UpstreamRequest
+
+log = logging.getLogger("headwater.delivery")
+
+WEBHOOK_BATCH_SIZE = 50
+SIGNATURE_HEADER = "X-Headwater-Signature"
+MAX_CONCURRENT_CONSUMERS = 16
+
+
+def signature(secret: str, body: bytes) -> str:
+    """The X-Headwater-Signature value of a body: what a receiver recomputes and compares."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def webhook_body(batch: list[queue.Delivery]) -> bytes:
+    return json.dumps({"data": [message_json(d.to_proto()) for d in batch]}, ensure_ascii=False).encode()
+
+
+class WebhookDelivery:
+    def __init__(
+        self, store: Store, box: SecretBox, forwarder: Forwarder, retry_seconds: float, retry_max_seconds: float
+    ):
+        self.store = store
+        self.box = box
+        self.forwarder = forwarder
+        self.retry_seconds = retry_seconds
+        self.retry_max_seconds = retry_max_seconds
+        self._task: asyncio.Task | None = None
+        self._draining: dict[str, asyncio.Task] = {}  # consumer id -> its drain
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_CONSUMERS)
+        self._woken: Waiter | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="headwater-webhooks")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._draining.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        webhook_ids: list[str] = []  # woken by announcements for these; new ones join a pass later
+        while True:
+            with HUB.subscribe(webhook_ids) as woken:  # before reading, so nothing slips between
+                self._woken = woken
+                sleep = POLL_SECONDS
+                try:
+                    webhook_ids, due, next_at = await self.store.run(_due_consumers)
+                    for consumer in due:
+                        if consumer.id not in self._draining:
+                            task = asyncio.create_task(self._drain(consumer))
+                            self._draining[consumer.id] = task
+                    if next_at is not None:
+                        sleep = min(sleep, max(0.001, (next_at - utcnow()).total_seconds()))
+                except Exception:
+                    log.exception("webhook delivery: cannot read the queues; trying again")
+                await woken.wait(sleep)
+
+    async def _drain(self, consumer: Consumer) -> None:
+        """Delivers the consumer's deliverable messages, batch after batch, until none is left or
+        a POST fails (its retry is scheduled in the queue)."""
+        delivered = False
+        try:
+            async with self._slots:
+                secret = self.box.decrypt(consumer.webhook_secret)
+                while batch := await self.store.run(queue.claim, consumer, WEBHOOK_BATCH_SIZE):
+                    delivered = True
+                    error = await self._post(consumer, secret, batch)
+                    tokens = [d.ack_token for d in batch]
+                    if error is None:
+                        await self.store.run(queue.ack, consumer.id, tokens)
+                        continue
+                    attempt = max(d.deliver_count for d in batch)
+                    delay = min(self.retry_max_seconds, self.retry_seconds * 2 ** (attempt - 1))
+                    log.info("webhook of consumer %s failed (%s); attempt %d, next in %.1f s",
+                             consumer.id, error, attempt, delay)
+                    await self.store.run(queue.nack, consumer, tokens, int(delay * 1000), error)
+                    return
+        except Exception:
+            log.exception("webhook delivery of consumer %s failed", consumer.id)
+        finally:
+            del self._draining[consumer.id]
+            if delivered and self._woken is not None:
+                self._woken.wake()  # more may have arrived while we were busy
+
+    async def _post(self, consumer: Consumer, secret: str, batch: list[queue.Delivery]) -> str | None:
+        """POSTs one batch; None when the receiver took it (2xx), else what went wrong."""
+        body = webhook_body(batch)
+        headers = [
+            ("content-type", "application/json"),
+            ("user-agent", "Headwater-Webhook/1"),
+            (SIGNATURE_HEADER.lower(), signature(secret, body)),
+        ]
+        request = UpstreamRequest("POST", consumer.webhook_url, headers, body, timeout=consumer.ack_wait_ms / 1000)
+        try:
+            response = await self.forwarder.send(request)
+        except UpstreamError as exc:
+            return str(exc) or type(exc).__name__
+        if 200 <= response.status < 300:
+            return None
+        return f"HTTP {response.status}"
+
+
+def _due_consumers() -> tuple[list[str], list[Consumer], datetime.datetime | None]:
+    """The webhook consumers' ids, those with messages deliverable now, and when the next falls due."""
+    now = utcnow()
+    M = ConsumerMessage
+    webhook_ids = [row.id for row in Consumer.select(Consumer.id).where(Consumer.kind == "webhook")]
+    if not webhook_ids:
+        return [], [], None
+    queued = M.select().where(M.consumer.in_(webhook_ids) & M.state.in_([queue.AVAILABLE, queue.DELIVERED]))
+    due_ids = queued.where(M.visible_at <= now).select(M.consumer).distinct()
+    due = list(Consumer.select().where(Consumer.id.in_(due_ids)))
+    next_at = queued.where(M.visible_at > now).select(fn.MIN(M.visible_at)).scalar()
+    return webhook_ids, due, queue.as_datetime(next_at)

@@ -1,0 +1,255 @@
+"""A consumer's queue: the `consumer_message` rows owed to it, and what delivering them does.
+
+`apply_changes` queues one row per event per matching consumer, in the event's transaction. From
+then on a row is:
+
+    available --claim--> delivered --ack--> (deleted)
+        ^                    |
+        +--- nack, or the ---+--- deliver_count reached max_deliver ---> parked --redeliver--> available
+             ack wait ran out       (on nack, ack-wait expiry or a failed webhook POST)
+
+- `claim` takes the oldest deliverable rows: available or delivered-but-expired (`visible_at` passed),
+  each the oldest unparked row of its record, so one record's events go out in order and never
+  two at once. Each claim gives the row a fresh `ack_token` and a deadline (`ack_wait_ms`); an
+  expired row is simply claimable again: nothing has to run for redelivery to happen, and a
+  restart loses nothing, since the state is all in the table. On PostgreSQL claimers skip rows
+  another is claiming (FOR UPDATE SKIP LOCKED), so replicas share a consumer without collisions.
+- `ack` deletes rows by token; a token that no longer names a delivered row (acked before, or
+  redelivered since with a new token) is reported back, not an error.
+- parked rows are set aside and do not hold up their record's later events; `redeliver` makes
+  them available again with a fresh count.
+
+Every function is synchronous Peewee code for `store.run` (they read, then write); every change
+wakes the consumer's waiters (`announce`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+from dataclasses import dataclass
+
+from google.protobuf import json_format
+from peewee import JOIN, Case, Value, fn
+from playhouse.pwasyncio import AsyncPostgresqlDatabase
+
+from headwater.store.models import Consumer, ConsumerMessage, Event, Stream, database, utcnow
+from headwater.store.notify import announce
+from headwater.v1 import common_pb2, consumer_pb2
+
+AVAILABLE, DELIVERED, PARKED = "available", "delivered", "parked"
+M = ConsumerMessage
+
+
+@dataclass
+class Delivery:
+    """One claimed message: what a consumer is given."""
+
+    message_id: int
+    ack_token: str
+    action: str
+    record: dict  # the record document (records.record_document) at the time of the change
+    deliver_count: int
+
+    def to_proto(self) -> consumer_pb2.ConsumerMessage:
+        """What pull consumers receive and webhooks are sent (REST and webhooks: its JSON)."""
+        return consumer_pb2.ConsumerMessage(
+            ack_token=self.ack_token, record=record_to_proto(self.record), action=self.action
+        )
+
+
+def record_to_proto(document: dict) -> common_pb2.Record:
+    return json_format.ParseDict(document, common_pb2.Record())
+
+
+@dataclass
+class QueueInfo:
+    num_pending: int  # deliverable now or later (including expired deliveries), not parked
+    num_ack_pending: int  # delivered, waiting for the ack
+    next_visible_at: datetime.datetime | None  # when a not-yet-deliverable row becomes deliverable
+
+
+def _is_postgres() -> bool:
+    return isinstance(database.obj, AsyncPostgresqlDatabase)
+
+
+# --- filling a new consumer's queue ------------------------------------------------------------
+
+
+def filter_condition(filters: list[dict]):
+    """The SQL condition on Event of a consumer's filters (records.matches, in SQL)."""
+    condition = None
+    for f in filters:
+        term = Value(True)
+        for key in ("sync_id", "collection_id", "record_id"):
+            if f.get(key):
+                term &= getattr(Event, key) == f[key]
+        condition = term if condition is None else (condition | term)
+    return Value(True) if condition is None else condition
+
+
+def backfill(consumer: Consumer) -> None:
+    """Queues the stream's past events for a consumer being created, per its deliver_policy:
+    "all" every matching event, "last" the latest matching event of each record, "new" none.
+
+    Call in the consumer's creating transaction. On PostgreSQL the stream row is locked FOR UPDATE
+    first, so writers (records.stream_consumers) either finished before (their events are here)
+    or see this consumer (they queue for it)."""
+    if _is_postgres():
+        list(Stream.select(Stream.id).where(Stream.id == consumer.stream_id).for_update())
+    if consumer.deliver_policy == "new":
+        return
+    matching = (Event.stream == consumer.stream_id) & filter_condition(consumer.filters)
+    if consumer.deliver_policy == "last":
+        latest = Event.select(fn.MAX(Event.seq)).where(matching).group_by(Event.record_id)
+        matching = Event.seq.in_(latest)
+    now = utcnow()
+    rows = Event.select(
+        Value(consumer.id), Event.seq, Event.record_id, Value(AVAILABLE), Value(0), Value(now), Value(""), Value(now)
+    ).where(matching)
+    fields = [M.consumer, M.event, M.record_id, M.state, M.deliver_count, M.visible_at, M.last_error, M.created_at]
+    M.insert_from(rows, fields).execute()
+    announce([consumer.id])
+
+
+# --- delivering ----------------------------------------------------------------------------------
+
+
+def claim(consumer: Consumer, limit: int) -> list[Delivery]:
+    """Delivers up to `limit` messages: marks them delivered until now + ack_wait_ms."""
+    now = utcnow()
+    mine = M.consumer == consumer.id
+    _park_spent(mine & (M.state == DELIVERED) & (M.visible_at <= now), consumer.max_deliver,
+                f"not acked within {consumer.ack_wait_ms} ms")
+    if consumer.max_ack_pending:
+        in_flight = M.select().where(mine & (M.state == DELIVERED) & (M.visible_at > now)).count()
+        limit = min(limit, consumer.max_ack_pending - in_flight)
+        if limit <= 0:
+            return []
+    # The record's oldest unparked message: only it may go out. A correlated subquery (one index
+    # probe per candidate, on (consumer, record, event)) rather than NOT EXISTS, which PostgreSQL
+    # plans as a join that, on statistics of an empty table, rescans the whole queue per candidate.
+    older = M.alias("older")
+    head_of_record = (
+        older.select(fn.MIN(older.event))
+        .where((older.consumer == M.consumer) & (older.record_id == M.record_id) & (older.state != PARKED))
+    )
+    candidates = (
+        M.select(M.id)
+        .where(mine & M.state.in_([AVAILABLE, DELIVERED]) & (M.visible_at <= now) & (M.event == head_of_record))
+        .order_by(M.event)
+        .limit(limit)
+    )
+    if _is_postgres():
+        candidates = candidates.for_update("FOR UPDATE SKIP LOCKED")
+    prefix = secrets.token_urlsafe(16) + "."
+    claimed = M.update(
+        state=DELIVERED,
+        deliver_count=M.deliver_count + 1,
+        visible_at=now + datetime.timedelta(milliseconds=consumer.ack_wait_ms),
+        ack_token=Value(prefix).concat(M.id.cast("TEXT")),
+    ).where(M.id.in_(candidates)).returning(M.id, M.ack_token, M.deliver_count, M.event)
+    claimed = sorted(claimed.execute(), key=lambda row: row.event_id)
+    if not claimed:
+        return []
+    events = {e.seq: e for e in Event.select(Event.seq, Event.action, Event.record).where(
+        Event.seq.in_([row.event_id for row in claimed]))}
+    return [
+        Delivery(row.id, row.ack_token, events[row.event_id].action, events[row.event_id].record, row.deliver_count)
+        for row in claimed
+    ]
+
+
+def ack(consumer_id: str, tokens: list[str]) -> set[str]:
+    """Deletes the delivered messages these tokens name; returns the tokens that named one."""
+    tokens = list(dict.fromkeys(tokens))
+    if not tokens:
+        return set()
+    query = M.delete().where(
+        (M.consumer == consumer_id) & M.ack_token.in_(tokens) & (M.state == DELIVERED)
+    ).returning(M.ack_token)
+    done = {row.ack_token for row in query.execute()}
+    if done:
+        announce([consumer_id])
+    return done
+
+
+def nack(consumer: Consumer, tokens: list[str], delay_ms: int = 0, error: str = "") -> set[str]:
+    """Gives delivered messages back: available again after `delay_ms`, or parked when they were
+    delivered max_deliver times. Returns the tokens that named a delivered message."""
+    tokens = list(dict.fromkeys(tokens))
+    if not tokens:
+        return set()
+    query = M.select(M.id, M.ack_token).where(
+        (M.consumer == consumer.id) & M.ack_token.in_(tokens) & (M.state == DELIVERED)
+    )
+    if _is_postgres():
+        query = query.for_update()
+    named = {row.id: row.ack_token for row in query}
+    if not named:
+        return set()
+    given_back = M.id.in_(list(named))
+    _park_spent(given_back, consumer.max_deliver, error or "nacked")
+    M.update(
+        state=AVAILABLE,
+        visible_at=utcnow() + datetime.timedelta(milliseconds=delay_ms),
+        ack_token=None,
+        last_error=error,
+    ).where(given_back & (M.state == DELIVERED)).execute()
+    announce([consumer.id])
+    return set(named.values())
+
+
+def _park_spent(condition, max_deliver: int, reason: str) -> None:
+    """Parks the messages matching `condition` that were delivered max_deliver times (0: never)."""
+    if max_deliver:
+        M.update(state=PARKED, ack_token=None, last_error=f"{reason} (delivered {max_deliver} times)").where(
+            condition & (M.deliver_count >= max_deliver)
+        ).execute()
+
+
+def info(consumer_id: str) -> QueueInfo:
+    now = utcnow()
+    in_flight = (M.state == DELIVERED) & (M.visible_at > now)
+    num_ack_pending, count, next_visible_at = (
+        M.select(
+            fn.COUNT(Case(None, [(in_flight, M.id)])),
+            fn.COUNT(M.id),
+            fn.MIN(Case(None, [(M.visible_at > now, M.visible_at)])),
+        )
+        .where((M.consumer == consumer_id) & (M.state != PARKED))
+        .tuples()
+        .get()
+    )
+    return QueueInfo(count - num_ack_pending, num_ack_pending, as_datetime(next_visible_at))
+
+
+def as_datetime(value) -> datetime.datetime | None:
+    """A datetime from an aggregate (SQLite answers MIN of datetimes as text)."""
+    return datetime.datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+# --- parked messages ---------------------------------------------------------------------------
+
+
+def parked(consumer_id: str, after_id: int, limit: int) -> list[tuple[ConsumerMessage, Event]]:
+    """A page of parked messages, oldest first, with their events."""
+    rows = (
+        M.select(M, Event)
+        .join(Event, JOIN.INNER, on=(M.event == Event.seq))
+        .where((M.consumer == consumer_id) & (M.state == PARKED) & (M.id > after_id))
+        .order_by(M.id)
+        .limit(limit)
+    )
+    return [(row, row.event) for row in rows]
+
+
+def redeliver(consumer_id: str, message_ids: list[int]) -> int:
+    """Makes parked messages (these, or all when none are named) available again."""
+    condition = (M.consumer == consumer_id) & (M.state == PARKED)
+    if message_ids:
+        condition &= M.id.in_(message_ids)
+    count = M.update(state=AVAILABLE, deliver_count=0, visible_at=utcnow(), last_error="").where(condition).execute()
+    if count:
+        announce([consumer_id])
+    return count

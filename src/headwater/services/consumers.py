@@ -1,0 +1,319 @@
+"""ConsumerService: pull and webhook consumers of a stream (`/v1/http-consumers`).
+
+The queue semantics (claim, ack, nack, parking, redelivery) live in `headwater.engine.queue`;
+webhook pushing in `headwater.engine.delivery`. This module validates requests, checks that
+everything named belongs to the caller's organisation, and waits: a long-poll (`Next` with
+`wait_for`) and the `Receive` stream sleep on the consumer's wake-ups (`headwater.store.notify`)
+between reads, holding no database connection while they sleep.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from urllib.parse import urlsplit
+
+from headwater.crypto import SECRET_MASK
+from headwater.engine import queue
+from headwater.errors import failed_precondition, invalid, not_found, raise_if_invalid
+from headwater.services._common import Backend, page_size, paginate, timestamp
+from headwater.store import Stream, Sync, utcnow
+from headwater.store.models import Consumer
+from headwater.store.notify import HUB, POLL_SECONDS, announce
+from headwater.v1 import consumer_pb2, consumer_pb2_grpc
+
+DELIVER_POLICIES = ("all", "new", "last")
+DEFAULT_ACK_WAIT_MS = 30_000
+ACK_WAIT_RANGE_MS = (100, 86_400_000)  # 0.1 s to a day
+DEFAULT_MAX_DELIVER = {"pull": 0, "webhook": 8}
+MAX_BATCH_SIZE = 1000
+MAX_WAIT_FOR_MS = 60_000
+DEADLINE_MARGIN = 0.25  # seconds: a long-poll answers (empty) this long before the call's deadline
+FILTER_KEYS = ("sync_id", "collection_id", "record_id")
+
+
+def consumer_to_proto(row: Consumer, secret: str | None = None) -> consumer_pb2.Consumer:
+    """`secret`: the webhook secret in clear, given only in the answer to the create."""
+    return consumer_pb2.Consumer(
+        id=row.id,
+        org_id=row.org_id,
+        name=row.name,
+        stream_id=row.stream_id,
+        filters=[consumer_pb2.ConsumerFilter(**f) for f in row.filters],
+        deliver_policy=row.deliver_policy,
+        ack_wait_ms=row.ack_wait_ms,
+        max_deliver=row.max_deliver,
+        max_ack_pending=row.max_ack_pending,
+        kind=row.kind,
+        webhook_url=row.webhook_url,
+        webhook_secret=secret or (SECRET_MASK if row.webhook_secret else ""),
+        created_at=timestamp(row.created_at),
+        updated_at=timestamp(row.updated_at),
+    )
+
+
+def get_consumer(org_id: str, consumer_id: str) -> Consumer:
+    row = Consumer.get_or_none((Consumer.id == consumer_id) & (Consumer.org == org_id))
+    if row is None:
+        raise not_found("consumer", consumer_id)
+    return row
+
+
+def _check_webhook_url(url: str) -> str | None:
+    """What is wrong with a webhook URL, or None."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an absolute http:// or https:// URL"
+    if parts.username or parts.password:
+        return "must not carry credentials: verify the X-Headwater-Signature header instead"
+    return None
+
+
+def _settings(consumer: consumer_pb2.Consumer, kind: str) -> dict:
+    """The consumer's own fields, validated; every problem reported at once."""
+    violations = []
+    deliver_policy = consumer.deliver_policy or "all"
+    if deliver_policy not in DELIVER_POLICIES:
+        violations.append(("consumer.deliver_policy", "must be one of " + ", ".join(DELIVER_POLICIES)))
+    ack_wait_ms = consumer.ack_wait_ms if consumer.HasField("ack_wait_ms") else DEFAULT_ACK_WAIT_MS
+    low, high = ACK_WAIT_RANGE_MS
+    if not low <= ack_wait_ms <= high:
+        violations.append(("consumer.ack_wait_ms", f"must be between {low} and {high} milliseconds"))
+    max_deliver = consumer.max_deliver if consumer.HasField("max_deliver") else DEFAULT_MAX_DELIVER[kind]
+    if max_deliver < 0:
+        violations.append(("consumer.max_deliver", "must not be negative (0: no limit)"))
+    if consumer.max_ack_pending < 0:
+        violations.append(("consumer.max_ack_pending", "must not be negative (0: no limit)"))
+    if kind == "webhook" and (problem := _check_webhook_url(consumer.webhook_url)):
+        violations.append(("consumer.webhook_url", problem))
+    if len(consumer.name) > 255:
+        violations.append(("consumer.name", "must be at most 255 characters"))
+    filters = []
+    for i, f in enumerate(consumer.filters):
+        values = {k: getattr(f, k).strip() for k in FILTER_KEYS if getattr(f, k).strip()}
+        if not values:
+            violations.append((f"consumer.filters[{i}]", "must name at least one of " + ", ".join(FILTER_KEYS)))
+        filters.append(values)
+    raise_if_invalid(violations)
+    return {
+        "name": consumer.name.strip(),
+        "kind": kind,
+        "filters": filters,
+        "deliver_policy": deliver_policy,
+        "ack_wait_ms": ack_wait_ms,
+        "max_deliver": max_deliver,
+        "max_ack_pending": consumer.max_ack_pending,
+        "webhook_url": consumer.webhook_url if kind == "webhook" else "",
+    }
+
+
+def _stream_of(org_id: str, stream_id: str, filters: list[dict]) -> str:
+    """The stream a consumer reads: `stream_id`, or the one stream of the syncs its filters name."""
+    streams = set()
+    if stream_id:
+        if not Stream.select().where((Stream.id == stream_id) & (Stream.org == org_id)).exists():
+            raise not_found("stream", stream_id)
+        streams.add(stream_id)
+    for i, f in enumerate(filters):
+        if "sync_id" not in f:
+            continue
+        sync = Sync.get_or_none((Sync.id == f["sync_id"]) & (Sync.org == org_id))
+        if sync is None:
+            raise not_found("sync", f["sync_id"])
+        if stream_id and sync.stream_id != stream_id:
+            raise invalid(f"consumer.filters[{i}].sync_id",
+                          f"sync {sync.id} writes to stream {sync.stream_id}, not to stream_id {stream_id}")
+        if "collection_id" in f and f["collection_id"] not in sync.collection_ids:
+            raise invalid(f"consumer.filters[{i}].collection_id",
+                          f"sync {sync.id} does not carry {f['collection_id']!r} (it carries "
+                          + ", ".join(sync.collection_ids) + ")")
+        streams.add(sync.stream_id)
+    if not streams:
+        raise invalid("consumer.stream_id", "is required unless the filters name a sync (whose stream is read)")
+    if len(streams) > 1:
+        raise invalid("consumer.filters", "name syncs of different streams; a consumer reads one stream")
+    return streams.pop()
+
+
+def _take(org_id: str, consumer_id: str, batch_size: int) -> tuple[list[queue.Delivery], queue.QueueInfo]:
+    consumer = get_consumer(org_id, consumer_id)
+    if consumer.kind != "pull":
+        raise failed_precondition(
+            f"consumer {consumer.id} is a webhook consumer: Headwater POSTs its messages to its webhook_url"
+        )
+    batch = queue.claim(consumer, batch_size)
+    return batch, queue.info(consumer.id)
+
+
+def _batch_size(value: int) -> int:
+    if not 0 <= value <= MAX_BATCH_SIZE:
+        raise invalid("batch_size", f"must be between 1 and {MAX_BATCH_SIZE} (default 1)")
+    return value or 1
+
+
+class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self.store = backend.store
+
+    async def CreateConsumer(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+        kind = "webhook" if request.consumer.webhook_url else "pull"
+        settings = _settings(request.consumer, kind)
+        secret = "whsec_" + secrets.token_urlsafe(32) if kind == "webhook" else ""
+
+        def create():
+            stream_id = _stream_of(org_id, request.consumer.stream_id.strip(), settings["filters"])
+            row = Consumer.create(
+                org=org_id,
+                stream=stream_id,
+                webhook_secret=self.backend.box.encrypt(secret) if secret else "",
+                **settings,
+            )
+            queue.backfill(row)
+            return row
+
+        row = await self.store.run(create)
+        return consumer_pb2.CreateConsumerResponse(consumer=consumer_to_proto(row, secret))
+
+    async def GetConsumer(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+        row = await self.store.run(get_consumer, org_id, request.id)
+        return consumer_pb2.GetConsumerResponse(consumer=consumer_to_proto(row))
+
+    async def ListConsumers(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+        rows, next_token = await self.store.run(
+            lambda: paginate(Consumer.select().where(Consumer.org == org_id), Consumer, request)
+        )
+        return consumer_pb2.ListConsumersResponse(
+            data=[consumer_to_proto(r) for r in rows], next_page_token=next_token
+        )
+
+    async def DeleteConsumer(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+
+        def delete():
+            get_consumer(org_id, request.id).delete_instance()  # its queued messages go with it
+            announce([request.id])  # waiters look again and find it gone
+
+        await self.store.run(delete)
+        return consumer_pb2.DeleteConsumerResponse(id=request.id, deleted=True)
+
+    async def Next(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+        batch_size = _batch_size(request.batch_size)
+        if not 0 <= request.wait_for <= MAX_WAIT_FOR_MS:
+            raise invalid("wait_for", f"must be between 0 and {MAX_WAIT_FOR_MS} milliseconds")
+        wait = request.wait_for / 1000
+        remaining = context.time_remaining()
+        if remaining is not None:
+            wait = max(0.0, min(wait, remaining - DEADLINE_MARGIN))
+        deadline = time.monotonic() + wait
+        with HUB.subscribe([request.id]) as woken:
+            while True:
+                batch, info = await self.store.run(_take, org_id, request.id, batch_size)
+                left = deadline - time.monotonic()
+                if batch or left <= 0:
+                    return consumer_pb2.NextResponse(data=[d.to_proto() for d in batch], info=_info(info))
+                await woken.wait(min(left, _until(info)))
+
+    async def Receive(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+        batch_size = _batch_size(request.batch_size)
+        with HUB.subscribe([request.id]) as woken:
+            while True:
+                batch, info = await self.store.run(_take, org_id, request.id, batch_size)
+                if batch:
+                    yield consumer_pb2.ReceiveResponse(data=[d.to_proto() for d in batch], info=_info(info))
+                else:
+                    await woken.wait(_until(info))
+
+    async def Ack(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+        tokens = _tokens(request.ack_tokens)
+
+        def ack():
+            return queue.ack(get_consumer(org_id, request.id).id, tokens)
+
+        done = await self.store.run(ack)
+        return consumer_pb2.AckResponse(
+            success=True, acked=len(done), unknown_ack_tokens=[t for t in tokens if t not in done]
+        )
+
+    async def Nack(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+        tokens = _tokens(request.ack_tokens)
+        if not 0 <= request.delay_ms <= ACK_WAIT_RANGE_MS[1]:
+            raise invalid("delay_ms", f"must be between 0 and {ACK_WAIT_RANGE_MS[1]} milliseconds")
+
+        def nack():
+            return queue.nack(get_consumer(org_id, request.id), tokens, request.delay_ms)
+
+        done = await self.store.run(nack)
+        return consumer_pb2.NackResponse(
+            success=True, nacked=len(done), unknown_ack_tokens=[t for t in tokens if t not in done]
+        )
+
+    async def ListParkedMessages(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+        size = page_size(request)
+        after = 0
+        if request.page_token:
+            if not request.page_token.isdigit():
+                raise invalid("page_token", "is not a next_page_token this server issued")
+            after = int(request.page_token)
+
+        def page():
+            get_consumer(org_id, request.id)
+            return queue.parked(request.id, after, size + 1)
+
+        rows = await self.store.run(page)
+        next_token = str(rows[size - 1][0].id) if len(rows) > size else ""
+        return consumer_pb2.ListParkedMessagesResponse(
+            data=[
+                consumer_pb2.ParkedMessage(
+                    id=str(message.id),
+                    record=queue.record_to_proto(event.record),
+                    action=event.action,
+                    deliver_count=message.deliver_count,
+                    last_error=message.last_error,
+                )
+                for message, event in rows[:size]
+            ],
+            next_page_token=next_token,
+        )
+
+    async def RedeliverParkedMessages(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+        ids = []
+        for i, value in enumerate(request.message_ids):
+            if not value.isdigit():
+                raise invalid(f"message_ids[{i}]", "is not the id of a parked message")
+            ids.append(int(value))
+
+        def redeliver():
+            return queue.redeliver(get_consumer(org_id, request.id).id, ids)
+
+        count = await self.store.run(redeliver)
+        return consumer_pb2.RedeliverParkedMessagesResponse(redelivered=count)
+
+
+def _tokens(values) -> list[str]:
+    if not values:
+        raise invalid("ack_tokens", "give at least one ack_token")
+    if len(values) > MAX_BATCH_SIZE:
+        raise invalid("ack_tokens", f"at most {MAX_BATCH_SIZE} at once")
+    return list(values)
+
+
+def _info(info: queue.QueueInfo) -> consumer_pb2.ConsumerInfo:
+    return consumer_pb2.ConsumerInfo(num_pending=info.num_pending, num_ack_pending=info.num_ack_pending)
+
+
+def _until(info: queue.QueueInfo) -> float:
+    """How long to sleep at most: until a message becomes deliverable again, or a poll interval."""
+    if info.next_visible_at is None:
+        return POLL_SECONDS
+    seconds = (info.next_visible_at - utcnow()).total_seconds()
+    return min(POLL_SECONDS, max(0.001, seconds))

@@ -1,0 +1,345 @@
+"""MutationService: write records back upstream, record them, stream them, and optionally wait
+until named consumers have processed them (read-your-writes).
+
+One call, in this order:
+  1. validate the whole request (kind, sync, collection, every record, the consumers to await):
+     a mistake answers 400 naming the field (`records[2].upstream_id`) and nothing goes upstream;
+  2. claim the idempotency key, if any: a row unique per (organisation, key) is inserted before
+     anything is sent, so of two concurrent calls with one key only one runs; a key already used
+     answers its stored first answer (or 409 while that call still runs, 400 for another mutation);
+  3. for each record in order: one upstream write (`upstream.writes.write_record`, through the
+     credential's paced gateway), then at once `apply_changes` in one transaction (record +
+     stream event + consumer messages). A failure at record k stops the batch: records before k
+     stay applied, recorded and streamed, and the error's details (MutationFailure) list them;
+  4. with `await_consumer_ids`, wait (without holding a database connection) until those
+     consumers have acked the events this mutation produced: `backend.acks.wait`;
+  5. store the answer under the idempotency key, and answer {"records": [...]}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf import json_format
+from google.rpc import status_pb2
+from playhouse.pwasyncio import AsyncPostgresqlDatabase
+
+from headwater.errors import ApiError, invalid, not_found, raise_if_invalid
+from headwater.rest import integral_numbers
+from headwater.services._common import Backend
+from headwater.store import Sync, utcnow
+from headwater.store.models import Consumer, IdempotencyKey, database
+from headwater.store.records import apply_changes, record_document
+from headwater.upstream.catalogue import Collection
+from headwater.upstream.writes import KINDS, write_record
+from headwater.v1 import common_pb2, mutation_pb2, mutation_pb2_grpc
+
+MAX_BATCH = 100  # records (or upstream ids) per mutation
+DEFAULT_AWAIT_MS = 30_000
+MAX_AWAIT_MS = 600_000
+DEFAULT_TIMEOUT = 30.0  # seconds for the upstream calls when a gRPC caller sets no deadline
+ANSWER_MARGIN = 0.2  # seconds kept before the caller's deadline to record and answer
+IDEMPOTENCY_TTL = datetime.timedelta(hours=24)
+MAX_KEY_CHARS = 255
+EXPIRED_KEYS_PER_CLAIM = 100  # each new key clears up to this many expired ones of its organisation
+IDEMPOTENCY_HEADER = "idempotency-key"  # over REST; the bridge passes headers on as metadata
+
+
+@dataclass
+class Plan:
+    """A validated mutation: what to write, where, and what to wait for."""
+
+    kind: str
+    sync: Sync
+    collection: Collection
+    field: str  # the request's list: "records", "data" or "upstream_ids"
+    items: list[tuple[str, dict | None]]  # (upstream id, data) in order
+    consumer_ids: list[str]
+    await_seconds: float
+    key: str  # the idempotency key, "" for none
+    request_hash: str
+
+
+@dataclass
+class Progress:
+    applied: list[dict] = field(default_factory=list)  # record documents, in order
+    event_seqs: list[int] = field(default_factory=list)  # the events they produced
+    uncertain: bool = False  # a write is in flight, or failed in a way that may have changed the upstream
+
+
+class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
+    def __init__(self, backend: Backend):
+        self.backend = backend
+
+    async def RunMutation(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+        loop = asyncio.get_running_loop()
+        remaining = context.time_remaining()
+        call_deadline = None if remaining is None else loop.time() + max(0.0, remaining - ANSWER_MARGIN)
+        key = _idempotency_key(request, context)
+        plan = await self.backend.store.run(self._plan, org_id, request, key)
+        account = await self.backend.accounts.for_sync(org_id, plan.sync.id)
+
+        if plan.key:
+            stored = await self._claim(org_id, plan)
+            if stored is not None:
+                return _replay(stored)
+        progress = Progress()
+        try:
+            await self._apply(plan, account, call_deadline or loop.time() + DEFAULT_TIMEOUT, progress)
+            await self._await_consumers(org_id, plan, progress, call_deadline)
+        except ApiError as error:
+            await self._settle(org_id, plan, progress, error)
+            raise
+        except BaseException:
+            await asyncio.shield(self._settle(org_id, plan, progress, ApiError(
+                grpc.StatusCode.INTERNAL, "the mutation was interrupted",
+                details=[_failure_detail(plan, progress, len(progress.applied), "interrupted")],
+            )))
+            raise
+        answer = {"records": progress.applied}
+        if plan.key:
+            await self.backend.store.run(_store_answer, org_id, plan.key, answer)
+        return _replay(answer)
+
+    # --- 1. validation ----------------------------------------------------------------------
+
+    def _plan(self, org_id: str, request, key: str) -> Plan:
+        """The validated mutation (call inside store.run). Every mistake is reported at once."""
+        kind = request.kind
+        violations = []
+        if kind not in KINDS:
+            violations.append(("kind", f"must be one of {', '.join(KINDS)}"))
+        for name in ("sync_id", "collection_id"):
+            if not getattr(request, name):
+                violations.append((name, "is required"))
+        if request.records and request.data:
+            violations.append(("data", "is another name for records; give one of the two"))
+        list_name = "data" if request.data and not request.records else "records"
+        records = request.data or request.records
+        items: list[tuple[str, dict | None]] = []
+        if kind == "delete":
+            list_name = "upstream_ids"
+            if records:
+                violations.append(("records", "a delete takes upstream_ids, not records"))
+            violations += _batch_size("upstream_ids", request.upstream_ids, "upstream ids")
+            for i, upstream_id in enumerate(request.upstream_ids):
+                if not upstream_id.strip():
+                    violations.append((f"upstream_ids[{i}]", "must not be empty"))
+                items.append((upstream_id, None))
+        elif kind in KINDS:
+            if request.upstream_ids:
+                violations.append(("upstream_ids", f"only a delete takes upstream_ids; a {kind} takes records"))
+            violations += _batch_size(list_name, records, "records")
+            for i, record in enumerate(records):
+                where = f"{list_name}[{i}]"
+                if kind == "update" and not record.upstream_id.strip():
+                    violations.append((f"{where}.upstream_id", "is required for an update"))
+                if kind == "create" and record.upstream_id:
+                    violations.append((f"{where}.upstream_id", "is given by the upstream; leave it out of a create"))
+                if not record.data.fields:
+                    violations.append((f"{where}.data", "is required: the fields to write"))
+                items.append((record.upstream_id, integral_numbers(json_format.MessageToDict(record.data))))
+        for i, consumer_id in enumerate(request.await_consumer_ids):
+            if not consumer_id:
+                violations.append((f"await_consumer_ids[{i}]", "must not be empty"))
+        await_ms = DEFAULT_AWAIT_MS
+        if request.HasField("await_consumers_timeout"):
+            await_ms = request.await_consumers_timeout
+            if not 1 <= await_ms <= MAX_AWAIT_MS:
+                violations.append(("await_consumers_timeout", f"must be 1 to {MAX_AWAIT_MS} milliseconds"))
+        if len(key) > MAX_KEY_CHARS:
+            violations.append(("idempotency_key", f"must be at most {MAX_KEY_CHARS} characters"))
+        raise_if_invalid(violations)
+
+        sync = Sync.get_or_none((Sync.id == request.sync_id) & (Sync.org == org_id))
+        if sync is None:
+            raise not_found("sync", request.sync_id)
+        collection = self.backend.catalogue.collection(request.collection_id)
+        if request.collection_id not in sync.collection_ids or collection is None:
+            carried = ", ".join(sync.collection_ids) or "none"
+            raise invalid("collection_id", f"sync {sync.id} does not carry {request.collection_id} (it carries {carried})")
+        if collection.write is None or getattr(collection.write, kind) is None:
+            raise invalid("kind", f"Headwater cannot {kind} {collection.id} records upstream")
+        consumer_ids = list(dict.fromkeys(request.await_consumer_ids))
+        consumers = {c.id: c for c in Consumer.select().where((Consumer.id.in_(consumer_ids)) & (Consumer.org == org_id))}
+        for i, consumer_id in enumerate(consumer_ids):
+            if consumer_id not in consumers:
+                raise not_found("consumer", consumer_id)
+            if consumers[consumer_id].stream_id != sync.stream_id:
+                violations.append((f"await_consumer_ids[{i}]", (
+                    f"consumer {consumer_id} reads stream {consumers[consumer_id].stream_id}, not the sync's "
+                    f"stream {sync.stream_id}, so it never sees this mutation"
+                )))
+        raise_if_invalid(violations)
+        what = json.dumps([kind, sync.id, collection.id, items], sort_keys=True, separators=(",", ":"))
+        return Plan(
+            kind=kind, sync=sync, collection=collection, field=list_name, items=items,
+            consumer_ids=consumer_ids, await_seconds=await_ms / 1000, key=key,
+            request_hash=hashlib.sha256(what.encode()).hexdigest(),
+        )
+
+    # --- 2. the idempotency key ----------------------------------------------------------------
+
+    async def _claim(self, org_id: str, plan: Plan) -> dict | None:
+        """Claims the key for this call (None), or returns the stored answer of its first call."""
+        stored = await self.backend.store.run(_claim_key, org_id, plan.key, plan.request_hash)
+        if stored is None:
+            await self.backend.store.run(_forget_expired_keys, org_id)
+        return stored
+
+    async def _settle(self, org_id: str, plan: Plan, progress: Progress, error: ApiError) -> None:
+        """After a failure: keep the error as the key's answer if the upstream may have changed;
+        else free the key, so that a retry with it runs afresh."""
+        if not plan.key:
+            return
+        if progress.applied or progress.uncertain:
+            stored = {"error": {
+                "status": error.to_status().SerializeToString().hex(),
+                "http_status": error.http_status,
+                "headers": error.headers,
+            }}
+            await self.backend.store.run(_store_answer, org_id, plan.key, stored)
+        else:
+            await self.backend.store.run(_release_key, org_id, plan.key)
+
+    # --- 3. the writes -------------------------------------------------------------------------
+
+    async def _apply(self, plan: Plan, account, deadline: float, progress: Progress) -> None:
+        # One key per record where the upstream dedupes writes (Stripe): the caller's for a single
+        # record, "<key>:<index>" in a batch; without a key of the caller's, a fresh one per call,
+        # which lets the gateway retry a write that failed on the way safely.
+        base_key = plan.key or f"hw-{uuid.uuid4()}"
+        for index, (upstream_id, data) in enumerate(plan.items):
+            upstream_key = base_key if len(plan.items) == 1 else f"{base_key}:{index}"
+            progress.uncertain = True  # until the upstream has answered
+            try:
+                change = await write_record(
+                    self.backend.upstream, account, plan.collection, plan.kind, upstream_id, data, upstream_key,
+                    deadline,
+                )
+            except ApiError as error:
+                progress.uncertain = error.code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+                raise ApiError(
+                    error.code,
+                    error.message,  # the upstream's, e.g. "Salesforce validation error: `Invalid email`"
+                    field_violations=[(f"{plan.field}[{index}]", error.message)]
+                    if error.code == grpc.StatusCode.INVALID_ARGUMENT else (),
+                    details=[*error.details, _failure_detail(plan, progress, index, error.message)],
+                    headers=error.headers,
+                    http_status=error.http_status,
+                ) from None
+            progress.uncertain = False
+            [written] = await self.backend.store.run(apply_changes, plan.sync, plan.collection.id, [change])
+            progress.applied.append(record_document(written.record))
+            if written.event is not None:
+                progress.event_seqs.append(written.event.seq)
+
+    # --- 4. read-your-writes ---------------------------------------------------------------------
+
+    async def _await_consumers(self, org_id: str, plan: Plan, progress: Progress, call_deadline: float | None):
+        if not plan.consumer_ids or not progress.event_seqs:
+            return
+        timeout = plan.await_seconds
+        if call_deadline is not None:
+            timeout = min(timeout, max(0.0, call_deadline - asyncio.get_running_loop().time()))
+        pending = await self.backend.acks.wait(org_id, plan.consumer_ids, progress.event_seqs, timeout)
+        if pending:
+            raise ApiError(
+                grpc.StatusCode.INTERNAL,
+                f"Timed out waiting for consumers: {', '.join(pending)}",
+                details=[mutation_pb2.MutationFailure(applied=[_record(d) for d in progress.applied])],
+            )
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _idempotency_key(request, context) -> str:
+    """The request's `idempotency_key`, or the Idempotency-Key header (REST) / metadata (gRPC)."""
+    sent = dict(context.invocation_metadata()).get(IDEMPOTENCY_HEADER, "").strip()
+    key = request.idempotency_key.strip()
+    if key and sent and key != sent:
+        raise invalid("idempotency_key", "differs from the Idempotency-Key header; give one of the two")
+    return key or sent
+
+
+def _batch_size(name: str, values, what: str) -> list[tuple[str, str]]:
+    if not values:
+        return [(name, f"is required: 1 to {MAX_BATCH} {what}")]
+    if len(values) > MAX_BATCH:
+        return [(name, f"at most {MAX_BATCH} {what} per mutation; got {len(values)}")]
+    return []
+
+
+def _claim_key(org_id: str, key: str, request_hash: str) -> dict | None:
+    """Inserts the key's row unless a live one exists (call inside store.run). Written first, so
+    that a concurrent claim waits on the unique index rather than racing a read."""
+    now = utcnow()
+    mine = str(uuid.uuid4())
+    IdempotencyKey.delete().where(
+        (IdempotencyKey.org == org_id) & (IdempotencyKey.key == key) & (IdempotencyKey.expires_at <= now)
+    ).execute()
+    IdempotencyKey.insert(
+        id=mine, org=org_id, key=key, request_hash=request_hash, created_at=now, expires_at=now + IDEMPOTENCY_TTL,
+    ).on_conflict_ignore().execute()
+    row = IdempotencyKey.get((IdempotencyKey.org == org_id) & (IdempotencyKey.key == key))
+    if row.id == mine:
+        return None
+    if row.request_hash != request_hash:
+        raise invalid("idempotency_key", "was used for another mutation within the last 24 hours; use a new key")
+    if row.answer is None:
+        raise ApiError(grpc.StatusCode.ABORTED, "a mutation with this idempotency key is still running; retry later")
+    return row.answer
+
+
+def _forget_expired_keys(org_id: str) -> None:
+    """Deletes some of the organisation's expired keys. On PostgreSQL rows another call is
+    working on are skipped (SKIP LOCKED), so this never waits and never deadlocks."""
+    expired = (
+        IdempotencyKey.select(IdempotencyKey.id)
+        .where((IdempotencyKey.org == org_id) & (IdempotencyKey.expires_at <= utcnow()))
+        .limit(EXPIRED_KEYS_PER_CLAIM)
+    )
+    if isinstance(database.obj, AsyncPostgresqlDatabase):
+        expired = expired.for_update("FOR UPDATE SKIP LOCKED")
+    IdempotencyKey.delete().where(IdempotencyKey.id.in_(expired)).execute()
+
+
+def _store_answer(org_id: str, key: str, answer: dict) -> None:
+    IdempotencyKey.update(answer=answer).where((IdempotencyKey.org == org_id) & (IdempotencyKey.key == key)).execute()
+
+
+def _release_key(org_id: str, key: str) -> None:
+    IdempotencyKey.delete().where((IdempotencyKey.org == org_id) & (IdempotencyKey.key == key)).execute()
+
+
+def _replay(answer: dict) -> mutation_pb2.RunMutationResponse:
+    """The answer of a call: its records, or its error raised again."""
+    if "error" in answer:
+        stored = answer["error"]
+        raise ApiError.from_status(
+            status_pb2.Status.FromString(bytes.fromhex(stored["status"])),
+            headers=stored["headers"], http_status=stored["http_status"],
+        )
+    return mutation_pb2.RunMutationResponse(records=[_record(d) for d in answer["records"]])
+
+
+def _record(document: dict) -> common_pb2.Record:
+    return json_format.ParseDict(document, common_pb2.Record())
+
+
+def _failure_detail(plan: Plan, progress: Progress, index: int, error: str) -> mutation_pb2.MutationFailure:
+    failed = [mutation_pb2.FailedMutationRecord(index=index, upstream_id=plan.items[index][0], error=error)] \
+        if index < len(plan.items) else []
+    failed += [
+        mutation_pb2.FailedMutationRecord(index=i, upstream_id=upstream_id, error="not attempted")
+        for i, (upstream_id, _) in enumerate(plan.items) if i > index
+    ]
+    return mutation_pb2.MutationFailure(applied=[_record(d) for d in progress.applied], failed=failed)

@@ -1,0 +1,209 @@
+"""Writing one record upstream, as a collection's `write:` spec in catalogue.yaml says.
+
+One mechanism for every provider: the spec gives the request (method, path with `{id}`), the
+body's encoding (JSON, or Stripe's form with nested keys), where the answer keeps the record's id
+and change time, whether to read the record back (Salesforce answers an update with 204), and
+where an error answer keeps the upstream's message. A new collection is a catalogue entry.
+
+    change = await write_record(upstream, account, collection, "update", "cus_1", {"name": "Paul"},
+                                idempotency_key="k1", deadline=loop.time() + 30)
+    change.upstream_id, change.data          # the record as the upstream now has it
+
+The request goes through `Upstream.send`, so it shares the credential's budget with the proxy and
+the sync engine. Upstream failures become the documented errors (`upstream_error`):
+400 "Salesforce validation error: `Invalid email`", 504 "Salesforce API timed out", ...
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import json
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import grpc
+
+from headwater.engine.reading import ReadError, dig, parse_time
+from headwater.errors import ApiError
+from headwater.store.models import utcnow
+from headwater.store.records import Change
+from headwater.upstream.accounts import UpstreamAccount
+from headwater.upstream.catalogue import Collection, WriteRequest, WriteSpec
+from headwater.upstream.forwarder import UpstreamResponse
+from headwater.upstream.gateway import Upstream, retry_after_seconds
+from headwater.upstream.requests import UnsafeRequest
+
+KINDS = ("create", "update", "delete")
+MAX_MESSAGE_CHARS = 500
+
+
+async def write_record(
+    upstream: Upstream,
+    account: UpstreamAccount,
+    collection: Collection,
+    kind: str,
+    upstream_id: str,
+    data: dict | None,
+    idempotency_key: str,
+    deadline: float,
+) -> Change:
+    """Creates, updates or deletes one record upstream; returns what the upstream now says it is.
+
+    `upstream_id` is "" for a create; `data` is None for a delete. Raises ApiError."""
+    spec = collection.write
+    operation = getattr(spec, kind)
+    headers = [("Accept", "application/json")]
+    if idempotency_key and spec.idempotency_header:
+        headers.append((spec.idempotency_header, idempotency_key))
+    body = b""
+    if data is not None:
+        body, content_type = encode_body(spec, data)
+        headers.append(("Content-Type", content_type))
+    response = await _send(upstream, account, collection, operation, upstream_id, headers, body, deadline)
+    if kind == "delete":
+        return Change.delete(upstream_id, _answer_time(response))
+
+    record = _json(response.body)
+    if spec.fetch is not None:
+        if kind == "create":
+            upstream_id = _string(dig(record, spec.created_id or spec.id))
+            if not upstream_id:
+                raise _malformed(account, collection, f"its answer to the create has no `{spec.created_id}`")
+        try:
+            response = await _send(upstream, account, collection, spec.fetch, upstream_id, [headers[0]], b"", deadline)
+        except ApiError as error:
+            raise ApiError(
+                error.code,
+                f"{account.provider.name} {collection.name} {upstream_id} was written, but reading it back "
+                f"failed: {error.message}",
+                headers=error.headers,
+                http_status=error.http_status,
+            ) from None
+        record = _json(response.body)
+    if not isinstance(record, dict) or not _string(dig(record, spec.id)):
+        raise _malformed(account, collection, f"its answer is not a record with `{spec.id}`")
+    return Change(_string(dig(record, spec.id)), record, _record_time(spec, record, response))
+
+
+def encode_body(spec: WriteSpec, data: dict) -> tuple[bytes, str]:
+    """The request body for `data` (wrapped in `spec.wrap` unless the caller already did) and its
+    content type."""
+    if spec.wrap and not (set(data) == {spec.wrap} and isinstance(data[spec.wrap], dict)):
+        data = {spec.wrap: data}
+    if spec.format == "form":
+        return urlencode(form_fields(data)).encode(), "application/x-www-form-urlencoded"
+    return json.dumps(data, separators=(",", ":")).encode(), "application/json"
+
+
+def form_fields(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Stripe's form encoding: {"metadata": {"a": 1}, "items": [{"price": "p"}]} ->
+    [("metadata[a]", "1"), ("items[0][price]", "p")]; true/false as words, null as "" (unset)."""
+    if isinstance(value, dict):
+        pairs = []
+        for key, item in value.items():
+            pairs += form_fields(item, f"{prefix}[{key}]" if prefix else str(key))
+        return pairs
+    if isinstance(value, list):
+        pairs = []
+        for index, item in enumerate(value):
+            pairs += form_fields(item, f"{prefix}[{index}]")
+        return pairs
+    if isinstance(value, bool):
+        return [(prefix, "true" if value else "false")]
+    return [(prefix, "" if value is None else str(value))]
+
+
+def upstream_error(account: UpstreamAccount, collection: Collection, response: UpstreamResponse,
+                   upstream_id: str) -> ApiError:
+    """The documented error for an upstream's non-2xx answer to a write, carrying its message."""
+    name = account.provider.name
+    status = response.status
+    message = error_message(collection.write, response.body) or f"HTTP {status}"
+    if status in (408, 504):
+        return ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, f"{name} API timed out")
+    if status == 429:
+        seconds = retry_after_seconds(response.headers)
+        return ApiError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED, f"{name} API rate limit exceeded: `{message}`",
+            headers={"Retry-After": str(max(1, round(seconds)))} if seconds is not None else None,
+        )
+    if status >= 500:
+        return ApiError(grpc.StatusCode.UNAVAILABLE, f"{name} API failed (HTTP {status}): `{message}`",
+                        http_status=502)
+    if status == 404:
+        return ApiError(grpc.StatusCode.NOT_FOUND, f"{name} has no {collection.name} {upstream_id}: `{message}`")
+    if status in (401, 403):
+        return ApiError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"{name} refused credential {account.credential_id} (HTTP {status}): `{message}`",
+        )
+    return ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"{name} validation error: `{message}`")
+
+
+def error_message(spec: WriteSpec, body: bytes) -> str:
+    """The upstream's own message in an error answer: at `spec.error_message` (in the first item
+    of an answer that is a list), else the answer's text; at most MAX_MESSAGE_CHARS."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if isinstance(answer, list) and answer:
+        answer = answer[0]
+    found = dig(answer, spec.error_message) if spec.error_message and isinstance(answer, dict) else None
+    text = found if isinstance(found, str) else body.decode("utf-8", "replace")
+    return " ".join(text.split())[:MAX_MESSAGE_CHARS]
+
+
+async def _send(upstream, account, collection, operation: WriteRequest, upstream_id, headers, body, deadline):
+    path = operation.path.replace("{id}", quote(upstream_id, safe=""))
+    fields = ",".join(collection.read.fields) if collection.read else ""
+    query = urlencode({k: str(v).replace("{fields}", fields) for k, v in operation.query.items()})
+    try:
+        sent = await upstream.send(account, operation.method, path, query, headers, body, deadline)
+    except UnsafeRequest as unsafe:
+        raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, f"credential {account.credential_id}: {unsafe}") from None
+    if not 200 <= sent.response.status < 300:
+        raise upstream_error(account, collection, sent.response, upstream_id)
+    return sent.response
+
+
+def _record_time(spec: WriteSpec, record: dict, response: UpstreamResponse) -> datetime.datetime:
+    if spec.updated_at:
+        try:
+            found = parse_time(dig(record, spec.updated_at))
+        except ReadError:
+            found = None
+        if found is not None:
+            return found
+    return _answer_time(response)
+
+
+def _answer_time(response: UpstreamResponse) -> datetime.datetime:
+    """When the upstream answered: its Date header, else our clock."""
+    for name, value in response.headers:
+        if name.lower() == "date":
+            try:
+                return email.utils.parsedate_to_datetime(value).astimezone(datetime.UTC).replace(tzinfo=None)
+            except (TypeError, ValueError):
+                break
+    return utcnow()
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
+
+
+def _string(value: Any) -> str:
+    return "" if value is None or isinstance(value, dict | list) else str(value)
+
+
+def _malformed(account: UpstreamAccount, collection: Collection, what: str) -> ApiError:
+    return ApiError(
+        grpc.StatusCode.UNAVAILABLE,
+        f"{account.provider.name} wrote the {collection.name} but {what}; the next sync will record it",
+        http_status=502,
+    )
