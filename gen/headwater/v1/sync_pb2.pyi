@@ -15,7 +15,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Sync(_message.Message):
-    __slots__ = ("id", "provider", "stream_id", "name", "status", "org_id", "health", "collection_ids", "rate_limit", "credential_id", "credential", "max_age_days", "sync_frequency", "initial_backfill_completed_at", "metadata", "external_id", "created_at", "updated_at")
+    __slots__ = ("id", "provider", "stream_id", "name", "status", "org_id", "health", "collection_ids", "rate_limit", "credential_id", "credential", "max_age_days", "sync_frequency", "initial_backfill_completed_at", "metadata", "external_id", "created_at", "updated_at", "progress")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class Sync(_message.Message):
     EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     id: str
     provider: str
     stream_id: str
@@ -52,7 +53,32 @@ class Sync(_message.Message):
     external_id: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., provider: _Optional[str] = ..., stream_id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., org_id: _Optional[str] = ..., health: _Optional[_Union[SyncHealth, _Mapping]] = ..., collection_ids: _Optional[_Iterable[str]] = ..., rate_limit: _Optional[_Union[_common_pb2.RateLimit, _Mapping]] = ..., credential_id: _Optional[str] = ..., credential: _Optional[_Union[_credential_pb2.Credential, _Mapping]] = ..., max_age_days: _Optional[int] = ..., sync_frequency: _Optional[str] = ..., initial_backfill_completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., external_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    progress: _containers.RepeatedCompositeFieldContainer[CollectionProgress]
+    def __init__(self, id: _Optional[str] = ..., provider: _Optional[str] = ..., stream_id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., org_id: _Optional[str] = ..., health: _Optional[_Union[SyncHealth, _Mapping]] = ..., collection_ids: _Optional[_Iterable[str]] = ..., rate_limit: _Optional[_Union[_common_pb2.RateLimit, _Mapping]] = ..., credential_id: _Optional[str] = ..., credential: _Optional[_Union[_credential_pb2.Credential, _Mapping]] = ..., max_age_days: _Optional[int] = ..., sync_frequency: _Optional[str] = ..., initial_backfill_completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., external_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Iterable[_Union[CollectionProgress, _Mapping]]] = ...) -> None: ...
+
+class CollectionProgress(_message.Message):
+    __slots__ = ("collection_id", "backfill_state", "records_synced", "cursor", "health", "last_error", "last_error_at", "backfill_completed_at", "last_synced_at", "next_sync_at")
+    COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    BACKFILL_STATE_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_SYNCED_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_AT_FIELD_NUMBER: _ClassVar[int]
+    BACKFILL_COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_SYNCED_AT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_SYNC_AT_FIELD_NUMBER: _ClassVar[int]
+    collection_id: str
+    backfill_state: str
+    records_synced: int
+    cursor: _struct_pb2.Struct
+    health: str
+    last_error: str
+    last_error_at: _timestamp_pb2.Timestamp
+    backfill_completed_at: _timestamp_pb2.Timestamp
+    last_synced_at: _timestamp_pb2.Timestamp
+    next_sync_at: _timestamp_pb2.Timestamp
+    def __init__(self, collection_id: _Optional[str] = ..., backfill_state: _Optional[str] = ..., records_synced: _Optional[int] = ..., cursor: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., health: _Optional[str] = ..., last_error: _Optional[str] = ..., last_error_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., backfill_completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_synced_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_sync_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SyncHealth(_message.Message):
     __slots__ = ("status", "sync_id", "last_error", "last_error_at")

@@ -1,0 +1,403 @@
+"""The sync engine: one loop that keeps every active sync's collections flowing into its stream.
+
+    engine = SyncEngine(backend, settings)
+    engine.start()          # the server does this; HEADWATER_SYNC_ENGINE=false turns it off
+    await engine.stop()     # gives its leases back
+
+Work is done per collection of a sync (a row of `sync_collection`: cursor, progress, health,
+lease). Every `sync_poll_seconds` the engine renews the leases it holds and claims due
+collections up to `sync_workers` (leases.py); each claimed collection is worked a page at a time:
+
+  1. Backfill: the catalogue's `list` listing, page after page. Each page's records are written
+     with `apply_changes` in the same transaction as the cursor that points past them, so a restart
+     resumes at the next page with nothing lost and nothing written twice.
+  2. Incremental passes, right after the backfill and then every `sync_interval` seconds
+     (`continuous`) or every 4 hours (`4h`): the `changes` listing from the watermark (the latest
+     change time seen; the first one is the backfill's start less an overlap), then the
+     `deletions` listing if the collection has one. Listings are read with ">=": the boundary
+     records are read again, and an unchanged record writes nothing.
+     A `newest_first` listing (Stripe's events) is read whole, each record's newest item kept,
+     and applied oldest first in one transaction.
+
+Every read goes through `Upstream.send(..., background=True)`: the credential's budget, within
+the background share that leaves interactive calls at least 20% of it.
+
+Failures: 429, 5xx, timeouts and unreachable upstreams make the collection `degraded`; 401, 403
+and answers the engine cannot use make it `error`, with a message saying what to fix. Either way
+it is retried with exponential backoff (at most `sync_retry_max_seconds` apart) and becomes
+`healthy` again by itself on the next page that reads. A sync's health is its worst collection's.
+
+`max_age_days`: records whose change time is older are skipped, and at the end of every pass
+the collection's stored records older than that are pruned, without events (they aged out of the
+window; they were not deleted upstream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import math
+import os
+import random
+import socket
+import uuid
+from dataclasses import dataclass
+
+import grpc
+
+from headwater.engine import leases
+from headwater.engine.reading import EPOCH, Page, ReadError, page_request, parse_page
+from headwater.errors import ApiError
+from headwater.settings import Settings
+from headwater.store.models import Record, Sync, SyncCollection, utcnow
+from headwater.store.records import Change, apply_changes
+from headwater.upstream.accounts import UpstreamAccount
+from headwater.upstream.catalogue import Collection, Listing
+from headwater.upstream.requests import UnsafeRequest
+
+log = logging.getLogger("headwater.sync")
+
+FOUR_HOURS = 4 * 3600.0
+# The first incremental pass starts this long before the backfill started: changes made while the
+# backfill ran are read again, and a clock differing from the upstream's by less than this is harmless.
+OVERLAP = datetime.timedelta(seconds=60)
+TRANSIENT_CODES = frozenset({
+    grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED,
+})
+
+
+class SyncFailure(Exception):
+    """An upstream read failed: `degraded` (transient) or `error` (needs someone to act)."""
+
+    def __init__(self, health: str, message: str, restart_listing: bool = False):
+        super().__init__(message)
+        self.health = health
+        self.message = message
+        self.restart_listing = restart_listing  # the saved page position was refused
+
+
+@dataclass
+class Job:
+    """What one step works on, read under the lease."""
+
+    row: SyncCollection
+    sync: Sync
+    collection: Collection
+
+
+@dataclass
+class Step:
+    """The result of reading one page (or, for `newest_first`, one whole pass)."""
+
+    changes: list[Change]
+    cursor: dict
+    backfill_completed: bool = False
+    pass_completed: bool = False
+
+
+class SyncEngine:
+    def __init__(self, backend, settings: Settings):
+        self.backend = backend
+        self.store = backend.store
+        self.settings = settings
+        self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        self._working: dict[int, asyncio.Task] = {}
+        self._task: asyncio.Task | None = None
+        # Checked between steps as well as cancelling the tasks: a cancellation that arrives while
+        # the database bridge runs a query may surface as an ordinary error.
+        self._stopping = False
+        self._wake = asyncio.Event()  # set when work falls due before the next poll
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="headwater-sync-engine")
+
+    async def stop(self, release: bool = True) -> None:
+        """Stops the loop and its workers and gives their leases back (`release=False` keeps
+        them until they expire, as a killed process would)."""
+        self._stopping = True
+        tasks = [t for t in [self._task, *self._working.values()] if t is not None]
+        held = list(self._working)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if not release:
+            return
+        try:
+            await self.store.run(leases.release_all, self.owner, held)
+        except Exception:
+            log.exception("could not give back the sync leases; they expire by themselves")
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self.tick()
+            except Exception:
+                if self._stopping:
+                    return
+                log.exception("sync engine: looking for work failed; trying again")
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.settings.sync_poll_seconds)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def tick(self) -> None:
+        """Renews the leases held, then claims and starts due work."""
+        ttl = self.settings.sync_lease_seconds
+        lost = await self.store.run(leases.renew, self.owner, list(self._working), ttl)
+        for unit_id in lost:  # finished, or another engine took it over: stop at once
+            task = self._working.pop(unit_id, None)
+            if task is not None:
+                task.cancel()
+        free = self.settings.sync_workers - len(self._working)
+        if free <= 0:
+            return
+        await self.store.run(leases.ensure_rows)
+        claimed = await self.store.run(leases.claim, self.owner, ttl, free, frozenset(self._working))
+        for unit_id in claimed:
+            self._working[unit_id] = asyncio.create_task(self._work(unit_id))
+
+    async def _work(self, unit_id: int) -> None:
+        try:
+            while not self._stopping and await self._step(unit_id):
+                pass
+        except leases.LeaseLost:
+            pass
+        except Exception as exc:
+            if self._stopping:
+                return
+            log.exception("sync engine: collection state %s failed", unit_id)
+            try:
+                await self.store.run(self._fail, unit_id, SyncFailure("error", f"internal error: {exc}"))
+            except Exception:
+                log.exception("sync engine: could not record the failure; the lease expires by itself")
+        finally:
+            self._working.pop(unit_id, None)
+
+    # --- one step: read a page, write it with the cursor ---------------------------------------
+
+    async def _step(self, unit_id: int) -> bool:
+        """Reads and writes one page; True when more work is due at once."""
+        job = await self.store.run(self._load, unit_id)
+        if job is None:
+            return False
+        try:
+            account = await self.backend.accounts.for_sync(job.sync.org_id, job.sync.id)
+            step = await self._read(job, account)
+        except SyncFailure as failure:
+            log.warning("sync %s %s: %s", job.sync.id, job.row.collection_id, failure.message)
+            self._wake_after(await self.store.run(self._fail, unit_id, failure))
+            return False
+        due_in = await self.store.run(self._commit, unit_id, step)
+        if due_in is None:
+            return True
+        self._wake_after(due_in)
+        return False
+
+    def _wake_after(self, seconds: float) -> None:
+        """Looks for work again in `seconds` (a continuous sync's next pass) if that is before the poll."""
+        if seconds <= self.settings.sync_poll_seconds:
+            asyncio.get_running_loop().call_later(seconds, self._wake.set)
+
+    def _load(self, unit_id: int) -> Job | None:
+        row = leases.fence(unit_id, self.owner, self.settings.sync_lease_seconds)
+        sync = Sync.get_by_id(row.sync_id)
+        collection = self.backend.catalogue.collection(row.collection_id)
+        if sync.status != "active" or row.collection_id not in sync.collection_ids:
+            leases.release(row)
+            row.save()
+            return None
+        return Job(row, sync, collection)
+
+    async def _read(self, job: Job, account: UpstreamAccount) -> Step:
+        row, read = job.row, job.collection.read
+        if read is None:
+            raise SyncFailure("error", f"{job.collection.id} cannot be synced yet: the catalogue has no read spec")
+        cursor = dict(row.cursor or {})
+        token = cursor.get("page")
+        if row.backfill_state != "completed":
+            cursor.setdefault("changes_since", _iso(utcnow() - OVERLAP))
+            since = self._cutoff(job.sync) or EPOCH
+            page = await self._page(job, account, read.list, since, token)
+            if page.next_token:
+                return Step(page.changes, {**cursor, "page": page.next_token})
+            return Step(page.changes, {"since": cursor["changes_since"]}, backfill_completed=True)
+
+        since = _parse(cursor["since"])
+        which = cursor.get("listing", "changes")
+        listing = read.changes if which == "changes" else read.deletions
+        if listing.newest_first:
+            changes, newest = await self._whole_pass(job, account, listing, since)
+        else:
+            page = await self._page(job, account, listing, since, token)
+            if page.next_token:
+                return Step(page.changes, {**cursor, "page": page.next_token, "seen": _later(cursor.get("seen"), page.newest)})
+            changes, newest = page.changes, page.newest
+        seen = _later(cursor.get("seen"), newest if which == "changes" else None)
+        if which == "changes" and read.deletions is not None:
+            return Step(changes, {"since": cursor["since"], "listing": "deletions", "seen": seen})
+        return Step(changes, {"since": _later(cursor["since"], _parse(seen) if seen else None)}, pass_completed=True)
+
+    async def _whole_pass(self, job, account, listing: Listing, since) -> tuple[list[Change], datetime.datetime | None]:
+        """Reads a newest-first listing to its end; each record's newest change, oldest first."""
+        newest_by_id: dict[str, Change] = {}
+        newest = None
+        token = None
+        while True:
+            page = await self._page(job, account, listing, since, token)
+            for change in page.changes:
+                newest_by_id.setdefault(change.upstream_id, change)
+            newest = _max(newest, page.newest)
+            token = page.next_token
+            if not token:
+                return list(reversed(newest_by_id.values())), newest
+
+    async def _page(self, job: Job, account: UpstreamAccount, listing: Listing, since, token) -> Page:
+        provider = account.provider.name
+        loop = asyncio.get_running_loop()
+        try:
+            request = page_request(listing, job.collection.read, since, job.sync.metadata or {}, token)
+            sent = await self.backend.upstream.send(
+                account, request.method, request.path, request.query,
+                [("Content-Type", "application/json")] if request.body else [],
+                request.body, loop.time() + self.settings.sync_request_timeout, background=True,
+            )
+        except ApiError as error:
+            raise SyncFailure("degraded" if error.code in TRANSIENT_CODES else "error", error.message) from None
+        except (ReadError, UnsafeRequest) as error:
+            raise SyncFailure("error", str(error)) from None
+        response = sent.response
+        if not 200 <= response.status < 300:
+            raise _status_failure(response.status, response.body, provider, job, token is not None)
+        try:
+            return parse_page(listing, response.status, response.headers, response.body)
+        except ReadError as error:
+            raise SyncFailure("error", f"{provider}: {error}") from None
+
+    def _commit(self, unit_id: int, step: Step) -> float | None:
+        """Writes a page's records, its cursor and the collection's progress in one transaction;
+        returns None when the next page is due at once, else the seconds until the next pass."""
+        job = self._load(unit_id)
+        if job is None:
+            return math.inf
+        row, sync = job.row, job.sync
+        now = utcnow()
+        cutoff = self._cutoff(sync)
+        changes = step.changes
+        if cutoff is not None:
+            changes = [c for c in changes if c.deleted or not c.upstream_updated_at or c.upstream_updated_at >= cutoff]
+        written = apply_changes(sync, row.collection_id, changes)
+        row.records_synced += sum(1 for w in written if w.event is not None)
+        row.cursor = step.cursor
+        was_healthy = row.health == "healthy"
+        row.health, row.failures = "healthy", 0
+        if row.backfill_state == "pending":
+            row.backfill_state, row.backfill_started_at = "running", now
+        due_in = None
+        if step.backfill_completed:
+            row.backfill_state, row.backfill_completed_at = "completed", now
+        if step.pass_completed or step.backfill_completed:
+            if cutoff is not None:
+                Record.delete().where(
+                    (Record.sync == sync.id) & (Record.collection_id == row.collection_id)
+                    & (Record.upstream_updated_at < cutoff)
+                ).execute()
+        if step.pass_completed:
+            row.last_synced_at = now
+            interval = self.settings.sync_interval if sync.sync_frequency == "continuous" else FOUR_HOURS
+            row.next_run_at = now + datetime.timedelta(seconds=interval)
+            leases.release(row)
+            due_in = interval
+        row.save()
+        if step.backfill_completed and sync.initial_backfill_completed_at is None:
+            done = SyncCollection.select().where(
+                (SyncCollection.sync == sync.id) & (SyncCollection.backfill_state == "completed")
+                & SyncCollection.collection_id.in_(sync.collection_ids)
+            ).count()
+            if done == len(sync.collection_ids):
+                Sync.update(initial_backfill_completed_at=now).where(Sync.id == sync.id).execute()
+        if not was_healthy:
+            _refresh_sync_health(sync)
+        return due_in
+
+    def _fail(self, unit_id: int, failure: SyncFailure) -> float:
+        """Records the failure and schedules the retry; returns the seconds until it."""
+        try:
+            row = leases.fence(unit_id, self.owner, self.settings.sync_lease_seconds)
+        except leases.LeaseLost:
+            return math.inf
+        now = utcnow()
+        row.health, row.last_error, row.last_error_at = failure.health, failure.message, now
+        row.failures += 1
+        if failure.restart_listing:
+            row.cursor = {k: v for k, v in (row.cursor or {}).items() if k != "page"}
+        delay = min(self.settings.sync_retry_max_seconds, 0.5 * 2 ** (row.failures - 1)) * random.uniform(1, 1.2)
+        row.next_run_at = now + datetime.timedelta(seconds=delay)
+        leases.release(row)
+        row.save()
+        Sync.update(health_last_error=failure.message, health_last_error_at=now).where(Sync.id == row.sync_id).execute()
+        _refresh_sync_health(Sync.get_by_id(row.sync_id))
+        return delay
+
+    @staticmethod
+    def _cutoff(sync: Sync) -> datetime.datetime | None:
+        if not sync.max_age_days:
+            return None
+        return utcnow() - datetime.timedelta(days=sync.max_age_days)
+
+
+def _refresh_sync_health(sync: Sync) -> None:
+    """A sync is as healthy as its least healthy collection."""
+    states = {
+        health for collection_id, health in SyncCollection.select(SyncCollection.collection_id, SyncCollection.health)
+        .where(SyncCollection.sync == sync.id).tuples()
+        if collection_id in sync.collection_ids
+    }
+    worst = "error" if "error" in states else "degraded" if "degraded" in states else "healthy"
+    if worst != sync.health_status:
+        Sync.update(health_status=worst).where(Sync.id == sync.id).execute()
+
+
+def _status_failure(status: int, body: bytes, provider: str, job: Job, had_token: bool) -> SyncFailure:
+    name = job.collection.name
+    credential = job.sync.credential_id
+    if status == 401:
+        return SyncFailure("error", (
+            f"{provider} rejected credential {credential} (HTTP 401): update its secret or reconnect the "
+            f"account; the sync resumes by itself"
+        ))
+    if status == 403:
+        return SyncFailure("error", (
+            f"{provider} refused to list {name} records (HTTP 403): give credential {credential} permission "
+            f"to read {name} (its scopes, or the connected user's role); the sync resumes by itself"
+        ))
+    if status == 429 or status >= 500:
+        return SyncFailure("degraded", f"{provider} answered HTTP {status} while listing {name}; retrying with backoff")
+    if had_token and status in (400, 404, 410):
+        return SyncFailure("degraded", (
+            f"{provider} no longer accepts the saved page position (HTTP {status}); reading {name} from the "
+            f"start of the listing again"
+        ), restart_listing=True)
+    detail = body[:300].decode("utf-8", "replace").strip()
+    return SyncFailure("error", f"{provider} answered HTTP {status} while listing {name}: {detail}")
+
+
+def _iso(value: datetime.datetime) -> str:
+    return value.isoformat()
+
+
+def _parse(value: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(value)
+
+
+def _max(a, b):
+    return b if a is None or (b is not None and b > a) else a
+
+
+def _later(a: str | None, b: datetime.datetime | None) -> str | None:
+    """The later of an ISO time and a datetime, as ISO (None if both are None)."""
+    best = _max(_parse(a) if a else None, b)
+    return _iso(best) if best else None
