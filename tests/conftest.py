@@ -23,7 +23,14 @@ from cryptography.fernet import Fernet
 from headwater.auth import Auth
 from headwater.server import Server
 from headwater.settings import Settings
-from headwater.v1 import credential_pb2_grpc, proxy_pb2_grpc, stream_pb2_grpc, sync_pb2_grpc
+from headwater.v1 import (
+    consumer_pb2_grpc,
+    credential_pb2_grpc,
+    mutation_pb2_grpc,
+    proxy_pb2_grpc,
+    stream_pb2_grpc,
+    sync_pb2_grpc,
+)
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 
@@ -86,6 +93,14 @@ class Client:
     def proxy(self):
         return proxy_pb2_grpc.ProxyServiceStub(self.channel)
 
+    @property
+    def mutations(self):
+        return mutation_pb2_grpc.MutationServiceStub(self.channel)
+
+    @property
+    def consumers(self):
+        return consumer_pb2_grpc.ConsumerServiceStub(self.channel)
+
 
 @dataclass
 class Running:
@@ -102,7 +117,8 @@ class Running:
 
 
 def settings_for(database_url: str, **overrides) -> Settings:
-    """Test settings: ephemeral ports, a fresh key, and loopback upstreams allowed (the emulators)."""
+    """Test settings: ephemeral ports, a fresh key, loopback upstreams allowed (the emulators), and
+    no sync engine unless asked for (`sync_engine=True`), so other tests' syncs stay still."""
     return Settings(
         **{
             "database_url": database_url,
@@ -110,6 +126,7 @@ def settings_for(database_url: str, **overrides) -> Settings:
             "grpc_address": "127.0.0.1:0",
             "http_address": "127.0.0.1:0",
             "allow_private_networks": True,
+            "sync_engine": False,  # tests of the engine turn it on (tests/test_sync_*.py)
             **overrides,
         }
     )
@@ -161,3 +178,23 @@ async def upstream():
     yield emulator
     server.should_exit = True
     await task
+
+
+@pytest.fixture
+async def fake_provider():
+    """Start stateful provider emulators (tests/fake_providers.py), closed after the test:
+
+        stripe = await fake_provider("stripe")   # or "salesforce", "hubspot", "github"
+    """
+    from fake_providers import start_fake_provider
+
+    started = []
+
+    async def start(name: str):
+        fake = await start_fake_provider(name)
+        started.append(fake)
+        return fake
+
+    yield start
+    for fake in started:
+        await fake.close()

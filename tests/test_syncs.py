@@ -68,7 +68,9 @@ async def test_documented_create_call_answers_the_documented_sync_object(client)
         "id", "provider", "stream_id", "name", "status", "org_id", "health", "collection_ids",
         "rate_limit", "credential_id", "credential", "max_age_days", "sync_frequency",
         "initial_backfill_completed_at", "metadata", "external_id", "created_at", "updated_at",
+        "progress",  # Headwater's addition: the sync engine's progress per collection
     ]
+    assert [p["backfill_state"] for p in sync["progress"]] == ["pending", "pending"]
     assert sync["provider"] == "stripe"
     assert sync["stream_id"] == stream_id
     assert sync["name"] == "Choam Corp - Stripe Production"

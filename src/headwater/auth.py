@@ -7,8 +7,7 @@ stored as SHA-256 hashes; the plaintext is shown once, when it is issued.
 
 from __future__ import annotations
 
-import time
-
+from headwater.cache import TtlCache
 from headwater.crypto import hash_token, new_token
 from headwater.errors import unauthenticated
 from headwater.store import ApiToken, Org, Store
@@ -20,7 +19,7 @@ class Auth:
 
     def __init__(self, store: Store):
         self.store = store
-        self._known: dict[str, tuple[float, str]] = {}  # token hash -> (expiry, org id)
+        self._known: TtlCache[str | None] = TtlCache(self.CACHE_SECONDS)  # token hash -> org id
 
     async def org_id(self, context) -> str:
         """The organisation of the caller's token, or UNAUTHENTICATED."""
@@ -33,21 +32,14 @@ class Auth:
         if scheme.lower() != "bearer" or not token.strip():
             raise unauthenticated()
         token_hash = hash_token(token.strip())
-        now = time.monotonic()
-        known = self._known.get(token_hash)
-        if known and known[0] > now:
-            return known[1]
 
         def lookup():
             row = ApiToken.select(ApiToken.org).where(ApiToken.token_hash == token_hash).first()
             return row.org_id if row else None
 
-        org_id = await self.store.run(lookup)
+        org_id = await self._known.get(token_hash, lambda: self.store.run(lookup))
         if org_id is None:
             raise unauthenticated("the API token is not valid")
-        if len(self._known) > 10_000:
-            self._known.clear()
-        self._known[token_hash] = (now + self.CACHE_SECONDS, org_id)
         return org_id
 
     async def create_org(self, name: str) -> Org:

@@ -3,15 +3,21 @@
     headwater serve                      # gRPC and REST from one process (what `make run` does)
     headwater orgs create NAME           # a new organisation
     headwater tokens create --org NAME   # a new API token for it, printed once
+    headwater syncs watch ID             # a sync's progress, live (REST: --url, --token or $HEADWATER_TOKEN)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
+import os
 import signal
 import sys
+import time
+
+import httpx
 
 from peewee import IntegrityError
 
@@ -24,6 +30,9 @@ from headwater.store import Store
 async def serve(settings: Settings) -> None:
     server = await Server.start(settings)
     token = await Auth(server.store).bootstrap()
+    # What is loaded by now lives as long as the process: keep it out of the garbage collector's
+    # full passes, which otherwise walk it all and stall every call for ~50-90 ms (the proxy's p99).
+    gc.freeze()
     print(f"Headwater serving gRPC on {settings.grpc_address.rsplit(':', 1)[0]}:{server.grpc_port}"
           f" and REST on http://{settings.http_address.rsplit(':', 1)[0]}:{server.http_port}", flush=True)
     if token:
@@ -38,6 +47,53 @@ async def serve(settings: Settings) -> None:
     await stopping.wait()
     print("Shutting down: finishing calls in flight", flush=True)
     await server.stop()
+
+
+def render_sync(sync: dict, rates: dict[str, float]) -> str:
+    """A sync's progress as a small table (what `headwater syncs watch` redraws)."""
+    health = sync["health"]
+    backfill = sync["initial_backfill_completed_at"] or "in progress"
+    lines = [
+        f"Sync {sync['id']} {sync['name']!r} ({sync['provider']}, {sync['status']}, {sync['sync_frequency']})",
+        f"health: {health['status']}   initial backfill: {backfill}",
+    ]
+    if health.get("last_error"):
+        lines.append(f"last error ({health['last_error_at']}): {health['last_error']}")
+    lines.append("")
+    lines.append(f"{'COLLECTION':<24} {'BACKFILL':<10} {'RECORDS':>9} {'PER S':>7}  {'HEALTH':<9} LAST PASS")
+    for p in sync["progress"]:
+        rate = rates.get(p["collection_id"])
+        lines.append(
+            f"{p['collection_id']:<24} {p['backfill_state']:<10} {p['records_synced']:>9,} "
+            f"{'' if rate is None else f'{rate:.0f}':>7}  {p['health']:<9} {p['last_synced_at'] or '-'}"
+        )
+        if p["health"] != "healthy" and p["last_error"]:
+            lines.append(f"    {p['last_error']}")
+    return "\n".join(lines)
+
+
+def watch_sync(sync_id: str, url: str, token: str, interval: float, once: bool) -> int:
+    """Polls GET /v1/syncs/ID and redraws its progress until Ctrl-C (or once)."""
+    before: tuple[float, dict[str, int]] | None = None
+    with httpx.Client(base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=10) as http:
+        while True:
+            response = http.get(f"/v1/syncs/{sync_id}")
+            if response.status_code != 200:
+                print(f"headwater: {response.json().get('error', response.text)}", file=sys.stderr)
+                return 1
+            sync, now = response.json(), time.monotonic()
+            counts = {p["collection_id"]: p["records_synced"] for p in sync["progress"]}
+            rates = {}
+            if before is not None:
+                elapsed = now - before[0]
+                rates = {c: (n - before[1].get(c, 0)) / elapsed for c, n in counts.items()}
+            before = (now, counts)
+            screen = render_sync(sync, rates)
+            if once:
+                print(screen)
+                return 0
+            print(("\x1b[H\x1b[2J" if sys.stdout.isatty() else "") + screen + "\n", flush=True)
+            time.sleep(interval)
 
 
 async def _with_store(settings: Settings, fn):
@@ -59,7 +115,25 @@ def main(argv: list[str] | None = None) -> int:
     create_token = tokens.add_parser("create", help="issue an API token (printed once)")
     create_token.add_argument("--org", required=True, help="the organisation's name")
     create_token.add_argument("--name", default="", help="a label for the token")
+    syncs = commands.add_parser("syncs", help="syncs").add_subparsers(dest="action", required=True)
+    watch = syncs.add_parser("watch", help="show a sync's progress, live")
+    watch.add_argument("id")
+    watch.add_argument("--url", default=os.environ.get("HEADWATER_URL", "http://127.0.0.1:8080"),
+                       help="Headwater's REST address ($HEADWATER_URL)")
+    watch.add_argument("--token", default=os.environ.get("HEADWATER_TOKEN"), help="an API token ($HEADWATER_TOKEN)")
+    watch.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    watch.add_argument("--once", action="store_true", help="print once and exit")
     args = parser.parse_args(argv)
+    if args.command == "syncs":
+        if not args.token:
+            parser.error("syncs watch needs --token or $HEADWATER_TOKEN")
+        try:
+            return watch_sync(args.id, args.url, args.token, args.interval, args.once)
+        except KeyboardInterrupt:
+            return 0
+        except httpx.HTTPError as exc:
+            print(f"headwater: cannot reach {args.url}: {exc}", file=sys.stderr)
+            return 1
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:

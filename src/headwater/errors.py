@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import grpc
-from google.protobuf import any_pb2, json_format
+from google.protobuf import any_pb2, descriptor_pool, json_format, message_factory
 from google.rpc import error_details_pb2, status_pb2
 
 DOCS_URL = "https://github.com/headwater-dev/headwater#errors"
@@ -86,6 +86,19 @@ class ApiError(Exception):
             any_msg.Pack(detail)
             packed.append(any_msg)
         return status_pb2.Status(code=self.code.value[0], message=self.message, details=packed)
+
+    @classmethod
+    def from_status(cls, status: status_pb2.Status, *, headers: dict[str, str] | None = None,
+                    http_status: int | None = None) -> ApiError:
+        """The error that `to_status` came from (to answer a stored error again)."""
+        details = []
+        for packed in status.details:
+            descriptor = descriptor_pool.Default().FindMessageTypeByName(packed.TypeName())
+            detail = message_factory.GetMessageClass(descriptor)()
+            packed.Unpack(detail)
+            details.append(detail)
+        code = next(c for c in grpc.StatusCode if c.value[0] == status.code)
+        return cls(code, status.message, details=details, headers=headers, http_status=http_status)
 
     def to_json(self) -> dict:
         """The REST error body."""

@@ -21,12 +21,15 @@ from grpc_reflection.v1alpha import reflection
 
 from headwater.auth import Auth
 from headwater.crypto import SecretBox
+from headwater.engine.delivery import WebhookDelivery
+from headwater.engine.sync import SyncEngine
 from headwater.errors import ApiError
 from headwater.rest import build_app
 from headwater.services import Backend, rest_routes, servicers
 from headwater.services.proxy import ProxyServicer
 from headwater.settings import Settings
 from headwater.store import Store
+from headwater.store.notify import AckWaiter, Listener
 from headwater.upstream.accounts import Accounts
 from headwater.upstream.catalogue import ProviderCatalogue
 from headwater.upstream.connected_users import ConnectedUsers
@@ -39,30 +42,57 @@ log = logging.getLogger("headwater.server")
 
 
 class ApiErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Turns ApiError into a gRPC status with google.rpc.Status details; hides other crashes."""
+    """Turns ApiError into a gRPC status with google.rpc.Status details; hides other crashes.
+
+    Wraps unary-unary and unary-stream handlers (a server stream can fail before or between its
+    messages; the status ends the stream the same way)."""
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
-        inner = handler.unary_unary
         method = handler_call_details.method
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
 
-        async def behaviour(request, context):
-            try:
-                return await inner(request, context)
-            except ApiError as error:
-                await context.abort(error.code, error.message, trailing_metadata=grpc_trailers(error))
-            except Exception:
-                log.exception("unhandled error in %s", method)
-                error = ApiError(grpc.StatusCode.INTERNAL, "internal error")
-                await context.abort(error.code, error.message, trailing_metadata=grpc_trailers(error))
+            async def unary(request, context):
+                try:
+                    return await inner(request, context)
+                except Exception as exc:
+                    await _abort(context, exc, method)
 
-        return grpc.unary_unary_rpc_method_handler(
-            behaviour,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+            return grpc.unary_unary_rpc_method_handler(
+                unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            inner_stream = handler.unary_stream
+
+            async def stream(request, context):
+                try:
+                    async for response in inner_stream(request, context):
+                        yield response
+                except Exception as exc:
+                    await _abort(context, exc, method)
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+async def _abort(context, exc: Exception, method: str) -> None:
+    if isinstance(exc, grpc.aio.AbortError):  # the servicer aborted the call itself
+        raise exc
+    if isinstance(exc, ApiError):
+        error = exc
+    else:
+        log.error("unhandled error in %s", method, exc_info=exc)
+        error = ApiError(grpc.StatusCode.INTERNAL, "internal error")
+    await context.abort(error.code, error.message, trailing_metadata=grpc_trailers(error))
 
 
 def grpc_trailers(error: ApiError) -> tuple[tuple[str, str | bytes], ...]:
@@ -85,6 +115,9 @@ class Server:
         self.grpc_port = grpc_port
         self.http_port = http_port
         self.first_token: str | None = None
+        self.engine: SyncEngine | None = None
+        self.listener: Listener | None = None  # other processes' consumer announcements (PostgreSQL)
+        self.webhooks: WebhookDelivery | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> Server:
@@ -115,6 +148,7 @@ class Server:
             upstream=Upstream(
                 forwarder, make_pacer(settings.redis_url), TokenRefresher(store, box, accounts, forwarder)
             ),
+            acks=AckWaiter(store),
         )
         services = servicers(backend)
 
@@ -143,7 +177,10 @@ class Server:
 
         # REST, on the same loop, from a socket we bind so port 0 works and is known.
         host, port = _split_address(settings.http_address)
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on
+        # sockets that say TCP (without it every answer waited ~40 ms for a delayed ACK).
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         proxy = next(s for _, s, _ in services if isinstance(s, ProxyServicer))
@@ -160,12 +197,28 @@ class Server:
             if http_task.done():
                 http_task.result()  # raises what stopped it
             await asyncio.sleep(0.01)
-        return cls(backend, grpc_server, http_server, http_task, grpc_port, sock.getsockname()[1])
+        server = cls(backend, grpc_server, http_server, http_task, grpc_port, sock.getsockname()[1])
+        server.listener = await Listener.start(store)
+        server.webhooks = WebhookDelivery(
+            store, box, forwarder, settings.webhook_retry_seconds, settings.webhook_retry_max_seconds
+        )
+        server.webhooks.start()
+        if settings.sync_engine:
+            server.engine = SyncEngine(backend, settings)
+            server.engine.start()
+        return server
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops taking new calls, lets calls in flight finish (up to `grace` s), closes the store."""
+        self.http_server.config.timeout_graceful_shutdown = grace  # e.g. long-polls: cut at `grace`
         self.http_server.should_exit = True
         await asyncio.gather(self.grpc_server.stop(grace), self.http_task, return_exceptions=True)
+        if self.engine is not None:
+            await self.engine.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
+        if self.listener is not None:
+            await self.listener.stop()
         await self.backend.upstream.forwarder.aclose()
         await self.backend.upstream.pacer.aclose()
         await self.store.close()

@@ -11,6 +11,11 @@
 | HEADWATER_ALLOW_PRIVATE_NETWORKS | false                     | let the proxy call loopback/private addresses |
 | HEADWATER_MAX_REQUEST_BYTES  | 10485760 (10 MiB)             | largest request body accepted                 |
 | HEADWATER_MAX_RESPONSE_BYTES | 52428800 (50 MiB)             | largest upstream answer body passed on        |
+| HEADWATER_SYNC_ENGINE        | true                          | run the sync engine in this process           |
+| HEADWATER_SYNC_INTERVAL      | 5                             | seconds between passes of a `continuous` sync |
+| HEADWATER_SYNC_WORKERS       | 8                             | collections one process syncs at once         |
+| HEADWATER_SYNC_LEASE_SECONDS | 30                            | a dead process's syncs are taken over after this |
+| HEADWATER_WEBHOOK_RETRY_SECONDS | 1                          | first retry delay of a failed webhook POST (doubles each time, at most 5 min) |
 """
 
 from __future__ import annotations
@@ -36,6 +41,17 @@ class Settings:
     allow_private_networks: bool = False
     max_request_bytes: int = 10 * 2**20
     max_response_bytes: int = 50 * 2**20
+    # The sync engine (headwater.engine.sync); tests shorten the intervals.
+    sync_engine: bool = True
+    sync_interval: float = 5.0  # seconds between incremental passes of a `continuous` sync
+    sync_workers: int = 8  # collections synced at once by this process
+    sync_lease_seconds: float = 30.0  # a lease not renewed for this long is taken over
+    sync_poll_seconds: float = 1.0  # how often the engine looks for due work and renews leases
+    sync_retry_max_seconds: float = 300.0  # the longest wait before retrying a failing collection
+    sync_request_timeout: float = 60.0  # deadline of one upstream read, budget wait included
+    # Webhook consumers (headwater.engine.delivery): the backoff of failed POSTs.
+    webhook_retry_seconds: float = 1.0  # the first retry's delay; doubles with each attempt
+    webhook_retry_max_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -51,12 +67,19 @@ class Settings:
             allow_private_networks=_flag(env, "HEADWATER_ALLOW_PRIVATE_NETWORKS"),
             max_request_bytes=_int(env, "HEADWATER_MAX_REQUEST_BYTES", 10 * 2**20),
             max_response_bytes=_int(env, "HEADWATER_MAX_RESPONSE_BYTES", 50 * 2**20),
+            sync_engine=_flag(env, "HEADWATER_SYNC_ENGINE", default=True),
+            sync_interval=_int(env, "HEADWATER_SYNC_INTERVAL", 5),
+            sync_workers=_int(env, "HEADWATER_SYNC_WORKERS", 8),
+            sync_lease_seconds=_int(env, "HEADWATER_SYNC_LEASE_SECONDS", 30),
+            webhook_retry_seconds=_int(env, "HEADWATER_WEBHOOK_RETRY_SECONDS", 1),
         )
 
 
-def _flag(env: dict[str, str], name: str) -> bool:
+def _flag(env: dict[str, str], name: str, default: bool = False) -> bool:
     value = env.get(name, "").strip().lower()
-    if value in ("", "0", "false", "no"):
+    if value == "":
+        return default
+    if value in ("0", "false", "no"):
         return False
     if value in ("1", "true", "yes"):
         return True

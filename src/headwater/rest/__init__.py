@@ -12,6 +12,7 @@
 from ._app import MAX_BODY_BYTES, ASGIApp, RawHandler, RawRequest, RawResponse, RawRoute, RestBridge, build_app
 from ._context import DEFAULT_TIMEOUT, RestContext
 from ._routing import ANY_METHOD, DuplicateRouteError, Match, PathTemplate, Route, RouteTable, compile_template
+from ._transcode import integral_numbers
 
 __all__ = [
     "ANY_METHOD",
@@ -31,4 +32,5 @@ __all__ = [
     "RouteTable",
     "build_app",
     "compile_template",
+    "integral_numbers",
 ]

@@ -281,14 +281,14 @@ def update_mask_paths(obj: Mapping, descriptor: Descriptor, prefix: str = "") ->
 STRUCT_TYPES = ("google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue")
 
 
-def _integral_numbers(value: object) -> object:
+def integral_numbers(value: object) -> object:
     """Struct numbers are doubles; show 42.0 as 42, as the caller sent it (exact below 2**53)."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return int(value)
     if isinstance(value, dict):
-        return {k: _integral_numbers(v) for k, v in value.items()}
+        return {k: integral_numbers(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_integral_numbers(v) for v in value]
+        return [integral_numbers(v) for v in value]
     return value
 
 
@@ -317,7 +317,7 @@ def _document(message: Message, out: dict) -> dict:
             else:
                 value = _document(getattr(message, field.name), value)
         elif field.message_type is not None and field.message_type.full_name in STRUCT_TYPES:
-            value = _integral_numbers(value)
+            value = integral_numbers(value)
         ordered[field.name] = value
     return ordered
 

@@ -14,6 +14,7 @@ from headwater.auth import Auth
 from headwater.crypto import SecretBox
 from headwater.errors import invalid
 from headwater.store import Store
+from headwater.store.notify import AckWaiter
 from headwater.upstream.accounts import Accounts
 from headwater.upstream.catalogue import ProviderCatalogue
 from headwater.upstream.connected_users import ConnectedUsers
@@ -34,6 +35,7 @@ class Backend:
     accounts: Accounts
     connected_users: ConnectedUsers
     upstream: Upstream
+    acks: AckWaiter  # read-your-writes: `await acks.wait(org_id, consumer_ids, event_seqs, timeout)`
 
 
 # --- protobuf <-> Python ---------------------------------------------------------------------

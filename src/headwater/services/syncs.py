@@ -10,6 +10,7 @@ from headwater.services.credentials import (
     new_credential,
 )
 from headwater.store import Credential, Stream, Sync, utcnow
+from headwater.store.models import SyncCollection
 from headwater.v1 import common_pb2, sync_pb2, sync_pb2_grpc
 
 STATUSES = ("active", "disabled")
@@ -22,10 +23,33 @@ UPDATABLE = {
 }
 # May appear in an update only with the value the sync already has.
 FIXED = {"provider", "stream_id", "credential_id"}
-OUTPUT_ONLY = {"id", "org_id", "health", "initial_backfill_completed_at", "created_at", "updated_at"}
+OUTPUT_ONLY = {"id", "org_id", "health", "initial_backfill_completed_at", "created_at", "updated_at", "progress"}
 
 
-def sync_to_proto(row: Sync, credential: Credential) -> sync_pb2.Sync:
+def progress_to_proto(collection_id: str, state: SyncCollection | None) -> sync_pb2.CollectionProgress:
+    state = state or SyncCollection(collection_id=collection_id)  # not picked up by the engine yet
+    return sync_pb2.CollectionProgress(
+        collection_id=collection_id,
+        backfill_state=state.backfill_state,
+        records_synced=state.records_synced,
+        cursor=struct(state.cursor or {}),
+        health=state.health,
+        last_error=state.last_error,
+        last_error_at=timestamp(state.last_error_at),
+        backfill_completed_at=timestamp(state.backfill_completed_at),
+        last_synced_at=timestamp(state.last_synced_at),
+        next_sync_at=timestamp(state.next_run_at if state.id else None),
+    )
+
+
+def collection_states(sync_ids: list[str]) -> dict[tuple[str, str], SyncCollection]:
+    """The engine's state rows of these syncs, by (sync id, collection id)."""
+    rows = SyncCollection.select().where(SyncCollection.sync.in_(sync_ids)) if sync_ids else []
+    return {(r.sync_id, r.collection_id): r for r in rows}
+
+
+def sync_to_proto(row: Sync, credential: Credential, states: dict | None = None) -> sync_pb2.Sync:
+    states = states or {}
     return sync_pb2.Sync(
         id=row.id,
         provider=row.provider,
@@ -54,6 +78,7 @@ def sync_to_proto(row: Sync, credential: Credential) -> sync_pb2.Sync:
         external_id=row.external_id,
         created_at=timestamp(row.created_at),
         updated_at=timestamp(row.updated_at),
+        progress=[progress_to_proto(c, states.get((row.id, c))) for c in row.collection_ids],
     )
 
 
@@ -187,10 +212,10 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
 
         def get():
             row = get_sync(org_id, request.id)
-            return row, Credential.get_by_id(row.credential_id)
+            return row, Credential.get_by_id(row.credential_id), collection_states([row.id])
 
-        row, credential = await self.backend.store.run(get)
-        return sync_pb2.GetSyncResponse(sync=sync_to_proto(row, credential))
+        row, credential, states = await self.backend.store.run(get)
+        return sync_pb2.GetSyncResponse(sync=sync_to_proto(row, credential, states))
 
     async def ListSyncs(self, request, context):
         org_id = await self.backend.auth.org_id(context)
@@ -208,11 +233,12 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
             ):
                 if value:
                     query = query.where(column == value)
-            return paginate(query, Sync, request)
+            rows, next_token = paginate(query, Sync, request)
+            return rows, next_token, collection_states([r.id for r in rows])
 
-        rows, next_token = await self.backend.store.run(page)
+        rows, next_token, states = await self.backend.store.run(page)
         return sync_pb2.ListSyncsResponse(
-            data=[sync_to_proto(r, r.credential) for r in rows], next_page_token=next_token
+            data=[sync_to_proto(r, r.credential, states) for r in rows], next_page_token=next_token
         )
 
     async def UpdateSync(self, request, context):
@@ -258,11 +284,11 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                     setattr(row, column, getattr(rate, sub))
             row.updated_at = utcnow()
             row.save()
-            return row, Credential.get_by_id(row.credential_id)
+            return row, Credential.get_by_id(row.credential_id), collection_states([row.id])
 
-        row, credential = await self.backend.store.run(update)
+        row, credential, states = await self.backend.store.run(update)
         self.backend.accounts.forget()  # its rate limit may have changed
-        return sync_pb2.UpdateSyncResponse(sync=sync_to_proto(row, credential))
+        return sync_pb2.UpdateSyncResponse(sync=sync_to_proto(row, credential, states))
 
     async def DeleteSync(self, request, context):
         org_id = await self.backend.auth.org_id(context)

@@ -17,6 +17,8 @@ connections.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -46,7 +48,10 @@ def open_database(url: str):
         path = url.removeprefix("sqlite:///")
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return AsyncSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10)
+        # BEGIN IMMEDIATE: a transaction takes the write lock when it starts, waiting its turn
+        # (busy_timeout). A deferred one that reads first fails with "database is locked" when it
+        # tries to write after another connection's write (the sync engine writes all the time).
+        return AsyncSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10, lock_type="IMMEDIATE")
     if scheme in ("postgresql", "postgres"):
         return AsyncPostgresqlDatabase(url)
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
@@ -59,6 +64,9 @@ class Store:
         self.db = db
         self.url = url
         self._openers = 1
+        # SQLite has one writer at a time: this process's transactions take turns here, in order,
+        # rather than in SQLite's busy handler, which polls with sleeps of up to 100 ms.
+        self._turn = asyncio.Lock() if isinstance(db, AsyncSqliteDatabase) else None
         database.initialize(db)
 
     @classmethod
@@ -88,16 +96,21 @@ class Store:
         return await self.db.run(up)
 
     async def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
-        """Runs synchronous Peewee code in one transaction and releases the connection."""
+        """Runs synchronous Peewee code in one transaction and releases the connection.
+
+        On SQLite every transaction begins IMMEDIATE (see open_database) and this process's units
+        take turns here, so a unit that reads and then writes never fails with "database is locked".
+        """
 
         def in_transaction():
             with self.db.atomic():
                 return fn(*args, **kwargs)
 
-        try:
-            return await self.db.run(in_transaction)
-        finally:
-            await self.db.aclose()
+        async with self._turn or contextlib.nullcontext():
+            try:
+                return await self.db.run(in_transaction)
+            finally:
+                await self.db.aclose()
 
     async def close(self) -> None:
         self._openers -= 1

@@ -12,6 +12,7 @@ import json
 import uuid
 
 from peewee import (
+    AutoField,
     BigAutoField,
     BooleanField,
     CharField,
@@ -202,7 +203,52 @@ class ConsumerMessage(BaseModel):
         indexes = (
             (("consumer", "state", "visible_at"), False),
             (("consumer", "record_id", "event"), False),
+            (("consumer", "event"), False),  # migration 0004
         )
 
 
-ALL_MODELS = [Org, ApiToken, Stream, Credential, Sync, Project, Record, Event, Consumer, ConsumerMessage]
+class SyncCollection(BaseModel):
+    """The sync engine's state of one collection of one sync (see headwater.engine)."""
+
+    id = AutoField()
+    sync = ForeignKeyField(Sync, on_delete="CASCADE")
+    collection_id = CharField()
+    backfill_state = CharField(default="pending")  # pending | running | completed
+    cursor = JSONField(null=True)  # where the next page starts, and the incremental watermark
+    records_synced = IntegerField(default=0)  # changes written to the stream (inserts, updates, deletes)
+    backfill_started_at = DateTimeField(null=True)
+    backfill_completed_at = DateTimeField(null=True)
+    last_synced_at = DateTimeField(null=True)  # when the last pass finished
+    next_run_at = DateTimeField(default=utcnow)  # due from then on
+    health = CharField(default="healthy")  # healthy | degraded | error
+    failures = IntegerField(default=0)  # consecutive failed attempts (for backoff)
+    last_error = TextField(default="")
+    last_error_at = DateTimeField(null=True)
+    lease_owner = CharField(null=True)  # the engine working on it now, until lease_expires_at
+    lease_expires_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("sync", "collection_id"), True),)
+
+
+class IdempotencyKey(BaseModel):
+    """A mutation's idempotency key. The row is inserted before anything is sent upstream (the
+    unique (org, key) lets only one of two concurrent calls run) and holds the first call's
+    answer, replayed for 24 hours."""
+
+    id = CharField(primary_key=True, default=new_id)  # the call that inserted it knows it ran first
+    org = ForeignKeyField(Org, on_delete="CASCADE")
+    key = CharField()
+    request_hash = CharField()  # sha256 of the mutation asked for: a reuse for another one is refused
+    answer = JSONField(null=True)  # None while the first call runs
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(index=True)
+
+    class Meta:
+        indexes = ((("org", "key"), True),)
+
+
+ALL_MODELS = [
+    Org, ApiToken, Stream, Credential, Sync, Project, Record, Event, Consumer, ConsumerMessage, SyncCollection,
+    IdempotencyKey,
+]

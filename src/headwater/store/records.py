@@ -11,6 +11,9 @@ queued (fan-out on write), so an event is never lost between being written and b
 
 An unchanged record (same data, same deleted flag) writes nothing and produces no event: a record
 that a mutation wrote and the sync then reads back unchanged produces no second event.
+
+Waiters on those consumers (long-polls, webhook delivery, mutations awaiting consumers) are woken
+when the transaction commits (`headwater.store.notify.announce`): callers need do nothing more.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from headwater.store.models import Consumer, ConsumerMessage, Event, Record, Sync, utcnow
+from playhouse.pwasyncio import AsyncPostgresqlDatabase
+
+from headwater.store.models import Consumer, ConsumerMessage, Event, Record, Stream, Sync, database, utcnow
+from headwater.store.notify import announce
 
 INSERT, UPDATE, DELETE = "insert", "update", "delete"
 
@@ -69,8 +75,8 @@ def apply_changes(sync: Sync, collection_id: str, changes: list[Change]) -> list
             (Record.sync == sync.id) & (Record.collection_id == collection_id) & (Record.upstream_id.in_(ids))
         )
     }
-    consumers = list(Consumer.select().where(Consumer.stream == sync.stream_id))
-    written = []
+    consumers = stream_consumers(sync.stream_id)
+    written, queued = [], []
     for change in changes:
         record = existing.get(change.upstream_id)
         record, action = _apply(sync, collection_id, record, change)
@@ -86,8 +92,9 @@ def apply_changes(sync: Sync, collection_id: str, changes: list[Change]) -> list
                 action=action,
                 record=record_document(record),
             )
-            queue_for_consumers(event, consumers)
+            queued.extend(_messages(event, consumers))
         written.append(Written(record, event))
+    _enqueue(queued)
     return written
 
 
@@ -135,15 +142,35 @@ def matches(filters: list[dict], event: Event) -> bool:
     return any(all(values.get(k) == v for k, v in f.items() if v) for f in filters)
 
 
+def stream_consumers(stream_id: str) -> list[Consumer]:
+    """The consumers of a stream, read so that none is being created meanwhile.
+
+    On PostgreSQL the stream row is share-locked (FOR KEY SHARE) first: creating a consumer locks
+    it FOR UPDATE while it queues the stream's past events, so an event is either among those or
+    written after the consumer exists and queued here, never neither. (SQLite has one writer.)
+    """
+    if isinstance(database.obj, AsyncPostgresqlDatabase):
+        list(Stream.select(Stream.id).where(Stream.id == stream_id).for_update("FOR KEY SHARE"))
+    return list(Consumer.select().where(Consumer.stream == stream_id))
+
+
 def queue_for_consumers(event: Event, consumers: list[Consumer]) -> None:
-    """Queues the event for every consumer of its stream whose filters it matches."""
-    rows = [
+    """Queues the event for every consumer of its stream whose filters it matches (and wakes them)."""
+    _enqueue(_messages(event, consumers))
+
+
+def _messages(event: Event, consumers: list[Consumer]) -> list[dict]:
+    return [
         {"consumer": c.id, "event": event.seq, "record_id": event.record_id, "visible_at": event.created_at}
         for c in consumers
         if matches(c.filters, event)
     ]
-    if rows:
-        ConsumerMessage.insert_many(rows).execute()
+
+
+def _enqueue(rows: list[dict]) -> None:
+    for start in range(0, len(rows), 500):  # within every database's limit of query parameters
+        ConsumerMessage.insert_many(rows[start : start + 500]).execute()
+    announce(row["consumer"] for row in rows)
 
 
 def _iso(value: datetime.datetime | None) -> str | None:

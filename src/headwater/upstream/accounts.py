@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
+from headwater.cache import TtlCache
 from headwater.crypto import SecretBox
 from headwater.errors import not_found
 from headwater.store import Credential, Store, Sync
@@ -95,8 +95,7 @@ class Accounts:
         self.store = store
         self.box = box
         self.catalogue = catalogue
-        self.ttl = ttl
-        self._cache: dict[tuple, tuple[float, UpstreamAccount]] = {}
+        self._cache: TtlCache[UpstreamAccount] = TtlCache(ttl)
 
     def forget(self) -> None:
         """Drops every cached account (after a credential or sync changes in this process)."""
@@ -113,15 +112,7 @@ class Accounts:
         return await self.store.run(self.load, org_id, credential_id)
 
     async def _cached(self, key, load, *args):
-        now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit and hit[0] > now:
-            return hit[1]
-        account = await self.store.run(load, *args)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[key] = (now + self.ttl, account)
-        return account
+        return await self._cache.get(key, lambda: self.store.run(load, *args))
 
     def _load_for_sync(self, org_id: str, sync_id: str) -> UpstreamAccount:
         sync = Sync.get_or_none((Sync.id == sync_id) & (Sync.org == org_id))

@@ -37,12 +37,119 @@ class CredentialKind:
 
 
 @dataclass(frozen=True)
+class Listing:
+    """One paged upstream listing the sync engine reads (see `read:` in catalogue.yaml)."""
+
+    path: str
+    method: str = "GET"
+    query: dict[str, Any] = field(default_factory=dict)
+    body: Any = None
+    items: str = ""  # dotted path to the list of items; "" = the answer itself
+    next: dict[str, str] = field(default_factory=dict)
+    record: str = ""  # dotted path from an item to the record; "" = the item
+    id: str = "id"
+    updated_at: str = ""
+    deleted_when: dict[str, Any] | None = None
+    deleted: bool = False  # every item is a deletion (a `deletions:` listing)
+    newest_first: bool = False
+
+    @classmethod
+    def parse(cls, where: str, spec: dict[str, Any], **extra) -> Listing:
+        unknown = set(spec) - {f for f in cls.__dataclass_fields__ if f != "deleted"}
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+        if "path" not in spec:
+            raise ValueError(f"{where}: `path` is required")
+        paging = spec.get("next") or {}
+        if paging and not ("url" in paging or {"param", "value"} <= set(paging)):
+            raise ValueError(f"{where}.next: give `url`, or `param` and `value`")
+        return cls(**{**spec, "method": spec.get("method", "GET").upper(), "next": dict(paging)}, **extra)
+
+
+@dataclass(frozen=True)
+class ReadSpec:
+    """How the sync engine reads a collection: backfill with `list`, then incremental passes
+    with `changes` (default: `list` again, from the watermark) and `deletions` (if any)."""
+
+    list: Listing
+    changes: Listing
+    deletions: Listing | None = None
+    fields: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, where: str, spec: dict[str, Any]) -> ReadSpec:
+        unknown = set(spec) - {"list", "changes", "deletions", "fields"}
+        if unknown or "list" not in spec:
+            raise ValueError(f"{where}: `list` is required; unknown keys {sorted(unknown)}")
+        listing = Listing.parse(f"{where}.list", spec["list"])
+        return cls(
+            list=listing,
+            changes=Listing.parse(f"{where}.changes", spec["changes"]) if "changes" in spec else listing,
+            deletions=Listing.parse(f"{where}.deletions", spec["deletions"], deleted=True)
+            if "deletions" in spec else None,
+            fields=tuple(spec.get("fields", ())),
+        )
+
+
+@dataclass(frozen=True)
+class WriteRequest:
+    """One upstream request of a write: `{id}` in the path is the record's upstream id, `{fields}`
+    in the query the read spec's field list."""
+
+    method: str
+    path: str
+    query: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, where: str, spec: dict[str, Any]) -> WriteRequest:
+        unknown = set(spec) - {"method", "path", "query"}
+        if unknown or not {"method", "path"} <= set(spec):
+            raise ValueError(f"{where}: give `method` and `path` (and `query`); unknown keys {sorted(unknown)}")
+        return cls(spec["method"].upper(), spec["path"], dict(spec.get("query") or {}))
+
+
+@dataclass(frozen=True)
+class WriteSpec:
+    """How mutations create, update and delete a collection's records upstream (`write:` in
+    catalogue.yaml; a provider's own `write:` block gives defaults for all its collections)."""
+
+    create: WriteRequest | None = None
+    update: WriteRequest | None = None
+    delete: WriteRequest | None = None
+    fetch: WriteRequest | None = None  # read the record back after a create or update
+    format: str = "json"  # request bodies: "json" or "form" (Stripe's nested keys)
+    wrap: str = ""  # the body is {wrap: data} (HubSpot's "properties")
+    id: str = "id"  # where the record holds its upstream id
+    created_id: str = ""  # where a create's answer holds the new id (default: `id`)
+    updated_at: str = ""  # where the record holds its change time ("": the answer's Date header)
+    error_message: str = ""  # where an error answer holds the upstream's message
+    idempotency_header: str = ""  # the header the upstream dedupes writes by (Stripe's Idempotency-Key)
+
+    OPERATIONS = ("create", "update", "delete", "fetch")
+
+    @classmethod
+    def parse(cls, where: str, spec: dict[str, Any]) -> WriteSpec:
+        unknown = set(spec) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+        if spec.get("format", "json") not in ("json", "form"):
+            raise ValueError(f"{where}.format: must be json or form")
+        values = {
+            key: WriteRequest.parse(f"{where}.{key}", value) if key in cls.OPERATIONS else value
+            for key, value in spec.items()
+        }
+        return cls(**values)
+
+
+@dataclass(frozen=True)
 class Collection:
     id: str  # "stripe:customer"
     provider: str
     key: str  # "customer"
     name: str
     spec: dict[str, Any] = field(default_factory=dict)
+    read: ReadSpec | None = None  # None: the sync engine cannot read it
+    write: WriteSpec | None = None  # None: mutations cannot write it
 
 
 @dataclass(frozen=True)
@@ -78,10 +185,15 @@ class ProviderCatalogue:
                 for kind, spec in entry["credential_kinds"].items()
             }
             collections = {}
+            write_defaults = entry.get("write") or {}
             for ckey, spec in (entry.get("collections") or {}).items():
                 spec = dict(spec or {})
+                read = spec.pop("read", None)
+                write = spec.pop("write", None)
                 collections[ckey] = Collection(
-                    id=f"{key}:{ckey}", provider=key, key=ckey, name=spec.pop("name", ckey), spec=spec
+                    id=f"{key}:{ckey}", provider=key, key=ckey, name=spec.pop("name", ckey), spec=spec,
+                    read=ReadSpec.parse(f"{key}:{ckey}.read", read) if read else None,
+                    write=WriteSpec.parse(f"{key}:{ckey}.write", {**write_defaults, **write}) if write else None,
                 )
             providers[key] = Provider(
                 key=key,

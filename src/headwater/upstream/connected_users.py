@@ -11,10 +11,9 @@ token's `sub`.
 
 from __future__ import annotations
 
-import time
-
 import jwt
 
+from headwater.cache import TtlCache
 from headwater.errors import invalid, not_found, unauthenticated
 from headwater.store import Credential, Project, Store
 from headwater.upstream.accounts import Accounts, UpstreamAccount
@@ -27,8 +26,7 @@ class ConnectedUsers:
     def __init__(self, store: Store, accounts: Accounts, ttl: float = 2.0):
         self.store = store
         self.accounts = accounts
-        self.ttl = ttl
-        self._projects: dict[str, tuple[float, tuple[str, str] | None]] = {}
+        self._projects: TtlCache[tuple[str, str] | None] = TtlCache(ttl)  # id -> (org id, public key)
 
     def forget(self) -> None:
         self._projects.clear()
@@ -67,16 +65,15 @@ class ConnectedUsers:
         return await self.accounts.for_credential(org_id, credential_id)
 
     async def _project(self, project_id: str) -> tuple[str, str]:
-        now = time.monotonic()
-        hit = self._projects.get(project_id)
-        if not hit or hit[0] <= now:
-            row = await self.store.run(lambda: Project.get_or_none(Project.id == project_id))
-            hit = (now + self.ttl, (row.org_id, row.signing_public_key) if row else None)
-            self._projects[project_id] = hit
-        if hit[1] is None:
+        def load():
+            row = Project.get_or_none(Project.id == project_id)
+            return (row.org_id, row.signing_public_key) if row else None
+
+        found = await self._projects.get(project_id, lambda: self.store.run(load))
+        if found is None:
             # Same answer as a bad token: a caller without a valid token learns nothing.
             raise unauthenticated("the user token is not valid for this project")
-        return hit[1]
+        return found
 
     @staticmethod
     def _verify(context, public_key: str, project_id: str) -> str:

@@ -213,12 +213,15 @@ class Forwarder:
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._no_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
+        # Loading the CA bundles blocks for ~0.15 s: here, at start-up, not in the first request
+        # (which already holds its pacer slot, so the delay would bunch its start with later ones).
+        self._ssl = _ssl_context()
 
     def _open(self) -> aiohttp.ClientSession:
         # Created on first use, inside the running loop the session will live on.
         guarded = not self.allow_private_networks
         connector = aiohttp.TCPConnector(
-            ssl=_ssl_context(),
+            ssl=self._ssl,
             limit=self.max_connections,
             limit_per_host=0,
             resolver=_GuardedResolver() if guarded else None,

@@ -14,6 +14,7 @@ shared pacer unreachable 503 (never an unpaced request).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import math
 import random
@@ -34,8 +35,13 @@ from headwater.upstream.forwarder import (
     UpstreamTimeout,
 )
 from headwater.upstream.oauth import TokenRefresher
-from headwater.upstream.pacer import BudgetExhausted, Pacer, PacerUnavailable
+from headwater.upstream.pacer import Budget, BudgetExhausted, Pacer, PacerUnavailable, Permit
 from headwater.upstream.requests import upstream_url
+
+# Background sync reads may use at most this share of a credential's budget: they also take a
+# slot under the key "<credential>:sync" with a budget of 80% of the credential's, so interactive
+# calls (proxy, mutations) always find at least 20% of it.
+BACKGROUND_SHARE = 0.8
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -69,6 +75,16 @@ def retry_after_seconds(headers: list[tuple[str, str]]) -> float | None:
     return None
 
 
+def background_budget(budget: Budget) -> Budget:
+    """The part of a credential's budget that background sync reads may use (at least 1 request)."""
+    cap = budget.max_concurrent
+    return Budget(
+        max(1, int(budget.allowed_requests * BACKGROUND_SHARE)),
+        budget.interval,
+        max(1, int(cap * BACKGROUND_SHARE)) if cap else 0,
+    )
+
+
 def is_idempotent(method: str, headers: list[tuple[str, str]]) -> bool:
     return method.upper() in IDEMPOTENT_METHODS or any(n.lower() == "idempotency-key" for n, _ in headers)
 
@@ -88,6 +104,7 @@ class Upstream:
         headers: list[tuple[str, str]],
         body: bytes,
         deadline: float,
+        background: bool = False,
     ) -> Sent:
         """Sends `method path?query` under the credential's budget with its auth added; retries
         idempotent requests within the deadline, and any request once after a refreshed token.
@@ -95,6 +112,7 @@ class Upstream:
         `headers` are the caller's, already filtered (requests.outbound_headers); `path` is
         relative to the account's base URL or fully qualified (UnsafeRequest if not allowed).
         `deadline` is a time on the event loop's clock (`loop.time()`).
+        `background` (sync reads): also within the background share (BACKGROUND_SHARE).
         """
         loop = asyncio.get_running_loop()
         name = account.provider.name
@@ -109,8 +127,10 @@ class Upstream:
             if remaining <= 0:
                 raise ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, f"{name} API timed out")
             try:
-                async with self.pacer.slot(account.credential_id, account.budget, timeout=remaining) as permit:
-                    waited += permit.waited
+                async with self._background_slot(account, background, remaining) as share, self.pacer.slot(
+                    account.credential_id, account.budget, timeout=deadline - loop.time()
+                ) as permit:
+                    waited += share.waited + permit.waited
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         raise UpstreamTimeout(name)
@@ -164,6 +184,11 @@ class Upstream:
                     continue
             return Sent(response, account, url, waited, attempt)
         raise AssertionError("unreachable")
+
+    def _background_slot(self, account: UpstreamAccount, background: bool, timeout: float):
+        if not background:
+            return contextlib.nullcontext(Permit())
+        return self.pacer.slot(f"{account.credential_id}:sync", background_budget(account.budget), timeout=timeout)
 
     async def _backoff(self, attempt: int, deadline: float, paused_for: float | None) -> bool:
         """Sleeps before the next attempt if it can still finish in time; False if not.

@@ -26,7 +26,9 @@ How a turn is worked out (both implementations):
     event loop was busy) shifts its own and all later reservations by its lateness, so that the
     callers behind it, woken on time, cannot crowd one window (the window holds for actual starts,
     not only for reservations). A caller that does not wait starts right after reserving (with
-    Redis, a reservation whose answer came back slowly counts as a late wake-up too).
+    Redis, a reservation or a confirmation whose answer came back slowly counts as a late wake-up
+    too, except while the log holds fewer than N reservations: then no window can fill up,
+    however late anyone starts).
   * A caller cancelled while waiting gives its reservation back when that is exact (the log still
     holds everything a later slot depends on); otherwise the reservation just stays (conservative).
 """
@@ -419,6 +421,8 @@ end
 
 redis.call('ZADD', KEYS[1], slot, ARGV[5])
 card = card + 1 - redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - interval)
+local crowded = 0
+if card >= n then crowded = 1 end
 local excess = card - n - tonumber(ARGV[7])
 if excess > 0 then
   -- keep N (+ slack) reservations, and every one not yet due
@@ -427,13 +431,16 @@ if excess > 0 then
   if excess > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1) end
 end
 redis.call('PEXPIRE', KEYS[1], math.ceil((slot - now + interval) / 1000) + 1000)
-return {1, slot - now}
+return {1, slot - now, crowded}
 """
 
-# KEYS: rate. ARGV: token, late_tolerance_us. Returns how long (us) until the caller's reservation
-# is due (a pause may have moved it), or 0: due, start now. A caller that comes later than the
-# tolerance (its process was busy) moves its own and every later reservation by its lateness, so the
-# callers behind it cannot crowd the window it now starts in.
+# KEYS: rate. ARGV: token, late_tolerance_us, n. Returns how long (us) until the caller's
+# reservation is due (a pause may have moved it), or 0: due, start now, or -1: due, and the log has
+# room (below). A caller that comes later than the tolerance (its process was busy) moves its own
+# and every later reservation by its lateness, so the callers behind it cannot crowd the window it
+# now starts in. Not needed (and skipped: it costs a step per reservation) while the log holds
+# fewer than n reservations: the log holds every one of the last interval and the future, so no
+# window can reach n, however late anyone starts.
 _CONFIRM = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -441,6 +448,7 @@ local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not s then return 0 end
 s = tonumber(s)
 if s > now then return s - now end
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then return -1 end
 local late = now - s
 if late > tonumber(ARGV[2]) then
   local later = redis.call('ZRANGEBYSCORE', KEYS[1], string.format('%d', s), '+inf', 'WITHSCORES')
@@ -495,11 +503,15 @@ return untilv - now
 _PREFIX = "headwater:pacer:"
 # Lateness (round trips included) beyond which a waiter shifts the reservations behind it.
 _REDIS_LATE_TOLERANCE_US = 5_000
+# Slow confirmations after which a caller that is due starts anyway (each one shifted the later callers).
+_MAX_SLOW_CONFIRMS = 3
 _US = 1_000_000
 # Lease of a concurrency place beyond the caller's deadline (a crashed process frees it then).
 _LEASE_MARGIN = 10.0
 # Lease when the caller has no deadline.
 _LEASE_NO_DEADLINE = 300.0
+# Connections to Redis per process.
+_POOL_SIZE = 50
 # Polling for a concurrency place: jittered sleeps, shorter when a local holder lets go.
 _POLL_MIN = 0.005
 _POLL_MAX = 0.025
@@ -538,12 +550,12 @@ class _RedisSlot:
 
         try:
             if cap:
-                code, us, sent = await self._acquire_place(loop, keys, args, deadline)
+                code, us, crowded, sent = await self._acquire_place(loop, keys, args, deadline)
             else:
                 if deadline is not None:
                     args[3] = max(0, int((deadline - loop.time()) * _US))
                 sent = loop.time()
-                code, us = await pacer._run(pacer._acquire, keys, args)
+                code, us, *crowded = await pacer._run(pacer._acquire, keys, args)
         except (asyncio.CancelledError, PacerUnavailable) as exc:
             # The script may have run without us learning the answer: undo what it may have taken.
             if isinstance(exc, PacerUnavailable) and not isinstance(exc.__cause__, pacer._timeouts):
@@ -555,17 +567,28 @@ class _RedisSlot:
         if code == 0:
             raise BudgetExhausted(us / _US)
         self._holding = bool(cap)
-        if us <= 0 and (loop.time() - sent) * _US <= _REDIS_LATE_TOLERANCE_US:
+        # Due at once: start now if the answer came back quickly, or if the log had room (fewer
+        # than n reservations, so no window can fill up however late this caller starts).
+        if us <= 0 and (crowded == [0] or (loop.time() - sent) * _US <= _REDIS_LATE_TOLERANCE_US):
             return Permit(0.0)
         try:
             # A slow answer means a start later than reserved: confirming shifts the later
-            # reservations by that lateness, as for a waiter woken late.
-            if us <= 0:
-                us = await pacer._run(pacer._confirm, keys[:1], [token, _REDIS_LATE_TOLERANCE_US])
-            while us > 0:
-                await asyncio.sleep(us / _US)
-                # One more round trip for callers that waited anyway: a pause may have moved the slot.
-                us = await pacer._run(pacer._confirm, keys[:1], [token, _REDIS_LATE_TOLERANCE_US])
+            # reservations by that lateness, as for a waiter woken late. Callers that waited
+            # confirm too (a pause may have moved the slot). A confirmation that itself comes back
+            # slowly (a burst of callers released together: each resumes when the event loop gets
+            # to it) is lateness Redis has not seen yet: confirm again, so that it shifts.
+            confirm = [token, _REDIS_LATE_TOLERANCE_US, args[0]]
+            slow = 0
+            while True:
+                if us > 0:
+                    await asyncio.sleep(us / _US)
+                sent = loop.time()
+                us = await pacer._run(pacer._confirm, keys[:1], confirm)
+                if us <= 0:
+                    quick = (loop.time() - sent) * _US <= _REDIS_LATE_TOLERANCE_US
+                    if us < 0 or quick or slow == _MAX_SLOW_CONFIRMS:
+                        break
+                    slow += 1
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 pacer._background(pacer._run(pacer._give_back, keys[:1], [args[0], args[1], token]))
@@ -573,9 +596,9 @@ class _RedisSlot:
             raise
         return Permit(loop.time() - start)
 
-    async def _acquire_place(self, loop, keys, args, deadline: float | None) -> tuple[int, int, float]:
+    async def _acquire_place(self, loop, keys, args, deadline: float | None) -> tuple[int, int, list, float]:
         """Reserves rate and a concurrency place in one script; polls while no place is free.
-        Returns the script's answer and when the answering call was sent.
+        Returns the script's answer (code, us, [crowded]) and when the answering call was sent.
 
         Callers of this process line up in FIFO order and only the first of them polls, so they
         never overtake each other; across processes the order is approximately FCFS."""
@@ -595,9 +618,9 @@ class _RedisSlot:
                 if deadline is not None:
                     args[3] = max(0, int((deadline - loop.time()) * _US))
                 sent = loop.time()
-                code, us = await pacer._run(pacer._acquire, keys, args)
+                code, us, *crowded = await pacer._run(pacer._acquire, keys, args)
                 if code != 2:
-                    return code, us, sent
+                    return code, us, crowded, sent
                 if deadline is not None and loop.time() >= deadline:
                     raise BudgetExhausted(max(us / _US, _BUSY_RETRY_AFTER))
                 if me is None:
@@ -688,13 +711,19 @@ class RedisPacer:
 
         self._errors = (RedisError, OSError)
         self._timeouts = (RedisTimeout, TimeoutError)
-        self._redis = aioredis.Redis.from_url(
+        # A blocking pool: callers beyond `_POOL_SIZE` at once wait for a connection (a round trip
+        # is ~0.1 ms) rather than fail; redis-py's default pool raises "Too many connections" past
+        # 100, which turned a burst of callers into 503s.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=_POOL_SIZE,
+            timeout=None,  # the caller's deadline bounds the wait
             socket_timeout=socket_timeout,
             socket_connect_timeout=connect_timeout,
             retry_on_timeout=False,
             retry=Retry(NoBackoff(), 1),  # one immediate retry on a stale pooled connection
         )
+        self._redis = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._confirm = self._redis.register_script(_CONFIRM)
         self._give_back = self._redis.register_script(_GIVE_BACK)

@@ -1,0 +1,131 @@
+"""Processes the proxy benchmarks measure, besides Headwater itself (`python -m headwater serve`).
+
+    python -m bench._servers aiohttp-proxy UPSTREAM --port PORT  # a bare aiohttp server + client proxy
+    python -m bench._servers headwater-unpaced                   # `headwater serve`, pacing taken out
+    python -m bench._servers recording-upstream --port PORT      # notes when each request arrives
+
+`headwater-unpaced` is Headwater exactly as shipped except that its pacer lets every request
+through at once (no log, no lock, no Redis): the proxy benchmark compares it with the paced server
+to price pacing. It exists for that measurement only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from contextlib import asynccontextmanager
+
+from bench._tools import HOST, StaticUpstream
+from bench.http_engines import HOP_BY_HOP
+
+
+def aiohttp_proxy(port: int, upstream: str) -> None:
+    """The bare aiohttp baseline: aiohttp's server and client, nothing else."""
+    import aiohttp
+    from aiohttp import web
+
+    upstream = upstream.rstrip("/")
+
+    async def session_ctx(app):
+        app["session"] = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=100), auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=30.0),
+        )
+        yield
+        await app["session"].close()
+
+    async def forward(request: web.Request) -> web.Response:
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        body = await request.read()
+        async with request.app["session"].request(
+            request.method, upstream + request.raw_path, headers=headers, data=body or None
+        ) as answer:
+            data = await answer.read()
+            out = [(k, v) for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP]
+            return web.Response(status=answer.status, headers=out, body=data)
+
+    app = web.Application()
+    app.cleanup_ctx.append(session_ctx)
+    app.router.add_route("*", "/{tail:.*}", forward)
+    web.run_app(app, host=HOST, port=port, access_log=None, print=None, backlog=1024)
+
+
+class _NoPacer:
+    """A pacer that lets everything through at once (the `Pacer` protocol, doing nothing)."""
+
+    class _Permit:
+        waited = 0.0
+
+    @asynccontextmanager
+    async def _slot(self):
+        yield self._Permit()
+
+    def slot(self, key, budget, timeout):
+        return self._slot()
+
+    async def pause(self, key, seconds):
+        pass
+
+    async def aclose(self):
+        pass
+
+
+def headwater_unpaced() -> int:
+    import headwater.server
+    from headwater.cli import main as headwater_main
+
+    headwater.server.make_pacer = lambda redis_url: _NoPacer()
+    return headwater_main(["serve"])
+
+
+class _RecordingUpstream(StaticUpstream):
+    """The static upstream, noting the arrival time (time.monotonic) of every GET request;
+    `GET /arrivals` answers them as a JSON list (and is not itself recorded)."""
+
+    arrivals: list[float] = []
+
+    def data_received(self, data):
+        now = time.monotonic()
+        if data.startswith(b"GET /arrivals "):
+            body = json.dumps(self.arrivals).encode()
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+                + body
+            )
+            return
+        self.arrivals.extend(now for _ in range(data.count(b"\r\n\r\n")))
+        super().data_received(data)
+
+
+async def recording_upstream(port: int) -> None:
+    server = await asyncio.get_running_loop().create_server(_RecordingUpstream, HOST, port, backlog=1024)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    proxy = commands.add_parser("aiohttp-proxy")
+    proxy.add_argument("upstream")
+    proxy.add_argument("--port", type=int, required=True)
+    commands.add_parser("headwater-unpaced")
+    recording = commands.add_parser("recording-upstream")
+    recording.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    if args.command == "aiohttp-proxy":
+        aiohttp_proxy(args.port, args.upstream)
+    elif args.command == "recording-upstream":
+        try:
+            asyncio.run(recording_upstream(args.port))
+        except KeyboardInterrupt:
+            pass
+    else:
+        sys.exit(headwater_unpaced())
+
+
+if __name__ == "__main__":
+    main()
