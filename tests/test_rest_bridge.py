@@ -21,7 +21,6 @@ import grpc
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
@@ -35,6 +34,7 @@ from headwater.rest import (
     RouteTable,
     build_app,
     compile_template,
+    serve,
 )
 from headwater.v1 import credential_pb2, stream_pb2, sync_pb2
 
@@ -285,19 +285,12 @@ async def serving(app):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
+    server = await serve(app, sock)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", trust_env=False) as http:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", trust_env=False) as http:
             yield http
     finally:
-        server.should_exit = True
-        await task
-        sock.close()
+        await server.stop(grace=1)
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""One asyncio process: the gRPC server and the REST bridge (ASGI under uvicorn) on one event loop.
+"""One asyncio process: the gRPC server and the REST bridge (on aiohttp's HTTP server) on one event loop.
 
     server = await Server.start(settings)       # binds both; port 0 picks a free one
     print(server.grpc_port, server.http_port)
@@ -15,7 +15,6 @@ import logging
 import socket
 
 import grpc
-import uvicorn
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -24,7 +23,7 @@ from headwater.crypto import SecretBox
 from headwater.engine.delivery import WebhookDelivery
 from headwater.engine.sync import SyncEngine
 from headwater.errors import ApiError
-from headwater.rest import build_app
+from headwater.rest import HttpServer, build_app, serve
 from headwater.services import Backend, rest_routes, servicers
 from headwater.services.proxy import ProxyServicer
 from headwater.settings import Settings
@@ -106,12 +105,11 @@ def _split_address(address: str) -> tuple[str, int]:
 
 
 class Server:
-    def __init__(self, backend: Backend, grpc_server, http_server: uvicorn.Server, http_task, grpc_port, http_port):
+    def __init__(self, backend: Backend, grpc_server, http_server: HttpServer, grpc_port, http_port):
         self.backend = backend
         self.store = backend.store
         self.grpc_server = grpc_server
         self.http_server = http_server
-        self.http_task = http_task
         self.grpc_port = grpc_port
         self.http_port = http_port
         self.first_token: str | None = None
@@ -184,20 +182,13 @@ class Server:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         proxy = next(s for _, s, _ in services if isinstance(s, ProxyServicer))
-        app = build_app(
+        bridge = build_app(
             [(d, s) for d, s, _ in services],
             raw_routes=rest_routes(proxy),
             max_body_bytes=settings.max_request_bytes,
         )
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-        http_server = uvicorn.Server(config)
-        http_server.install_signal_handlers = lambda: None  # signals are ours (see cli.serve)
-        http_task = asyncio.create_task(http_server.serve(sockets=[sock]))
-        while not http_server.started:
-            if http_task.done():
-                http_task.result()  # raises what stopped it
-            await asyncio.sleep(0.01)
-        server = cls(backend, grpc_server, http_server, http_task, grpc_port, sock.getsockname()[1])
+        http_server = await serve(bridge, sock)
+        server = cls(backend, grpc_server, http_server, grpc_port, http_server.port)
         server.listener = await Listener.start(store)
         server.webhooks = WebhookDelivery(
             store, box, forwarder, settings.webhook_retry_seconds, settings.webhook_retry_max_seconds
@@ -210,9 +201,7 @@ class Server:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops taking new calls, lets calls in flight finish (up to `grace` s), closes the store."""
-        self.http_server.config.timeout_graceful_shutdown = grace  # e.g. long-polls: cut at `grace`
-        self.http_server.should_exit = True
-        await asyncio.gather(self.grpc_server.stop(grace), self.http_task, return_exceptions=True)
+        await asyncio.gather(self.grpc_server.stop(grace), self.http_server.stop(grace), return_exceptions=True)
         if self.engine is not None:
             await self.engine.stop()
         if self.webhooks is not None:

@@ -64,8 +64,9 @@ def timeout_from_headers(headers: Sequence[tuple[str, str]]) -> float:
     return DEFAULT_TIMEOUT
 
 
-def peer_of(client: tuple[str, int] | None) -> str:
-    """gRPC's peer string for an ASGI `scope["client"]`."""
+def peer_of(transport) -> str:
+    """gRPC's peer string for the caller at the other end of an asyncio transport."""
+    client = transport.get_extra_info("peername") if transport is not None else None
     if not client:
         return "unknown"
     host, port = client[0], client[1]
