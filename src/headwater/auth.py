@@ -19,7 +19,7 @@ class Auth:
 
     def __init__(self, store: Store):
         self.store = store
-        self._known: TtlCache[str | None] = TtlCache(self.CACHE_SECONDS)  # token hash -> org id
+        self._known: TtlCache[str | None] = TtlCache(self.CACHE_SECONDS)  # token -> org id (memory only)
 
     async def org_id(self, context) -> str:
         """The organisation of the caller's token, or UNAUTHENTICATED."""
@@ -29,15 +29,15 @@ class Auth:
                 header = value
                 break
         scheme, _, token = header.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise unauthenticated()
-        token_hash = hash_token(token.strip())
 
         def lookup():
-            row = ApiToken.select(ApiToken.org).where(ApiToken.token_hash == token_hash).first()
+            row = ApiToken.select(ApiToken.org).where(ApiToken.token_hash == hash_token(token)).first()
             return row.org_id if row else None
 
-        org_id = await self._known.get(token_hash, lambda: self.store.run(lookup))
+        org_id = await self._known.get(token, lambda: self.store.run(lookup))
         if org_id is None:
             raise unauthenticated("the API token is not valid")
         return org_id

@@ -42,7 +42,7 @@ from google.protobuf.message import Message
 from headwater.errors import ApiError
 
 from . import _transcode as tc
-from ._context import RestContext, peer_of, timeout_from_headers
+from ._context import RestContext, timeout_from_headers
 from ._routing import ANY_METHOD, Match, Route, RouteTable, compile_template
 
 log = logging.getLogger("headwater.rest")
@@ -219,7 +219,7 @@ class RestBridge:
                 raise _StatusOverride(405, error)
             headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in http.raw_headers]
             timeout = timeout_from_headers(headers)
-            context = RestContext(headers, time.monotonic() + timeout, peer_of(http.transport))
+            context = RestContext(headers, time.monotonic() + timeout, http.transport)
             request = RawRequest(
                 method=method,
                 path=path,
@@ -285,11 +285,13 @@ class _StatusOverride(Exception):
 
 
 async def _read_body(http: web.BaseRequest, limit: int) -> bytes:
-    error = ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"the request body is larger than {limit} bytes")
-    too_large = _StatusOverride(413, error)  # 413 rather than RESOURCE_EXHAUSTED's 429
+    def too_large() -> _StatusOverride:  # 413 rather than RESOURCE_EXHAUSTED's 429
+        error = ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"the request body is larger than {limit} bytes")
+        return _StatusOverride(413, error)
+
     length = http.content_length
     if length is not None and length > limit:
-        raise too_large
+        raise too_large()
     if not http.body_exists:
         return b""
     chunks, size = [], 0
@@ -297,7 +299,7 @@ async def _read_body(http: web.BaseRequest, limit: int) -> bytes:
         while chunk := await http.content.readany():
             size += len(chunk)
             if size > limit:
-                raise too_large
+                raise too_large()
             chunks.append(chunk)
     except ConnectionError as exc:
         raise _ClientGone from exc

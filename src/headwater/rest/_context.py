@@ -24,10 +24,10 @@ class RestContext:
     - `peer()`: the caller's address in gRPC's form, e.g. "ipv4:127.0.0.1:51234".
     """
 
-    def __init__(self, metadata: Sequence[tuple[str, str]], deadline: float | None, peer: str):
-        self._metadata = tuple((key.lower(), value) for key, value in metadata)
+    def __init__(self, metadata: Sequence[tuple[str, str]], deadline: float | None, transport=None):
+        self._metadata = tuple(metadata)  # names already lower-case, as the bridge gives them
         self._deadline = deadline  # on the time.monotonic() clock
-        self._peer = peer
+        self._transport = transport  # the caller's connection (asyncio transport), for peer()
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return self._metadata
@@ -38,10 +38,10 @@ class RestContext:
         return max(0.0, self._deadline - time.monotonic())
 
     def peer(self) -> str:
-        return self._peer
+        return peer_of(self._transport)
 
     def __repr__(self) -> str:
-        return f"RestContext(peer={self._peer!r}, time_remaining={self.time_remaining()})"
+        return f"RestContext(peer={self.peer()!r}, time_remaining={self.time_remaining()})"
 
 
 def timeout_from_headers(headers: Sequence[tuple[str, str]]) -> float:

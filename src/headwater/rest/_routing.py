@@ -91,7 +91,7 @@ class PathTemplate:
             if segment == _ONE:
                 if not part:
                     return None
-            elif unquote(part) != segment:
+            elif part != segment and unquote(part) != segment:
                 return None
         values = {}
         for var in self.variables:
@@ -100,7 +100,9 @@ class PathTemplate:
                 values[var.name] = unquote(taken[0])
             else:
                 # A multi-segment value keeps an encoded "/" (%2F) encoded, as grpc-gateway does.
-                values[var.name] = "/".join(unquote(re.sub("%2[fF]", "%252F", p)) for p in taken)
+                values[var.name] = "/".join(
+                    unquote(re.sub("%2[fF]", "%252F", p)) if "%" in p else p for p in taken
+                )
         return values
 
 
@@ -224,6 +226,11 @@ class RouteTable:
 
     def __init__(self, routes: Iterable[Route] = ()):
         self._routes: list[Route] = []
+        # The routes a path can match, by its first two segments (each a literal of some route, or
+        # "" for any other): the routes whose first two segments are those literals or variables,
+        # in precedence order. Most paths then try a handful of routes, not all of them.
+        self._by_prefix: dict[tuple[str, str], list[Route]] = {("", ""): []}
+        self._literals: tuple[set[str], set[str]] = (set(), set())
         for route in routes:
             self.add(route)
 
@@ -242,12 +249,24 @@ class RouteTable:
                 )
         self._routes.append(route)
         self._routes.sort(key=lambda r: r.template.precedence)
+        prefixes = {r: _literal_prefix(r) for r in self._routes}
+        self._literals = ({p[0] for p in prefixes.values()}, {p[1] for p in prefixes.values()})
+        self._by_prefix = {
+            (a, b): [r for r, (ra, rb) in prefixes.items() if ra in (a, "") and rb in (b, "")]
+            for a in self._literals[0] | {""}
+            for b in self._literals[1] | {""}
+        }
 
     def lookup(self, method: str, raw_path: str) -> Lookup:
         """Find the route for `method` on `raw_path` (percent-encoded, starting with "/")."""
         segments = raw_path[1:].split("/") if raw_path.startswith("/") else [raw_path]
+        key = tuple(
+            literal if literal in known else ""
+            for literal, known in zip((*map(unquote, segments[:2]), ""), self._literals)
+        )
+        candidates = self._by_prefix[key]
         allow: set[str] = set()
-        for route in self._routes:
+        for route in candidates:
             match, values = route.matches(method, segments)
             if match is Match.FULL:
                 return Lookup(Match.FULL, route, values)
@@ -256,3 +275,13 @@ class RouteTable:
         if allow:
             return Lookup(Match.PARTIAL, allow=tuple(sorted(allow)))
         return Lookup(Match.NONE)
+
+
+def _literal_prefix(route: Route) -> tuple[str, str]:
+    """The route's first two segments where they are literals, else "" (a variable, a segment
+    carrying the `:verb`, or no segment)."""
+    segments = route.template.segments
+    last = len(segments) - 1 if route.template.verb else len(segments)
+    return tuple(  # type: ignore[return-value]
+        segments[i] if i < len(segments) and i != last and isinstance(segments[i], str) else "" for i in range(2)
+    )

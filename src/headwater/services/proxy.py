@@ -9,16 +9,21 @@ status, headers and bytes themselves).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
-import uuid
-from urllib.parse import quote, urlsplit
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import quote
 
 import grpc
 
 from headwater.errors import ApiError, invalid
 from headwater.rest import RawRequest, RawResponse
 from headwater.services._common import Backend
+from headwater.upstream.accounts import UpstreamAccount
 from headwater.upstream.requests import (
     HOST_NOT_PERMITTED,
     HostNotPermitted,
@@ -35,26 +40,74 @@ METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 DEFAULT_TIMEOUT = 30.0
 REQUEST_ID_HEADER = "X-Headwater-Request-Id"
 
+# Request ids: 32 hex digits, a random per-process prefix and a counter (unique, and cheaper than
+# a uuid4 on every request).
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNTER = itertools.count()
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+@dataclass(slots=True)
+class Call:
+    """One request to forward, as either front hands it over (ForwardRequest's fields)."""
+
+    method: str
+    path: str  # relative to the credential's base URL, or a fully-qualified URL
+    query: str  # without the "?"
+    headers: list[tuple[str, str]]  # the caller's, unfiltered
+    body: bytes
+    link_base: str = ""
+    rewrite_body_urls: bool = False
+
+
+@dataclass(slots=True)
+class Answer:
+    """The upstream's answer (ForwardResponse's fields)."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
 
 class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
     def __init__(self, backend: Backend):
         self.backend = backend
 
     async def Forward(self, request: proxy_pb2.ForwardRequest, context) -> proxy_pb2.ForwardResponse:
+        call = Call(
+            method=request.method,
+            path=request.path,
+            query=request.query,
+            headers=[(h.name, h.value) for h in request.headers],
+            body=request.body,
+            link_base=request.link_base,
+            rewrite_body_urls=request.rewrite_body_urls,
+        )
+        answer = await self.forward(call, context, lambda: self._account(request, context))
+        return proxy_pb2.ForwardResponse(
+            status=answer.status,
+            headers=[proxy_pb2.Header(name=n, value=v) for n, v in answer.headers],
+            body=answer.body,
+        )
+
+    async def forward(self, call: Call, context, find_account: Callable[[], Awaitable[UpstreamAccount]]) -> Answer:
+        """What both fronts run: whose credential (`find_account`, which also authenticates the
+        caller), then the request, paced and authorized, then the answer and one log line."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        request_id = uuid.uuid4().hex
+        request_id = new_request_id()
         deadline = started + (context.time_remaining() or DEFAULT_TIMEOUT)
 
-        account = await self._account(request, context)
-        method = request.method.upper()
+        account = await find_account()
+        method = call.method.upper()
         if method not in METHODS:
             raise invalid("method", f"must be one of {', '.join(sorted(METHODS))}")
         try:
-            headers = outbound_headers((h.name, h.value) for h in request.headers)
-            sent = await self.backend.upstream.send(
-                account, method, request.path, request.query, headers, request.body, deadline
-            )
+            headers = outbound_headers(call.headers)
+            sent = await self.backend.upstream.send(account, method, call.path, call.query, headers, call.body, deadline)
         except HostNotPermitted:
             raise ApiError(
                 grpc.StatusCode.INVALID_ARGUMENT, HOST_NOT_PERMITTED,
@@ -66,39 +119,48 @@ class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
 
         answer_headers = inbound_headers(response.headers)
         body = response.body
-        if request.link_base:
-            rewriter = LinkRewriter(account.base_url, account.permitted_hosts, request.link_base)
+        if call.link_base:
+            rewriter = LinkRewriter(account.base_url, account.permitted_hosts, call.link_base)
             answer_headers = rewriter.headers(answer_headers)
-            if request.rewrite_body_urls and _is_plain_json(answer_headers):
+            if call.rewrite_body_urls and _is_plain_json(answer_headers):
                 body = rewriter.json_body(body)
         answer_headers.append((REQUEST_ID_HEADER, request_id))
 
-        parts = urlsplit(sent.url)
+        host, path = _host_and_path(sent.url)
         log.info(json.dumps({
             "event": "proxy", "request_id": request_id, "org_id": account.org_id,
-            "credential_id": account.credential_id, "method": method, "host": parts.hostname,
-            "path": parts.path, "status": response.status, "attempts": sent.attempts,
+            "credential_id": account.credential_id, "method": method, "host": host, "path": path, "status": response.status, "attempts": sent.attempts,
             "waited_ms": round(sent.waited * 1000, 1), "upstream_ms": round(response.elapsed * 1000, 1),
             "total_ms": round((loop.time() - started) * 1000, 1),
         }))
-        return proxy_pb2.ForwardResponse(
-            status=response.status,
-            headers=[proxy_pb2.Header(name=n, value=v) for n, v in answer_headers],
-            body=body,
-        )
+        return Answer(response.status, answer_headers, body)
 
-    async def _account(self, request, context):
+    async def _account(self, request: proxy_pb2.ForwardRequest, context) -> UpstreamAccount:
         target = request.WhichOneof("target")
         if target == "sync_id":
-            org_id = await self.backend.auth.org_id(context)
-            return await self.backend.accounts.for_sync(org_id, request.sync_id)
+            return await self.for_sync(context, request.sync_id)
         if target == "credential_id":
-            org_id = await self.backend.auth.org_id(context)
-            return await self.backend.accounts.for_credential(org_id, request.credential_id)
+            return await self.for_credential(context, request.credential_id)
         if target == "connected_user":
             return await self.backend.connected_users.account(request.connected_user, context)
         await self.backend.auth.org_id(context)  # an anonymous caller learns nothing more
         raise invalid("target", "give one of sync_id, credential_id or connected_user")
+
+    async def for_sync(self, context, sync_id: str) -> UpstreamAccount:
+        org_id = await self.backend.auth.org_id(context)
+        return await self.backend.accounts.for_sync(org_id, sync_id)
+
+    async def for_credential(self, context, credential_id: str) -> UpstreamAccount:
+        org_id = await self.backend.auth.org_id(context)
+        return await self.backend.accounts.for_credential(org_id, credential_id)
+
+
+def _host_and_path(url: str) -> tuple[str, str]:
+    """urlsplit(url)'s hostname and path, for the log line, without urlsplit's cost."""
+    netloc, _, path = url.partition("://")[2].partition("/")
+    netloc = netloc.rpartition("@")[2]
+    host = netloc[1 : netloc.find("]")] if netloc.startswith("[") else netloc.partition(":")[0]
+    return host.lower(), "/" + path.partition("?")[0].partition("#")[0]
 
 
 def _is_plain_json(headers: list[tuple[str, str]]) -> bool:
@@ -116,36 +178,42 @@ RAW_RESPONSE_HEADER = "x-paragon-use-raw-response"
 def rest_routes(servicer: ProxyServicer):
     """The proxy's REST paths, as raw routes of the bridge (any verb, bytes in and out)."""
 
-    def route(template: str, link_prefix: str, fill_target, present=None):
+    def route(template: str, link_prefix: str, find_account, present=None):
+        prefix_names = re.findall(r"{(\w+)}", link_prefix)
+
         async def handle(http: RawRequest) -> RawResponse:
             params = http.path_params
-            request = proxy_pb2.ForwardRequest(
+            headers = dict(http.headers)  # lower-case names
+            origin = f"{headers.get('x-forwarded-proto', 'http')}://{headers.get('host', '127.0.0.1')}"
+            call = Call(
                 method=http.method,
                 path=params.get("path", ""),
                 query=http.query_string.decode("latin-1"),
-                headers=[proxy_pb2.Header(name=n, value=v) for n, v in http.headers],
+                headers=http.headers,
                 body=http.body,
-                link_base=_origin(http) + link_prefix.format_map({k: quote(v, safe="") for k, v in params.items()}),
-                rewrite_body_urls=_truthy(http, REWRITE_BODY_HEADER),
+                link_base=origin + link_prefix.format_map({k: quote(params[k], safe="") for k in prefix_names}),
+                rewrite_body_urls=_truthy(headers.get(REWRITE_BODY_HEADER)),
             )
-            fill_target(request, params)
-            answer = await servicer.Forward(request, http.context)
+            answer = await servicer.forward(call, http.context, lambda: find_account(params, http.context))
             if present:
-                return present(http, answer)
-            return RawResponse(answer.status, [(h.name, h.value) for h in answer.headers], answer.body)
+                return present(headers, answer)
+            return RawResponse(answer.status, answer.headers, answer.body)
 
         return (("*",), template, handle)
 
-    def connected_user(request, params):
-        request.connected_user.project_id = params["project_id"]
-        request.connected_user.integration = params.get("integration", "")
-        request.connected_user.integration_id = params.get("integration_id", "")
+    def connected_user(params, context):
+        target = proxy_pb2.ConnectedUserTarget(
+            project_id=params["project_id"],
+            integration=params.get("integration", ""),
+            integration_id=params.get("integration_id", ""),
+        )
+        return servicer.backend.connected_users.account(target, context)
 
     return [
         route("/v1/proxy/sync/{sync_id}/{path=**}", "/v1/proxy/sync/{sync_id}/",
-              lambda r, p: setattr(r, "sync_id", p["sync_id"])),
+              lambda params, context: servicer.for_sync(context, params["sync_id"])),
         route("/v1/proxy/credential/{credential_id}/{path=**}", "/v1/proxy/credential/{credential_id}/",
-              lambda r, p: setattr(r, "credential_id", p["credential_id"])),
+              lambda params, context: servicer.for_credential(context, params["credential_id"])),
         route("/projects/{project_id}/sdk/proxy/{integration}/{path=**}",
               "/projects/{project_id}/sdk/proxy/{integration}/", connected_user, _connected_user_answer),
         route("/projects/{project_id}/sdk/proxy/custom/{integration_id}/{path=**}",
@@ -153,11 +221,11 @@ def rest_routes(servicer: ProxyServicer):
     ]
 
 
-def _connected_user_answer(http: RawRequest, answer: proxy_pb2.ForwardResponse) -> RawResponse:
+def _connected_user_answer(request_headers: dict[str, str], answer: Answer) -> RawResponse:
     """The connected-user form answers with the upstream's JSON body, as Paragon's SDK proxy does;
     with `X-Paragon-Use-Raw-Response: 1`, with the raw answer (status, every header, bytes)."""
-    headers = [(h.name, h.value) for h in answer.headers]
-    if _truthy(http, RAW_RESPONSE_HEADER):
+    headers = answer.headers
+    if _truthy(request_headers.get(RAW_RESPONSE_HEADER)):
         return RawResponse(answer.status, headers, answer.body)
     content_type = next((v for n, v in headers if n.lower() == "content-type"), "")
     encoded = any(n.lower() == "content-encoding" and v.lower() != "identity" for n, v in headers)
@@ -171,11 +239,5 @@ def _connected_user_answer(http: RawRequest, answer: proxy_pb2.ForwardResponse) 
     return RawResponse(answer.status, kept, answer.body)
 
 
-def _origin(http: RawRequest) -> str:
-    host = next((v for n, v in http.headers if n == "host"), "127.0.0.1")
-    proto = next((v for n, v in http.headers if n == "x-forwarded-proto"), "http")
-    return f"{proto}://{host}"
-
-
-def _truthy(http: RawRequest, name: str) -> bool:
-    return any(n == name and v.strip().lower() in ("1", "true", "yes") for n, v in http.headers)
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in ("1", "true", "yes")
