@@ -13,6 +13,9 @@ from headwater.errors import unauthenticated
 from headwater.store import ApiToken, Org, Store
 
 
+_UNKNOWN = object()
+
+
 class Auth:
     # A token's organisation is remembered this long, so the proxy's hot path skips the database.
     CACHE_SECONDS = 2.0
@@ -33,11 +36,14 @@ class Auth:
         if scheme.lower() != "bearer" or not token:
             raise unauthenticated()
 
-        def lookup():
-            row = ApiToken.select(ApiToken.org).where(ApiToken.token_hash == hash_token(token)).first()
-            return row.org_id if row else None
+        org_id = self._known.peek(token, _UNKNOWN)
+        if org_id is _UNKNOWN:
 
-        org_id = await self._known.get(token, lambda: self.store.run(lookup))
+            def lookup():
+                row = ApiToken.select(ApiToken.org).where(ApiToken.token_hash == hash_token(token)).first()
+                return row.org_id if row else None
+
+            org_id = await self._known.get(token, lambda: self.store.run(lookup))
         if org_id is None:
             raise unauthenticated("the API token is not valid")
         return org_id

@@ -29,6 +29,11 @@ class TtlCache(Generic[T]):
         self._loading: dict[Hashable, asyncio.Future[T]] = {}
         self._generation = 0  # bumped by clear(): loads started before it store nothing
 
+    def peek(self, key: Hashable, default=None):
+        """The cached answer if it is fresh, else `default`; never loads (no await on the hot path)."""
+        hit = self._entries.get(key)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else default
+
     async def get(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
         hit = self._entries.get(key)
         if hit is not None and hit[0] > time.monotonic():

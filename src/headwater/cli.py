@@ -135,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"headwater: cannot reach {args.url}: {exc}", file=sys.stderr)
             return 1
 
+    # Our format shows none of these, so the proxy's one line per request need not collect them
+    # (the logging HOWTO's "Optimization" section).
+    logging._srcfile = None  # caller's file, line and function
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = Settings.from_env()

@@ -67,7 +67,7 @@ class RawResponse:
     """What a route handler returns. `body` is bytes or an async iterator of bytes (streamed)."""
 
     status: int
-    headers: Sequence[tuple[str | bytes, str | bytes]] = ()
+    headers: Sequence[tuple[str, str]] = ()  # latin-1 text, as HTTP headers are
     body: bytes | AsyncIterator[bytes] = b""
 
 
@@ -97,9 +97,11 @@ def build_app(
         build_app(services, raw_routes=[(("*",), "/v1/proxy/sync/{sync_id}/{path=**}", proxy)])
 
     `methods` are HTTP methods, or ("*",) for any. Raw routes share the route table with the RPC
-    routes (same precedence, 404/405, duplicate detection), the body limit, the deadline (which
-    bounds the handler until it returns its RawResponse, not the streaming of its body) and the
-    error rendering: raise ApiError for a JSON error answer.
+    routes (same precedence, 404/405, duplicate detection), the body limit and the error
+    rendering: raise ApiError for a JSON error answer. The call's deadline (from the headers) is in
+    `request.context.time_remaining()`; an RPC route's handler is cancelled when it passes (504),
+    while a raw handler keeps it itself, as the proxy does: it spends the time left on waiting for
+    the rate limit and on the upstream call, and answers 429 or 504 as fits.
 
     Raises ValueError (DuplicateRouteError) for two routes with the same method and template, and
     for a rule naming fields the messages do not have.
@@ -200,13 +202,6 @@ class RestBridge:
         self.max_body_bytes = max_body_bytes
 
     async def handle(self, http: web.BaseRequest) -> web.StreamResponse:
-        try:
-            response = await self._respond(http)
-        except _ClientGone:
-            raise ConnectionResetError("the client went away") from None  # aiohttp drops the connection
-        return await _send(http, response)
-
-    async def _respond(self, http: web.BaseRequest) -> RawResponse:
         method = http.method
         path, _, query = http.raw_path.partition("?")
         try:
@@ -229,22 +224,27 @@ class RestBridge:
                 body=await _read_body(http, self.max_body_bytes),
                 context=context,
             )
-            try:
-                async with asyncio.timeout(context.time_remaining()) as deadline:
-                    return await found.route.endpoint(request)
-            except TimeoutError:
-                if deadline.expired():
-                    raise ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded") from None
-                raise
+            endpoint = found.route.endpoint
+            if isinstance(endpoint, _RpcHandler):
+                try:
+                    async with asyncio.timeout(context.time_remaining()) as deadline:
+                        response = await endpoint(request)
+                except TimeoutError:
+                    if deadline.expired():
+                        raise ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded") from None
+                    raise
+            else:  # a raw handler keeps its own deadline (see build_app)
+                response = await endpoint(request)
         except ApiError as error:
-            return _error_response(error)
+            response = _error_response(error)
         except _StatusOverride as override:
-            return _error_response(override.error, override.status)
+            response = _error_response(override.error, override.status)
         except _ClientGone:
-            raise
+            raise ConnectionResetError("the client went away") from None  # aiohttp drops the connection
         except Exception:
             log.exception("REST %s %s failed", method, path)
-            return _error_response(ApiError(grpc.StatusCode.INTERNAL, "internal error"))
+            response = _error_response(ApiError(grpc.StatusCode.INTERNAL, "internal error"))
+        return await _send(http, response)
 
 
 class HttpServer:
@@ -315,12 +315,8 @@ def _error_response(error: ApiError, status: int | None = None) -> RawResponse:
     return _json_response(status or error.http_status, error.to_json(), error.headers)
 
 
-def _str(value: str | bytes) -> str:
-    return value.decode("latin-1") if isinstance(value, bytes) else value
-
-
 async def _send(http: web.BaseRequest, response: RawResponse) -> web.StreamResponse:
-    headers = CIMultiDict((_str(k), _str(v)) for k, v in response.headers)
+    headers = CIMultiDict(response.headers)
     body = response.body
     if isinstance(body, (bytes, bytearray, memoryview)):
         # A content-length header given (a proxied HEAD's, say) is kept; otherwise it is the body's.

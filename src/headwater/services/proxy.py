@@ -117,13 +117,11 @@ class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
             raise invalid("path" if "header" not in str(unsafe) else "headers", str(unsafe)) from None
         response, account = sent.response, sent.account
 
-        answer_headers = inbound_headers(response.headers)
+        rewriter = LinkRewriter(account.base_url, account.permitted_hosts, call.link_base) if call.link_base else None
+        answer_headers = inbound_headers(response.headers, rewriter)
         body = response.body
-        if call.link_base:
-            rewriter = LinkRewriter(account.base_url, account.permitted_hosts, call.link_base)
-            answer_headers = rewriter.headers(answer_headers)
-            if call.rewrite_body_urls and _is_plain_json(answer_headers):
-                body = rewriter.json_body(body)
+        if rewriter and call.rewrite_body_urls and _is_plain_json(answer_headers):
+            body = rewriter.json_body(body)
         answer_headers.append((REQUEST_ID_HEADER, request_id))
 
         host, path = _host_and_path(sent.url)

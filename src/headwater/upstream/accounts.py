@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from urllib.parse import quote, urlsplit
 
 from headwater.cache import TtlCache
@@ -38,7 +39,8 @@ class UpstreamAccount:
     # Every property, secrets included: never log or show it.
     properties: dict = field(repr=False)
 
-    @property
+    # Computed once per account (an account is immutable; a refreshed token makes a new one).
+    @cached_property
     def base_url(self) -> str:
         for name in (BASE_URL_PROPERTY, self.kind.base_url_property):
             if name and self.properties.get(name):
@@ -47,7 +49,7 @@ class UpstreamAccount:
             raise UnsafeRequest(f"credential {self.credential_id} has no base_url")
         return self.provider.base_url
 
-    @property
+    @cached_property
     def permitted_hosts(self) -> tuple[str, ...]:
         extra = self.properties.get(PERMITTED_HOSTS_PROPERTY) or []
         own = urlsplit(self.base_url).hostname
@@ -112,7 +114,10 @@ class Accounts:
         return await self.store.run(self.load, org_id, credential_id)
 
     async def _cached(self, key, load, *args):
-        return await self._cache.get(key, lambda: self.store.run(load, *args))
+        account = self._cache.peek(key)
+        if account is None:
+            account = await self._cache.get(key, lambda: self.store.run(load, *args))
+        return account
 
     def _load_for_sync(self, org_id: str, sync_id: str) -> UpstreamAccount:
         sync = Sync.get_or_none((Sync.id == sync_id) & (Sync.org == org_id))

@@ -29,6 +29,8 @@ DROPPED_REQUEST = HOP_BY_HOP | frozenset({
 })
 DROPPED_REQUEST_PREFIXES = ("x-headwater-",)
 DROPPED_RESPONSE = HOP_BY_HOP | frozenset({"content-length"})
+# Answer headers whose URLs the LinkRewriter points back at the proxy.
+LINK_HEADERS = frozenset({"link", "location", "content-location"})
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -119,9 +121,18 @@ def outbound_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]
     return kept
 
 
-def inbound_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The upstream's answer headers that go back to the caller."""
-    return [(n, v) for n, v in headers if n.lower() not in DROPPED_RESPONSE]
+def inbound_headers(headers: Iterable[tuple[str, str]], links: LinkRewriter | None = None) -> list[tuple[str, str]]:
+    """The upstream's answer headers that go back to the caller, with `links` rewriting the URLs
+    in Link and Location headers (see LinkRewriter)."""
+    kept = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower in DROPPED_RESPONSE:
+            continue
+        if links is not None and lower in LINK_HEADERS:
+            value = links.rewrite(value)
+        kept.append((name, value))
+    return kept
 
 
 class LinkRewriter:
@@ -153,12 +164,6 @@ class LinkRewriter:
 
     def rewrite(self, text: str) -> str:
         return self._URL.sub(self._one, text)
-
-    def headers(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        return [
-            (n, self.rewrite(v) if n.lower() in ("link", "location", "content-location") else v)
-            for n, v in headers
-        ]
 
     def json_body(self, body: bytes) -> bytes:
         """URLs inside a JSON body (opt-in: a body is data, and rewriting it is a choice)."""
