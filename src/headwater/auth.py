@@ -28,7 +28,7 @@ class Auth:
         """The organisation of the caller's token, or UNAUTHENTICATED."""
         header = ""
         for key, value in context.invocation_metadata() or ():
-            if key.lower() == "authorization":
+            if key == "authorization":  # metadata keys are lower-case, over gRPC and REST alike
                 header = value
                 break
         scheme, _, token = header.strip().partition(" ")

@@ -55,11 +55,15 @@ class UpstreamAccount:
         own = urlsplit(self.base_url).hostname
         return (*self.provider.permitted_hosts, *([own] if own else []), *extra)
 
+    @cached_property
+    def _default_headers(self) -> dict[str, tuple[str, str]]:
+        return {name.lower(): (name, value) for name, value in self.provider.headers.items()}
+
     def authorize(self, headers: list[tuple[str, str]], query: str) -> tuple[list[tuple[str, str]], str]:
         """The request's headers and query with this credential's auth and the provider's
         required headers added (a header the caller sent wins over a provider default, but
         `Accept: */*`, what HTTP clients send by default, states no preference)."""
-        defaults = {name.lower(): (name, value) for name, value in self.provider.headers.items()}
+        defaults = self._default_headers
         if "accept" in defaults:
             headers = [(n, v) for n, v in headers if not (n.lower() == "accept" and v.strip() == "*/*")]
         sent = {name.lower() for name, _ in headers}

@@ -213,9 +213,27 @@ class Forwarder:
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._no_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
+        self._timeouts: dict[int, aiohttp.ClientTimeout] = {}  # see _timeout
         # Loading the CA bundles blocks for ~0.15 s: here, at start-up, not in the first request
         # (which already holds its pacer slot, so the delay would bunch its start with later ones).
         self._ssl = _ssl_context()
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        """A total timeout of `seconds`, rounded down to 10 ms (never past the caller's deadline);
+        the objects are reused, as most calls ask for about the same time (the default deadline
+        less a few milliseconds)."""
+        key = int(seconds * 100)
+        if key == 0:
+            return aiohttp.ClientTimeout(total=seconds, sock_connect=seconds)
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            if len(self._timeouts) >= 10_000:
+                self._timeouts.clear()
+            total = key / 100
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=total, sock_connect=min(total, self.connect_timeout)
+            )
+        return timeout
 
     def _open(self) -> aiohttp.ClientSession:
         # Created on first use, inside the running loop the session will live on.
@@ -255,7 +273,7 @@ class Forwarder:
         if seconds is None:
             timeout = self._no_timeout
         elif seconds > 0:
-            timeout = aiohttp.ClientTimeout(total=seconds, sock_connect=min(seconds, self.connect_timeout))
+            timeout = self._timeout(seconds)
         else:  # aiohttp reads a total of 0 or less as "no limit"
             raise UpstreamTimeout(f"{host}: no time left to send the request", host)
         headers = request.headers

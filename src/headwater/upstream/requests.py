@@ -34,6 +34,7 @@ LINK_HEADERS = frozenset({"link", "location", "content-location"})
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 _CONTROL_BUT_TAB = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -75,7 +76,7 @@ def upstream_url(base_url: str, path: str, query: str, permitted_hosts: Iterable
     """The absolute upstream URL for a proxied `path` (relative, or fully qualified) and query."""
     if _CONTROL.search(query) or " " in query:
         raise UnsafeRequest("the query string contains control characters or spaces")
-    scheme_match = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*):", path)
+    scheme_match = _SCHEME.match(path)
     if scheme_match:
         scheme = scheme_match.group(1).lower()
         if scheme not in ("http", "https"):
