@@ -9,15 +9,16 @@ lease). Every `sync_poll_seconds` the engine renews the leases it holds and clai
 collections up to `sync_workers` (leases.py); each claimed collection is worked a page at a time:
 
   1. Backfill: the catalogue's `list` listing, page after page. Each page's records are written
-     with `apply_changes` in the same transaction as the cursor that points past them, so a restart
-     resumes at the next page with nothing lost and nothing written twice.
+     with `apply_changes`, the last of them in the same transaction as the cursor that points past
+     them (a page is written in chunks of WRITE_CHUNK records, one transaction each), so a restart
+     resumes at the page after the last whole one with nothing lost and nothing written twice.
   2. Incremental passes, right after the backfill and then every `sync_interval` seconds
      (`continuous`) or every 4 hours (`4h`): the `changes` listing from the watermark (the latest
      change time seen; the first one is the backfill's start less an overlap), then the
      `deletions` listing if the collection has one. Listings are read with ">=": the boundary
      records are read again, and an unchanged record writes nothing.
      A `newest_first` listing (Stripe's events) is read whole, each record's newest item kept,
-     and applied oldest first in one transaction.
+     and applied oldest first.
 
 Every read goes through `Upstream.send(..., background=True)`: the credential's budget, within
 the background share that leaves interactive calls at least 20% of it.
@@ -35,6 +36,7 @@ window; they were not deleted upstream).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import math
@@ -59,6 +61,8 @@ from headwater.upstream.requests import UnsafeRequest
 log = logging.getLogger("headwater.sync")
 
 FOUR_HOURS = 4 * 3600.0
+# Records written per transaction (see SyncEngine._step).
+WRITE_CHUNK = 200
 # The first incremental pass starts this long before the backfill started: changes made while the
 # backfill ran are read again, and a clock differing from the upstream's by less than this is harmless.
 OVERLAP = datetime.timedelta(seconds=60)
@@ -91,7 +95,7 @@ class Step:
     """The result of reading one page (or, for `newest_first`, one whole pass)."""
 
     changes: list[Change]
-    cursor: dict
+    cursor: dict | None  # None: a chunk of a page, written before the chunk that moves the cursor
     backfill_completed: bool = False
     pass_completed: bool = False
 
@@ -191,7 +195,16 @@ class SyncEngine:
             log.warning("sync %s %s: %s", job.sync.id, job.row.collection_id, failure.message)
             self._wake_after(await self.store.run(self._fail, unit_id, failure))
             return False
-        due_in = await self.store.run(self._commit, unit_id, step)
+        # Written in chunks, one transaction each, so that no transaction holds SQLite's one writer
+        # for long (a Salesforce page holds 2000 records); the cursor goes with the last chunk. A
+        # restart between chunks reads the page again, and what was written is unchanged: no
+        # record or event is written twice.
+        changes = step.changes
+        while len(changes) > WRITE_CHUNK:
+            chunk, changes = changes[:WRITE_CHUNK], changes[WRITE_CHUNK:]
+            if await self.store.run(self._commit, unit_id, Step(chunk, cursor=None)) is not None:
+                return False  # the collection is no longer ours to write (see _commit)
+        due_in = await self.store.run(self._commit, unit_id, dataclasses.replace(step, changes=changes))
         if due_in is None:
             return True
         self._wake_after(due_in)
@@ -291,6 +304,9 @@ class SyncEngine:
             changes = [c for c in changes if c.deleted or not c.upstream_updated_at or c.upstream_updated_at >= cutoff]
         written = apply_changes(sync, row.collection_id, changes)
         row.records_synced += sum(1 for w in written if w.event is not None)
+        if step.cursor is None:  # a page's chunk: its last chunk carries the cursor (see _step)
+            row.save()
+            return None
         row.cursor = step.cursor
         was_healthy = row.health == "healthy"
         row.health, row.failures = "healthy", 0
