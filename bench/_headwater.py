@@ -100,15 +100,18 @@ def start_headwater(
 
 async def on_each_database(workdir: str, report: Report, measure: Callable[[str, str], Awaitable[list]]) -> list:
     """`await measure(label, database_url)` on a SQLite file, then on a PostgreSQL database made for
-    the run and dropped after it (admin URL in BENCH_DATABASE_URL or TEST_DATABASE_URL; without
-    one the report says PostgreSQL was not measured). Returns both results' rows, concatenated."""
+    the run and dropped after it (admin URL in BENCH_DATABASE_URL or TEST_DATABASE_URL, else the
+    local PostgreSQL of the development machines; when it cannot be reached the report says
+    PostgreSQL was not measured). Returns both results' rows, concatenated."""
     rows = list(await measure("SQLite", f"sqlite:///{workdir}/headwater.db"))
-    admin_url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
-    if not admin_url:
-        report.text("PostgreSQL not measured: set BENCH_DATABASE_URL (an admin URL) to include it.")
+    admin_url = (os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
+                 or "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        admin = await asyncpg.connect(admin_url, timeout=3)
+    except (OSError, asyncpg.PostgresError) as exc:
+        report.text(f"PostgreSQL not measured: cannot reach {admin_url} ({exc}); set BENCH_DATABASE_URL.")
         return rows
     name = f"headwater_bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
         rows += await measure("PostgreSQL", urlunparse(urlparse(admin_url)._replace(path=f"/{name}")))
