@@ -147,9 +147,47 @@ async def test_never_more_than_n_starts_in_any_window_of_interval(pacer, key):
 
     assert len(starts) == 40
     assert most_starts_in_a_window(starts, budget.interval, slack(pacer)) == 10
-    # ...and no slower than needed: 40 starts at 10 per 0.25 s take three intervals (plus, for
-    # Redis, the round trips of callers that shift the schedule when they come late).
-    assert 0.74 <= elapsed < (1.1 if isinstance(pacer, RedisPacer) else 0.95)
+    # ...and no slower than needed: the first 10 at once, the 30 others one every 0.025 s from
+    # 0.25 s on (plus, for Redis, the round trips of callers that shift the schedule when they
+    # come late).
+    assert 0.97 <= elapsed < (1.2 if isinstance(pacer, RedisPacer) else 1.05)
+
+
+async def test_under_sustained_demand_starts_are_spread_evenly_not_in_bursts(pacer, key):
+    """A budget with room lets a burst through at once; callers who have to wait are spaced
+    interval/N apart, so that requests which reach the provider a little late cannot meet the
+    next burst in one window."""
+    budget = Budget(5, 0.2)
+    starts: list[float] = []
+
+    async def call():
+        async with pacer.slot(key, budget, timeout=10):
+            starts.append(now())
+
+    await asyncio.gather(*(call() for _ in range(15)))
+
+    starts.sort()
+    assert starts[4] - starts[0] < slack(pacer), "the first five at once"
+    gaps = [b - a for a, b in zip(starts[5:], starts[6:])]
+    assert all(0.04 - slack(pacer) <= gap < 0.04 + 2 * slack(pacer) for gap in gaps), gaps
+
+
+async def test_a_margin_widens_every_interval(key):
+    """HEADWATER_PACING_MARGIN_MS: the budget holds for windows of interval + margin, so it still
+    holds at the provider for requests that reach it up to the margin later than they left."""
+    pacer = InProcessPacer(margin=0.05)
+    budget = Budget(2, 0.2)
+    starts: list[float] = []
+
+    async def call():
+        async with pacer.slot(key, budget, timeout=10):
+            starts.append(now())
+
+    await asyncio.gather(*(call() for _ in range(3)))
+
+    starts.sort()
+    assert 0.25 - slack(pacer) <= starts[2] - starts[0] < 0.25 + 2 * slack(pacer)
+    assert most_starts_in_a_window(starts, 0.25, slack(pacer)) == 2
 
 
 async def test_a_stalled_event_loop_does_not_crowd_a_window(pacer, key):
@@ -222,8 +260,10 @@ async def test_a_caller_that_fails_its_deadline_consumes_no_budget(pacer, key):
             starts.append(now() - t0)
 
     await asyncio.gather(call(), call())
-    # Both fit in the next window, as if the failed callers had never asked.
-    assert all(0.39 < s < 0.47 for s in starts), starts
+    # As if the failed callers had never asked: the first at 0.4 s, when the window has room
+    # again, the second spaced interval/N (0.2 s) after it.
+    starts.sort()
+    assert 0.39 < starts[0] < 0.47 and 0.59 < starts[1] < 0.67, starts
 
 
 async def test_the_budget_is_read_on_every_call(pacer, key):
@@ -262,7 +302,8 @@ async def test_a_raised_limit_does_not_let_newcomers_overtake_waiting_callers(pa
     await call("newcomer", Budget(3, 0.3))  # room for it now, but not before the caller waiting
     await waiting
     assert starts["newcomer"] >= starts["waiting"] - slack(pacer)
-    assert 0.3 - slack(pacer) <= starts["newcomer"] < 0.35
+    # Right behind it: spaced interval/N (0.1 s) after the waiting caller's turn.
+    assert 0.4 - slack(pacer) <= starts["newcomer"] < 0.45
 
 
 async def test_no_deadline_waits_as_long_as_needed(pacer, key):

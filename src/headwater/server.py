@@ -144,7 +144,9 @@ class Server:
             accounts=accounts,
             connected_users=ConnectedUsers(store, accounts),
             upstream=Upstream(
-                forwarder, make_pacer(settings.redis_url), TokenRefresher(store, box, accounts, forwarder)
+                forwarder,
+                make_pacer(settings.redis_url, settings.pacing_margin),
+                TokenRefresher(store, box, accounts, forwarder),
             ),
             acks=AckWaiter(store),
         )

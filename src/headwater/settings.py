@@ -8,6 +8,7 @@
 | HEADWATER_GRPC_ADDRESS     | 127.0.0.1:50051                 | gRPC listen address                          |
 | HEADWATER_HTTP_ADDRESS     | 127.0.0.1:8080                  | REST listen address                          |
 | HEADWATER_REDIS_URL        | (unset: in-process pacer)       | shared rate limiter for several replicas     |
+| HEADWATER_PACING_MARGIN_MS | 20                              | added to every budget's interval (pacer)     |
 | HEADWATER_ALLOW_PRIVATE_NETWORKS | false                     | let the proxy call loopback/private addresses |
 | HEADWATER_MAX_REQUEST_BYTES  | 10485760 (10 MiB)             | largest request body accepted                 |
 | HEADWATER_MAX_RESPONSE_BYTES | 52428800 (50 MiB)             | largest upstream answer body passed on        |
@@ -38,6 +39,7 @@ class Settings:
     grpc_address: str = "127.0.0.1:50051"
     http_address: str = "127.0.0.1:8080"
     redis_url: str | None = None
+    pacing_margin: float = 0.02  # seconds added to every budget's interval (headwater.upstream.pacer)
     allow_private_networks: bool = False
     max_request_bytes: int = 10 * 2**20
     max_response_bytes: int = 50 * 2**20
@@ -64,6 +66,7 @@ class Settings:
             grpc_address=env.get("HEADWATER_GRPC_ADDRESS", "127.0.0.1:50051"),
             http_address=env.get("HEADWATER_HTTP_ADDRESS", "127.0.0.1:8080"),
             redis_url=env.get("HEADWATER_REDIS_URL") or None,
+            pacing_margin=_milliseconds(env, "HEADWATER_PACING_MARGIN_MS", 20),
             allow_private_networks=_flag(env, "HEADWATER_ALLOW_PRIVATE_NETWORKS"),
             max_request_bytes=_int(env, "HEADWATER_MAX_REQUEST_BYTES", 10 * 2**20),
             max_response_bytes=_int(env, "HEADWATER_MAX_RESPONSE_BYTES", 50 * 2**20),
@@ -97,6 +100,16 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
     if number <= 0:
         raise ConfigError(f"{name} must be positive")
     return number
+
+
+def _milliseconds(env: dict[str, str], name: str, default: int) -> float:
+    """A duration given in whole milliseconds (0 allowed), in seconds."""
+    value = env.get(name, "").strip()
+    if not value:
+        return default / 1000
+    if not value.isdigit():
+        raise ConfigError(f"{name} must be a whole number of milliseconds (0 or more), not {value!r}")
+    return int(value) / 1000
 
 
 def _secret_key(env: dict[str, str], database_url: str) -> bytes:

@@ -19,6 +19,15 @@ How a turn is worked out (both implementations):
     is reserved at once (so call order is service order) and the caller sleeps until it. The log
     keeps every future reservation and, of the past ones, the last N (+ a few) that are less than
     an interval old.
+  * Spacing: a slot that has to be waited for (the window is full, or the key is paused) is also
+    at least interval/N after the last reservation. A budget with room lets a burst of N go at
+    once; under sustained demand starts are spread evenly instead of leaving in bursts of N every
+    interval, so a request that reaches the upstream a little later than it left (a new
+    connection, a busy event loop) can no longer meet the whole next burst in one window.
+  * Margin: the pacer is built with a margin (seconds, HEADWATER_PACING_MARGIN) that it adds to
+    every interval: what it plans are Headwater's starts, what the provider counts are arrivals,
+    and the margin absorbs that much jitter between the two at a cost of margin/interval of the
+    budget.
   * Concurrency is taken before the rate slot, so a start is never later than its reservation
     (starting later than reserved could crowd a window). Waiting for a place is FIFO.
   * Pause: pending reservations are shifted (all by the same amount, order kept) so the first one
@@ -107,11 +116,18 @@ class Pacer(Protocol):
     async def aclose(self) -> None: ...
 
 
-def make_pacer(redis_url: str | None) -> Pacer:
-    """In-process pacer without a URL; a Redis-shared one with it."""
+def make_pacer(redis_url: str | None, margin: float = 0.0) -> Pacer:
+    """In-process pacer without a URL; a Redis-shared one with it. `margin`: seconds added to every
+    budget's interval (see the module's docstring)."""
     if redis_url:
-        return RedisPacer(redis_url)
-    return InProcessPacer()
+        return RedisPacer(redis_url, margin=margin)
+    return InProcessPacer(margin=margin)
+
+
+def _check_margin(margin: float) -> float:
+    if not margin >= 0:
+        raise ValueError(f"the pacing margin must be >= 0 seconds, not {margin!r}")
+    return float(margin)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -153,6 +169,10 @@ def _rate_slot(st: _Key, n: int, interval: float, now: float) -> float:
             nth = t[-n] + interval
             if nth > slot:
                 slot = nth
+        if slot > now:  # a turn to wait for: spaced from the one before
+            spaced = t[-1] + interval / n
+            if spaced > slot:
+                slot = spaced
     return slot
 
 
@@ -176,12 +196,12 @@ class _LocalSlot:
         st = pacer._keys.get(self._key)
         if st is None:
             st = pacer._keys[self._key] = _Key()
-        st.n = budget.allowed_requests
-        st.interval = budget.interval
+        n = budget.allowed_requests
+        interval = budget.interval + pacer._margin
+        st.n = n
+        st.interval = interval
         timeout = self._timeout
         deadline = None if timeout is None else now + (timeout if timeout > 0 else 0.0)
-        n = budget.allowed_requests
-        interval = budget.interval
         cap = budget.max_concurrent
         if cap != st.cap:
             st.cap = cap
@@ -323,7 +343,8 @@ def _give_back(st: _Key, slot: float, now: float) -> None:
 class InProcessPacer:
     """The pacer of one process: per-key sliding logs and FIFO concurrency queues in memory."""
 
-    def __init__(self, sweep_interval: float = 60.0):
+    def __init__(self, sweep_interval: float = 60.0, *, margin: float = 0.0):
+        self._margin = _check_margin(margin)
         self._keys: dict[str, _Key] = {}
         self._sweep_interval = sweep_interval
         self._next_sweep = 0.0
@@ -402,6 +423,11 @@ if card > 0 then
   if card >= n then
     local nth = tonumber(redis.call('ZRANGE', KEYS[1], -n, -n, 'WITHSCORES')[2]) + interval
     if nth > slot then slot = nth end
+  end
+  if slot > now then
+    -- a turn to wait for: spaced from the one before
+    local spaced = last + math.floor(interval / n)
+    if spaced > slot then slot = spaced end
   end
 end
 if timeout >= 0 and slot > now + timeout then
@@ -546,7 +572,7 @@ class _RedisSlot:
         token = self._token = f"{pacer._id}{next(pacer._counter)}"
         cap = budget.max_concurrent
         lease = (_LEASE_NO_DEADLINE if timeout is None else max(timeout, 0.0)) + _LEASE_MARGIN
-        args = [budget.allowed_requests, _us(budget.interval), cap, -1, token, _us(lease), _LOG_SLACK]
+        args = [budget.allowed_requests, _us(budget.interval + pacer._margin), cap, -1, token, _us(lease), _LOG_SLACK]
 
         try:
             if cap:
@@ -702,13 +728,14 @@ class RedisPacer:
     """The pacer shared through Redis: atomic Lua scripts on Redis's clock; PacerUnavailable when
     Redis cannot be reached (a request is never sent unpaced)."""
 
-    def __init__(self, url: str, *, socket_timeout: float = 0.5, connect_timeout: float = 0.5):
+    def __init__(self, url: str, *, margin: float = 0.0, socket_timeout: float = 0.5, connect_timeout: float = 0.5):
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
         from redis.exceptions import RedisError
         from redis.exceptions import TimeoutError as RedisTimeout
 
+        self._margin = _check_margin(margin)
         self._errors = (RedisError, OSError)
         self._timeouts = (RedisTimeout, TimeoutError)
         # A blocking pool: callers beyond `_POOL_SIZE` at once wait for a connection (a round trip
