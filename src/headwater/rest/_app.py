@@ -244,7 +244,11 @@ class RestBridge:
         except Exception:
             log.exception("REST %s %s failed", method, path)
             response = _error_response(ApiError(grpc.StatusCode.INTERNAL, "internal error"))
-        return await _send(http, response)
+        body = response.body
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            # A content-length header given (a proxied HEAD's, say) is kept; otherwise it is the body's.
+            return web.Response(status=response.status, headers=CIMultiDict(response.headers), body=bytes(body))
+        return await _stream(http, response)
 
 
 class HttpServer:
@@ -315,13 +319,10 @@ def _error_response(error: ApiError, status: int | None = None) -> RawResponse:
     return _json_response(status or error.http_status, error.to_json(), error.headers)
 
 
-async def _send(http: web.BaseRequest, response: RawResponse) -> web.StreamResponse:
-    headers = CIMultiDict(response.headers)
+async def _stream(http: web.BaseRequest, response: RawResponse) -> web.StreamResponse:
+    """Sends a response whose body is an async iterator of bytes."""
     body = response.body
-    if isinstance(body, (bytes, bytearray, memoryview)):
-        # A content-length header given (a proxied HEAD's, say) is kept; otherwise it is the body's.
-        return web.Response(status=response.status, headers=headers, body=bytes(body))
-    answer = web.StreamResponse(status=response.status, headers=headers)
+    answer = web.StreamResponse(status=response.status, headers=CIMultiDict(response.headers))
     try:
         await answer.prepare(http)
         async for chunk in body:

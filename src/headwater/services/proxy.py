@@ -1,9 +1,9 @@
 """ProxyService: any request to the upstream API, auth injected, paced, answered as it came.
 
-Over gRPC callers use `Forward`. Over REST the bridge's raw routes (`rest_routes`) turn the HTTP
-request into the same ForwardRequest and call the same `Forward`, so both fronts share auth,
-pacing and errors; only the presentation of the answer differs (REST answers with the upstream's
-status, headers and bytes themselves).
+Over gRPC callers use `Forward`; over REST the bridge's raw routes (`rest_routes`). Both hand a
+`Call` to the one `ProxyServicer.forward`, so they share auth, pacing, errors and the log line;
+only the presentation differs (gRPC puts the answer's status, headers and bytes in a
+ForwardResponse, REST sends them back as they are).
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ import asyncio
 import itertools
 import json
 import logging
-import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import quote
 
 import grpc
 
@@ -63,15 +61,6 @@ class Call:
     rewrite_body_urls: bool = False
 
 
-@dataclass(slots=True)
-class Answer:
-    """The upstream's answer (ForwardResponse's fields)."""
-
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-
 class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
     def __init__(self, backend: Backend):
         self.backend = backend
@@ -93,9 +82,12 @@ class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
             body=answer.body,
         )
 
-    async def forward(self, call: Call, context, find_account: Callable[[], Awaitable[UpstreamAccount]]) -> Answer:
+    async def forward(
+        self, call: Call, context, find_account: Callable[[], Awaitable[UpstreamAccount]]
+    ) -> RawResponse:
         """What both fronts run: whose credential (`find_account`, which also authenticates the
-        caller), then the request, paced and authorized, then the answer and one log line."""
+        caller), then the request, paced and authorized, then the upstream's answer (status,
+        headers, bytes: what REST sends back as it is) and one log line."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         request_id = new_request_id()
@@ -131,7 +123,7 @@ class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
             "waited_ms": round(sent.waited * 1000, 1), "upstream_ms": round(response.elapsed * 1000, 1),
             "total_ms": round((loop.time() - started) * 1000, 1),
         }))
-        return Answer(response.status, answer_headers, body)
+        return RawResponse(response.status, answer_headers, body)
 
     async def _account(self, request: proxy_pb2.ForwardRequest, context) -> UpstreamAccount:
         target = request.WhichOneof("target")
@@ -176,10 +168,12 @@ RAW_RESPONSE_HEADER = "x-paragon-use-raw-response"
 def rest_routes(servicer: ProxyServicer):
     """The proxy's REST paths, as raw routes of the bridge (any verb, bytes in and out)."""
 
-    def route(template: str, link_prefix: str, find_account, present=None):
-        prefix_names = re.findall(r"{(\w+)}", link_prefix)
+    def route(template: str, find_account, present=None):
+        # Links point back at this route: the request's path up to where {path} begins, as the
+        # caller spelt it (so that it routes here again).
+        prefix_segments = template[: template.index("{path=**}")].count("/")
 
-        async def handle(http: RawRequest) -> RawResponse:
+        def handle(http: RawRequest) -> Awaitable[RawResponse]:
             params = http.path_params
             headers = dict(http.headers)  # lower-case names
             origin = f"{headers.get('x-forwarded-proto', 'http')}://{headers.get('host', '127.0.0.1')}"
@@ -189,13 +183,13 @@ def rest_routes(servicer: ProxyServicer):
                 query=http.query_string.decode("latin-1"),
                 headers=http.headers,
                 body=http.body,
-                link_base=origin + link_prefix.format_map({k: quote(params[k], safe="") for k in prefix_names}),
+                link_base=origin + "/".join(http.path.split("/", prefix_segments)[:prefix_segments]) + "/",
                 rewrite_body_urls=_truthy(headers.get(REWRITE_BODY_HEADER)),
             )
-            answer = await servicer.forward(call, http.context, lambda: find_account(params, http.context))
-            if present:
-                return present(headers, answer)
-            return RawResponse(answer.status, answer.headers, answer.body)
+            answer = servicer.forward(call, http.context, lambda: find_account(params, http.context))
+            # The forward's own coroutine when the answer goes back as it is (no frame of ours
+            # between the bridge and the proxy while the request runs).
+            return answer if present is None else _presented(answer, headers, present)
 
         return (("*",), template, handle)
 
@@ -208,18 +202,21 @@ def rest_routes(servicer: ProxyServicer):
         return servicer.backend.connected_users.account(target, context)
 
     return [
-        route("/v1/proxy/sync/{sync_id}/{path=**}", "/v1/proxy/sync/{sync_id}/",
+        route("/v1/proxy/sync/{sync_id}/{path=**}",
               lambda params, context: servicer.for_sync(context, params["sync_id"])),
-        route("/v1/proxy/credential/{credential_id}/{path=**}", "/v1/proxy/credential/{credential_id}/",
+        route("/v1/proxy/credential/{credential_id}/{path=**}",
               lambda params, context: servicer.for_credential(context, params["credential_id"])),
-        route("/projects/{project_id}/sdk/proxy/{integration}/{path=**}",
-              "/projects/{project_id}/sdk/proxy/{integration}/", connected_user, _connected_user_answer),
-        route("/projects/{project_id}/sdk/proxy/custom/{integration_id}/{path=**}",
-              "/projects/{project_id}/sdk/proxy/custom/{integration_id}/", connected_user, _connected_user_answer),
+        route("/projects/{project_id}/sdk/proxy/{integration}/{path=**}", connected_user, _connected_user_answer),
+        route("/projects/{project_id}/sdk/proxy/custom/{integration_id}/{path=**}", connected_user,
+              _connected_user_answer),
     ]
 
 
-def _connected_user_answer(request_headers: dict[str, str], answer: Answer) -> RawResponse:
+async def _presented(answer: Awaitable[RawResponse], request_headers: dict[str, str], present) -> RawResponse:
+    return present(request_headers, await answer)
+
+
+def _connected_user_answer(request_headers: dict[str, str], answer: RawResponse) -> RawResponse:
     """The connected-user form answers with the upstream's JSON body, as Paragon's SDK proxy does;
     with `X-Paragon-Use-Raw-Response: 1`, with the raw answer (status, every header, bytes)."""
     headers = answer.headers
