@@ -74,12 +74,12 @@ class PathTemplate:
 
     def match(self, raw_segments: list[str]) -> dict[str, str] | None:
         """The variables' values if the (still percent-encoded) path segments match, else None."""
-        parts = list(raw_segments)
+        parts = raw_segments
         if self.verb is not None:
             suffix = ":" + self.verb
             if not parts or not parts[-1].endswith(suffix):
                 return None
-            parts[-1] = parts[-1][: -len(suffix)]
+            parts = [*parts[:-1], parts[-1][: -len(suffix)]]
         if self.segments and self.segments[-1] == _REST:
             if len(parts) < len(self.segments) - 1:
                 return None
@@ -99,10 +99,11 @@ class PathTemplate:
             if var.end is not None and var.end - var.start == 1:
                 values[var.name] = unquote(taken[0])
             else:
+                joined = "/".join(taken)
                 # A multi-segment value keeps an encoded "/" (%2F) encoded, as grpc-gateway does.
                 values[var.name] = "/".join(
                     unquote(re.sub("%2[fF]", "%252F", p)) if "%" in p else p for p in taken
-                )
+                ) if "%" in joined else joined
         return values
 
 
@@ -260,11 +261,10 @@ class RouteTable:
     def lookup(self, method: str, raw_path: str) -> Lookup:
         """Find the route for `method` on `raw_path` (percent-encoded, starting with "/")."""
         segments = raw_path[1:].split("/") if raw_path.startswith("/") else [raw_path]
-        key = tuple(
-            literal if literal in known else ""
-            for literal, known in zip((*map(unquote, segments[:2]), ""), self._literals)
-        )
-        candidates = self._by_prefix[key]
+        first = unquote(segments[0])
+        second = unquote(segments[1]) if len(segments) > 1 else ""
+        known_first, known_second = self._literals
+        candidates = self._by_prefix[(first if first in known_first else "", second if second in known_second else "")]
         allow: set[str] = set()
         for route in candidates:
             match, values = route.matches(method, segments)
