@@ -77,7 +77,7 @@ def headwater_unpaced() -> int:
     import headwater.server
     from headwater.cli import main as headwater_main
 
-    headwater.server.make_pacer = lambda redis_url: _NoPacer()
+    headwater.server.make_pacer = lambda redis_url, margin=0.0: _NoPacer()
     return headwater_main(["serve"])
 
 

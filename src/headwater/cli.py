@@ -33,6 +33,11 @@ async def serve(settings: Settings) -> None:
     # What is loaded by now lives as long as the process: keep it out of the garbage collector's
     # full passes, which otherwise walk it all and stall every call for ~50-90 ms (the proxy's p99).
     gc.freeze()
+    # And collect the young generation after 20,000 allocations rather than 700: a request's
+    # objects are then mostly freed (by reference counting) before a collection walks them, which
+    # saves ~7% of a proxied request's CPU (BENCHMARKS.md); the cost is at most that many objects
+    # of cyclic garbage waiting a little longer.
+    gc.set_threshold(20_000, 10, 10)
     print(f"Headwater serving gRPC on {settings.grpc_address.rsplit(':', 1)[0]}:{server.grpc_port}"
           f" and REST on http://{settings.http_address.rsplit(':', 1)[0]}:{server.http_port}", flush=True)
     if token:
