@@ -46,11 +46,23 @@ class ApiErrorInterceptor(grpc.aio.ServerInterceptor):
     Wraps unary-unary and unary-stream handlers (a server stream can fail before or between its
     messages; the status ends the stream the same way)."""
 
+    def __init__(self) -> None:
+        # method name -> its wrapped handler: a method's handler never changes, so it is wrapped
+        # once rather than on every call.
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
     async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
         method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:
+                return handler
+            wrapped = self._wrapped[method] = self._wrap(handler, method)
+        return wrapped
+
+    @staticmethod
+    def _wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         if handler.unary_unary is not None:
             inner = handler.unary_unary
 
