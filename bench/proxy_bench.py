@@ -76,7 +76,7 @@ def _redis_reachable() -> bool:
         return False
 
 
-def run(report: Report, duration: float = 5.0, rounds: int = 2) -> None:
+def run(report: Report, duration: float = 5.0, rounds: int = 3) -> None:
     processes: list[subprocess.Popen] = []
     targets = {}  # name -> (duration -> result)
     pids = {}  # name -> the process whose CPU time a request costs

@@ -631,6 +631,44 @@ async def test_redis_keys_vanish_when_idle(redis_url, key):
         await client.aclose()
 
 
+async def test_callers_at_the_same_moment_share_one_round_trip_and_keep_their_order(redis_url, key):
+    """Auto-pipelining: the scripts of callers that ask during one pass of the event loop go to
+    Redis as one pipeline, still in call order (first come, first served)."""
+    pacer = RedisPacer(redis_url)
+    order: list[int] = []
+
+    async def call(i):
+        async with pacer.slot(key, Budget(1, 0.03), timeout=5):
+            order.append(i)
+
+    try:
+        await asyncio.gather(*(call(i) for i in range(8)))
+    finally:
+        await pacer.aclose()
+    assert order == list(range(8))
+
+
+async def test_redis_forgetting_the_scripts_does_not_fail_callers(own_redis, key):
+    """After a Redis restart (or SCRIPT FLUSH) the scripts are loaded again and the callers served."""
+    url, _ = own_redis
+    pacer = RedisPacer(url)
+    client = aioredis.Redis.from_url(url)
+    try:
+        async with pacer.slot(key, Budget(10, 1.0), timeout=5):
+            pass
+        await client.script_flush()
+
+        async def call():
+            async with pacer.slot(key, Budget(10, 1.0), timeout=5) as permit:
+                return permit
+
+        permits = await asyncio.gather(*(call() for _ in range(3)))
+        assert len(permits) == 3
+    finally:
+        await client.aclose()
+        await pacer.aclose()
+
+
 def _spare_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
