@@ -65,7 +65,10 @@ def record_document(record: Record) -> dict:
 
 
 def apply_changes(sync: Sync, collection_id: str, changes: list[Change]) -> list[Written]:
-    """Applies upstream changes to the records of one collection; call inside `store.run`."""
+    """Applies upstream changes to the records of one collection; call inside `store.run`.
+
+    The rows are written in bulk (new records, events and consumer messages with one statement per
+    few hundred rows); only records that already existed are updated one by one."""
     if not changes:
         return []
     ids = [c.upstream_id for c in changes]
@@ -75,31 +78,45 @@ def apply_changes(sync: Sync, collection_id: str, changes: list[Change]) -> list
             (Record.sync == sync.id) & (Record.collection_id == collection_id) & (Record.upstream_id.in_(ids))
         )
     }
-    consumers = stream_consumers(sync.stream_id)
-    written, queued = [], []
+    now = utcnow()
+    new: dict[str, Record] = {}  # records to insert, by upstream id (their state after every change)
+    updated: dict[str, Record] = {}  # records that existed before and changed
+    outcomes: list[tuple[Record, dict | None]] = []  # each change's record and its event's row
     for change in changes:
-        record = existing.get(change.upstream_id)
-        record, action = _apply(sync, collection_id, record, change)
-        existing[change.upstream_id] = record
-        event = None
+        record = new.get(change.upstream_id) or existing.get(change.upstream_id)
+        is_new = record is None or change.upstream_id in new
+        record, action = _apply(sync, collection_id, record, change, now)
+        row = None
         if action is not None:
-            event = Event.create(
-                stream=sync.stream_id,
-                org=sync.org_id,
-                sync_id=sync.id,
-                collection_id=collection_id,
-                record_id=record.id,
-                action=action,
-                record=record_document(record),
-            )
-            queued.extend(_messages(event, consumers))
-        written.append(Written(record, event))
-    _enqueue(queued)
+            (new if is_new else updated)[change.upstream_id] = record
+            row = {
+                "stream": sync.stream_id, "org": sync.org_id, "sync_id": sync.id, "collection_id": collection_id,
+                "record_id": record.id, "action": action, "record": record_document(record), "created_at": now,
+            }
+        outcomes.append((record, row))
+
+    for chunk in _chunks([r.__data__ for r in new.values()]):
+        Record.insert_many(chunk).execute()
+    for record in updated.values():
+        record.save()
+    rows = [row for _, row in outcomes if row is not None]
+    seqs: list[int] = []
+    for chunk in _chunks(rows):
+        # Sequence numbers are handed out in the order of the rows (RETURNING's own order is
+        # not promised, hence the sort).
+        seqs += sorted(r.seq for r in Event.insert_many(chunk).returning(Event.seq).objects().execute())
+    events = iter(Event(seq=seq, **row) for seq, row in zip(seqs, rows))
+    written = [Written(record, None if row is None else next(events)) for record, row in outcomes]
+
+    consumers = stream_consumers(sync.stream_id)
+    _enqueue([m for w in written if w.event is not None for m in _messages(w.event, consumers)])
     return written
 
 
-def _apply(sync: Sync, collection_id: str, record: Record | None, change: Change) -> tuple[Record, str | None]:
-    now = utcnow()
+def _apply(
+    sync: Sync, collection_id: str, record: Record | None, change: Change, now: datetime.datetime
+) -> tuple[Record, str | None]:
+    """The record after the change (not saved), and the event's action (None: nothing changed)."""
     if record is None:
         record = Record(
             org=sync.org_id,
@@ -114,7 +131,6 @@ def _apply(sync: Sync, collection_id: str, record: Record | None, change: Change
         )
         if change.deleted:
             return record, None  # never seen, already gone: nothing to keep or tell
-        record.save(force_insert=True)
         return record, INSERT
     if change.deleted:
         if record.deleted:
@@ -130,8 +146,13 @@ def _apply(sync: Sync, collection_id: str, record: Record | None, change: Change
     if change.upstream_updated_at is not None:
         record.upstream_updated_at = change.upstream_updated_at
     record.updated_at = now
-    record.save()
     return record, action
+
+
+def _chunks(rows: list, size: int = 200):
+    """Rows in slices small enough for every database's limit of query parameters."""
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
 
 
 def matches(filters: list[dict], event: Event) -> bool:
@@ -168,8 +189,8 @@ def _messages(event: Event, consumers: list[Consumer]) -> list[dict]:
 
 
 def _enqueue(rows: list[dict]) -> None:
-    for start in range(0, len(rows), 500):  # within every database's limit of query parameters
-        ConsumerMessage.insert_many(rows[start : start + 500]).execute()
+    for chunk in _chunks(rows, 500):
+        ConsumerMessage.insert_many(chunk).execute()
     announce(row["consumer"] for row in rows)
 
 
