@@ -46,9 +46,7 @@ async def run(report: Report) -> None:
     report.text(
         "A change waits for the next incremental pass (up to one interval, half of it on average), then "
         "one read of the events list and one transaction; shorten HEADWATER_SYNC_INTERVAL to trade "
-        "upstream requests for latency. The backfill spends about 9 ms of each 100-record page in the "
-        "emulator; the rest is Headwater writing each record, its event and its consumer messages row by "
-        "row (`apply_changes`), where batching the inserts is the next gain."
+        "upstream requests for latency."
     )
 
 
