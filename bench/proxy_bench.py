@@ -79,7 +79,7 @@ def _redis_reachable() -> bool:
         return False
 
 
-def run(report: Report, duration: float = 5.0, rounds: int = 4) -> None:
+def run(report: Report, duration: float = 4.0, rounds: int = 6) -> None:
     processes: list[subprocess.Popen] = []
     targets = {}  # name -> (duration -> result)
     pids = {}  # name -> the process whose CPU time a request costs
@@ -103,22 +103,24 @@ def run(report: Report, duration: float = 5.0, rounds: int = 4) -> None:
                 targets[name] = _http(f"http://{HOST}:{port}/{PATH}", duration)
                 pids[name] = processes[-1].pid
 
+            # One process per target, gRPC's included, so that no target's rounds come after
+            # another target's load in the same process.
             headwaters = [(UNPACED, {"unpaced": True}), (REST, {})]
             if _redis_reachable():
                 headwaters.append((REDIS, {"redis_url": REDIS_URL}))
-            grpc_target = None
+            headwaters.append((GRPC, {}))
             for i, (name, options) in enumerate(headwaters):
                 hw = start_headwater(workdir, str(i), f"sqlite:///{workdir}/headwater-{i}.db", cpu=PROXY_CPU,
                                      **options)
                 processes.append(hw.process)
                 sync_id = hw.stripe_sync(base, GENEROUS)
-                url = f"{hw.http_url}/v1/proxy/sync/{sync_id}/{PATH}"
-                targets[name] = _http(url, duration, [("authorization", f"Bearer {hw.token}")])
-                pids[name] = hw.process.pid
-                if name == REST:
+                if name == GRPC:
                     grpc_target = (f"{HOST}:{hw.grpc_port}", hw.token, sync_id)
-                    pids[GRPC] = hw.process.pid
-            targets[GRPC] = lambda d=duration: measure_grpc(*grpc_target, d)
+                    targets[name] = lambda d=duration, target=grpc_target: measure_grpc(*target, d)
+                else:
+                    url = f"{hw.http_url}/v1/proxy/sync/{sync_id}/{PATH}"
+                    targets[name] = _http(url, duration, [("authorization", f"Bearer {hw.token}")])
+                pids[name] = hw.process.pid
 
             for measure in targets.values():  # warm up pools and caches
                 measure(1.0)

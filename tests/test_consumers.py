@@ -82,6 +82,7 @@ async def test_create_get_list_delete_over_rest(client):
         "kind": "pull",
         "webhook_url": "",
         "webhook_secret": "",
+        "webhook_batch_size": None,  # a webhook consumer's setting
         "created_at": created["created_at"],
         "updated_at": created["updated_at"],
     }
@@ -153,6 +154,81 @@ async def test_a_filter_naming_a_collection_the_sync_does_not_carry_is_refused(c
 
     assert response.status_code == 400
     assert "consumer.filters[0].collection_id" in response.json()["message"]
+
+
+async def test_patch_changes_only_the_fields_sent(client):
+    sync = await make_sync(client)
+    consumer = await make_consumer(client, name="orders", filters=[{"sync_id": sync["id"]}], max_ack_pending=5)
+
+    response = await client.rest.patch(
+        f"/v1/http-consumers/{consumer['id']}", json={"name": "invoices", "ack_wait_ms": 5000}
+    )
+
+    assert response.status_code == 200, response.text
+    changed = (await client.rest.get(f"/v1/http-consumers/{consumer['id']}")).json()
+    assert (changed["name"], changed["ack_wait_ms"]) == ("invoices", 5000)
+    assert changed["max_ack_pending"] == 5 and changed["filters"] == consumer["filters"]
+    assert changed["updated_at"] >= consumer["updated_at"]
+
+
+async def test_patched_filters_choose_the_changes_queued_from_then_on(server, client):
+    sync = await make_sync(client)
+    consumer = await make_consumer(client, filters=[{"sync_id": sync["id"], "collection_id": "stripe:customer"}])
+    await write(server, sync["id"], "stripe:customer", Change("cus_1", {}))
+
+    response = await client.rest.patch(
+        f"/v1/http-consumers/{consumer['id']}",
+        json={"filters": [{"sync_id": sync["id"], "collection_id": "stripe:invoice"}]},
+    )
+    assert response.status_code == 200, response.text
+    await write(server, sync["id"], "stripe:customer", Change("cus_2", {}))
+    await write(server, sync["id"], "stripe:invoice", Change("in_1", {}))
+
+    got = await next_batch(client, consumer["id"], batch_size=10)
+    # cus_1 was queued before the change and stays; cus_2 no longer matches; in_1 now does.
+    assert [m["record"]["upstream_id"] for m in got["data"]] == ["cus_1", "in_1"]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"deliver_policy": "new"}, "consumer.deliver_policy"),
+        ({"webhook_url": "https://example.com/hook"}, "consumer.webhook_url"),
+        ({"kind": "webhook"}, "consumer.kind"),
+        ({"ack_wait_ms": 1}, "consumer.ack_wait_ms"),
+        ({"filters": [{"collection_id": "stripe:charge", "sync_id": "SYNC"}]}, "consumer.filters[0].collection_id"),
+        ({"colour": "blue"}, "consumer.colour"),
+    ],
+)
+async def test_patch_refuses_what_cannot_change_naming_the_field(client, body, field):
+    sync = await make_sync(client)
+    consumer = await make_consumer(client, filters=[{"sync_id": sync["id"]}])
+    if "filters" in body:
+        body["filters"][0]["sync_id"] = sync["id"]
+
+    response = await client.rest.patch(f"/v1/http-consumers/{consumer['id']}", json=body)
+
+    assert response.status_code == 400, response.text
+    assert field in response.json()["message"]
+    assert (await client.rest.get(f"/v1/http-consumers/{consumer['id']}")).json() == consumer
+
+
+async def test_update_over_grpc_with_a_field_mask(client, other_client):
+    sync = await make_sync(client)
+    consumer = await make_consumer(client, filters=[{"sync_id": sync["id"]}], max_deliver=3)
+
+    answer = await client.consumers.UpdateConsumer(
+        consumer_pb2.UpdateConsumerRequest(
+            id=consumer["id"],
+            consumer=consumer_pb2.Consumer(max_ack_pending=7),
+            update_mask={"paths": ["max_ack_pending", "max_deliver"]},  # max_deliver not given: its default
+        ),
+        metadata=client.metadata,
+    )
+
+    assert (answer.consumer.max_ack_pending, answer.consumer.max_deliver) == (7, 0)
+    patch = other_client.rest.patch(f"/v1/http-consumers/{consumer['id']}", json={"name": "mine now"})
+    assert (await patch).status_code == 404
 
 
 # --- receiving ---------------------------------------------------------------------------------

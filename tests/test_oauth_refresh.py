@@ -59,6 +59,22 @@ async def test_concurrent_callers_share_one_refresh(client, upstream):
     assert upstream.token_refreshes == 1
 
 
+async def test_a_caller_waits_for_a_slow_refresh_only_until_its_deadline(client, upstream):
+    credential_id = await hubspot_credential(client, upstream, access_token="at-0", expires_in=0, delay=1.5)
+
+    hurried = await client.rest.get(
+        f"/v1/proxy/credential/{credential_id}/protected", headers={"x-headwater-timeout": "0.3"}
+    )
+    patient = await client.rest.get(f"/v1/proxy/credential/{credential_id}/protected")
+
+    assert hurried.status_code == 504
+    assert "timed out" in hurried.json()["message"]
+    # The refresh went on without the caller that gave up, and the next caller used it.
+    assert patient.status_code == 200, patient.text
+    assert upstream.token_refreshes == 1
+    assert upstream.requests[-1].header("authorization") == "Bearer at-1"
+
+
 async def test_failed_refresh_says_to_reconnect_and_hides_the_tokens(client, upstream):
     credential_id = await hubspot_credential(client, upstream, access_token="at-0", expires_in=0)
     upstream.refresh_token = "rotated-elsewhere"

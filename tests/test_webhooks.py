@@ -105,6 +105,34 @@ async def test_batches_are_posted_signed_with_the_secret_shown_once(server, clie
     assert len(receiver.posts) == 1
 
 
+async def test_webhook_batch_size_caps_the_changes_of_one_post(server, client, receiver):
+    sync = await make_sync(client)
+    consumer = await make_webhook(client, receiver.url, sync["id"], webhook_batch_size=2)
+    assert consumer["webhook_batch_size"] == 2
+
+    await write(server, sync["id"], "stripe:customer", *(Change(f"cus_{i}", {}) for i in range(5)))
+
+    await eventually(lambda: sum(len(b["data"]) for b in receiver.bodies()) == 5)
+    assert [len(b["data"]) for b in receiver.bodies()] == [2, 2, 1]
+
+    # Changed later, it applies to the next POSTs.
+    patched = await client.rest.patch(f"/v1/http-consumers/{consumer['id']}", json={"webhook_batch_size": 10})
+    assert patched.status_code == 200, patched.text
+    await write(server, sync["id"], "stripe:customer", *(Change(f"cus_{i}", {}) for i in range(5, 9)))
+    await eventually(lambda: sum(len(b["data"]) for b in receiver.bodies()) == 9)
+    assert [len(b["data"]) for b in receiver.bodies()][3:] == [4]
+
+
+@pytest.mark.parametrize("size", [0, 1001])
+async def test_webhook_batch_size_out_of_range_is_refused(server, client, receiver, size):
+    sync = await make_sync(client)
+    response = await client.rest.post("/v1/http-consumers", json={
+        "filters": [{"sync_id": sync["id"]}], "webhook_url": receiver.url, "webhook_batch_size": size,
+    })
+    assert response.status_code == 400
+    assert "consumer.webhook_batch_size" in response.json()["message"]
+
+
 async def test_a_failing_receiver_is_retried_with_backoff_until_it_takes_the_batch(server, client, receiver):
     sync = await make_sync(client)
     consumer = await make_webhook(client, receiver.url, sync["id"])

@@ -1,6 +1,7 @@
 import datetime
 
 from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from headwater.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
@@ -22,7 +23,7 @@ class ConsumerFilter(_message.Message):
     def __init__(self, sync_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., record_id: _Optional[str] = ...) -> None: ...
 
 class Consumer(_message.Message):
-    __slots__ = ("id", "org_id", "name", "stream_id", "filters", "deliver_policy", "ack_wait_ms", "max_deliver", "max_ack_pending", "kind", "webhook_url", "webhook_secret", "created_at", "updated_at")
+    __slots__ = ("id", "org_id", "name", "stream_id", "filters", "deliver_policy", "ack_wait_ms", "max_deliver", "max_ack_pending", "kind", "webhook_url", "webhook_secret", "created_at", "updated_at", "webhook_batch_size")
     ID_FIELD_NUMBER: _ClassVar[int]
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +38,7 @@ class Consumer(_message.Message):
     WEBHOOK_SECRET_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     id: str
     org_id: str
     name: str
@@ -51,7 +53,8 @@ class Consumer(_message.Message):
     webhook_secret: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., org_id: _Optional[str] = ..., name: _Optional[str] = ..., stream_id: _Optional[str] = ..., filters: _Optional[_Iterable[_Union[ConsumerFilter, _Mapping]]] = ..., deliver_policy: _Optional[str] = ..., ack_wait_ms: _Optional[int] = ..., max_deliver: _Optional[int] = ..., max_ack_pending: _Optional[int] = ..., kind: _Optional[str] = ..., webhook_url: _Optional[str] = ..., webhook_secret: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    webhook_batch_size: int
+    def __init__(self, id: _Optional[str] = ..., org_id: _Optional[str] = ..., name: _Optional[str] = ..., stream_id: _Optional[str] = ..., filters: _Optional[_Iterable[_Union[ConsumerFilter, _Mapping]]] = ..., deliver_policy: _Optional[str] = ..., ack_wait_ms: _Optional[int] = ..., max_deliver: _Optional[int] = ..., max_ack_pending: _Optional[int] = ..., kind: _Optional[str] = ..., webhook_url: _Optional[str] = ..., webhook_secret: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook_batch_size: _Optional[int] = ...) -> None: ...
 
 class ConsumerMessage(_message.Message):
     __slots__ = ("ack_token", "record", "action")
@@ -124,6 +127,22 @@ class ListConsumersResponse(_message.Message):
     data: _containers.RepeatedCompositeFieldContainer[Consumer]
     next_page_token: str
     def __init__(self, data: _Optional[_Iterable[_Union[Consumer, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateConsumerRequest(_message.Message):
+    __slots__ = ("id", "consumer", "update_mask")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    consumer: Consumer
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, id: _Optional[str] = ..., consumer: _Optional[_Union[Consumer, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class UpdateConsumerResponse(_message.Message):
+    __slots__ = ("consumer",)
+    CONSUMER_FIELD_NUMBER: _ClassVar[int]
+    consumer: Consumer
+    def __init__(self, consumer: _Optional[_Union[Consumer, _Mapping]] = ...) -> None: ...
 
 class DeleteConsumerRequest(_message.Message):
     __slots__ = ("id",)

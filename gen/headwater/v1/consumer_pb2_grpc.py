@@ -52,6 +52,11 @@ class ConsumerServiceStub:
                 request_serializer=headwater_dot_v1_dot_consumer__pb2.ListConsumersRequest.SerializeToString,
                 response_deserializer=headwater_dot_v1_dot_consumer__pb2.ListConsumersResponse.FromString,
                 _registered_method=True)
+        self.UpdateConsumer = channel.unary_unary(
+                '/headwater.v1.ConsumerService/UpdateConsumer',
+                request_serializer=headwater_dot_v1_dot_consumer__pb2.UpdateConsumerRequest.SerializeToString,
+                response_deserializer=headwater_dot_v1_dot_consumer__pb2.UpdateConsumerResponse.FromString,
+                _registered_method=True)
         self.DeleteConsumer = channel.unary_unary(
                 '/headwater.v1.ConsumerService/DeleteConsumer',
                 request_serializer=headwater_dot_v1_dot_consumer__pb2.DeleteConsumerRequest.SerializeToString,
@@ -111,6 +116,17 @@ class ConsumerServiceServicer:
 
     def ListConsumers(self, request, context):
         """Lists the organisation's consumers, oldest first, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateConsumer(self, request, context):
+        """Changes only the fields sent (or named in `update_mask`): `name`, `filters`, `ack_wait_ms`,
+        `max_deliver`, `max_ack_pending`, `webhook_batch_size`. The stream, `deliver_policy` and
+        `webhook_url` are fixed.
+        Messages already queued stay; new `filters` decide which changes are queued from now on, a
+        new `ack_wait_ms` applies to deliveries from now on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -182,6 +198,11 @@ def add_ConsumerServiceServicer_to_server(servicer, server):
                     servicer.ListConsumers,
                     request_deserializer=headwater_dot_v1_dot_consumer__pb2.ListConsumersRequest.FromString,
                     response_serializer=headwater_dot_v1_dot_consumer__pb2.ListConsumersResponse.SerializeToString,
+            ),
+            'UpdateConsumer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateConsumer,
+                    request_deserializer=headwater_dot_v1_dot_consumer__pb2.UpdateConsumerRequest.FromString,
+                    response_serializer=headwater_dot_v1_dot_consumer__pb2.UpdateConsumerResponse.SerializeToString,
             ),
             'DeleteConsumer': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteConsumer,
@@ -303,6 +324,33 @@ class ConsumerService:
             '/headwater.v1.ConsumerService/ListConsumers',
             headwater_dot_v1_dot_consumer__pb2.ListConsumersRequest.SerializeToString,
             headwater_dot_v1_dot_consumer__pb2.ListConsumersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateConsumer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/headwater.v1.ConsumerService/UpdateConsumer',
+            headwater_dot_v1_dot_consumer__pb2.UpdateConsumerRequest.SerializeToString,
+            headwater_dot_v1_dot_consumer__pb2.UpdateConsumerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,8 +5,8 @@ falls due, or a poll interval passes (a webhook consumer created meanwhile is no
 for each webhook consumer with deliverable messages, it drains the queue, one batch at a time per
 consumer:
 
-    batch = claim(consumer, WEBHOOK_BATCH_SIZE)       # the same claim as pull consumers use
-    POST webhook_url  {"data": [...]}                  # the items of GET /next, as JSON
+    batch = claim(consumer, consumer.webhook_batch_size)   # the same claim as pull consumers use
+    POST webhook_url  {"data": [...]}                      # the items of GET /next, as JSON
         X-Headwater-Signature: sha256=<hex HMAC-SHA256 of the body with the consumer's secret>
     2xx  -> ack the batch
     else -> nack it with a delay of retry_seconds * 2^(attempt-1) (at most retry_max_seconds);
@@ -41,7 +41,6 @@ from headwater.upstream.forwarder import Forwarder, UpstreamError, UpstreamReque
 
 log = logging.getLogger("headwater.delivery")
 
-WEBHOOK_BATCH_SIZE = 50
 SIGNATURE_HEADER = "X-Headwater-Signature"
 MAX_CONCURRENT_CONSUMERS = 16
 
@@ -53,6 +52,15 @@ def signature(secret: str, body: bytes) -> str:
 
 def webhook_body(batch: list[queue.Delivery]) -> bytes:
     return json.dumps({"data": [message_json(d.to_proto()) for d in batch]}, ensure_ascii=False).encode()
+
+
+def _claim_next(consumer_id: str) -> tuple[Consumer | None, list[queue.Delivery]]:
+    """The consumer as it is now (its settings may have changed since the drain began) and its
+    next batch; (None, []) once it is deleted."""
+    consumer = Consumer.get_or_none(Consumer.id == consumer_id)
+    if consumer is None:
+        return None, []
+    return consumer, queue.claim(consumer, consumer.webhook_batch_size)
 
 
 class WebhookDelivery:
@@ -101,11 +109,15 @@ class WebhookDelivery:
     async def _drain(self, consumer: Consumer) -> None:
         """Delivers the consumer's deliverable messages, batch after batch, until none is left or
         a POST fails (its retry is scheduled in the queue)."""
+        consumer_id = consumer.id
         delivered = False
         try:
             async with self._slots:
                 secret = self.box.decrypt(consumer.webhook_secret)
-                while batch := await self.store.run(queue.claim, consumer, WEBHOOK_BATCH_SIZE):
+                while True:
+                    consumer, batch = await self.store.run(_claim_next, consumer_id)
+                    if not batch:
+                        break
                     delivered = True
                     error = await self._post(consumer, secret, batch)
                     tokens = [d.ack_token for d in batch]
@@ -119,9 +131,9 @@ class WebhookDelivery:
                     await self.store.run(queue.nack, consumer, tokens, int(delay * 1000), error)
                     return
         except Exception:
-            log.exception("webhook delivery of consumer %s failed", consumer.id)
+            log.exception("webhook delivery of consumer %s failed", consumer_id)
         finally:
-            del self._draining[consumer.id]
+            del self._draining[consumer_id]
             if delivered and self._woken is not None:
                 self._woken.wake()  # more may have arrived while we were busy
 

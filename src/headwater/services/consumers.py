@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from headwater.crypto import SECRET_MASK
 from headwater.engine import queue
 from headwater.errors import failed_precondition, invalid, not_found, raise_if_invalid
-from headwater.services._common import Backend, page_size, paginate, timestamp
+from headwater.services._common import Backend, page_size, paginate, timestamp, update_paths
 from headwater.store import Stream, Sync, utcnow
 from headwater.store.models import Consumer
 from headwater.store.notify import HUB, POLL_SECONDS, announce
@@ -27,9 +27,14 @@ DEFAULT_ACK_WAIT_MS = 30_000
 ACK_WAIT_RANGE_MS = (100, 86_400_000)  # 0.1 s to a day
 DEFAULT_MAX_DELIVER = {"pull": 0, "webhook": 8}
 MAX_BATCH_SIZE = 1000
+DEFAULT_WEBHOOK_BATCH_SIZE = 50
 MAX_WAIT_FOR_MS = 60_000
 DEADLINE_MARGIN = 0.25  # seconds: a long-poll answers (empty) this long before the call's deadline
 FILTER_KEYS = ("sync_id", "collection_id", "record_id")
+# UpdateConsumer: what may change, what may not, what is never given.
+UPDATABLE = frozenset({"name", "filters", "ack_wait_ms", "max_deliver", "max_ack_pending", "webhook_batch_size"})
+FIXED = frozenset({"stream_id", "deliver_policy", "webhook_url"})
+OUTPUT_ONLY = frozenset({"id", "org_id", "kind", "webhook_secret", "created_at", "updated_at"})
 
 
 def consumer_to_proto(row: Consumer, secret: str | None = None) -> consumer_pb2.Consumer:
@@ -47,6 +52,7 @@ def consumer_to_proto(row: Consumer, secret: str | None = None) -> consumer_pb2.
         kind=row.kind,
         webhook_url=row.webhook_url,
         webhook_secret=secret or (SECRET_MASK if row.webhook_secret else ""),
+        webhook_batch_size=row.webhook_batch_size if row.kind == "webhook" else None,
         created_at=timestamp(row.created_at),
         updated_at=timestamp(row.updated_at),
     )
@@ -86,6 +92,15 @@ def _settings(consumer: consumer_pb2.Consumer, kind: str) -> dict:
         violations.append(("consumer.max_ack_pending", "must not be negative (0: no limit)"))
     if kind == "webhook" and (problem := _check_webhook_url(consumer.webhook_url)):
         violations.append(("consumer.webhook_url", problem))
+    webhook_batch_size = DEFAULT_WEBHOOK_BATCH_SIZE
+    if consumer.HasField("webhook_batch_size"):
+        webhook_batch_size = consumer.webhook_batch_size
+        if kind != "webhook":
+            violations.append(
+                ("consumer.webhook_batch_size", "is for webhook consumers (pull consumers give batch_size to /next)")
+            )
+        elif not 1 <= webhook_batch_size <= MAX_BATCH_SIZE:
+            violations.append(("consumer.webhook_batch_size", f"must be between 1 and {MAX_BATCH_SIZE}"))
     if len(consumer.name) > 255:
         violations.append(("consumer.name", "must be at most 255 characters"))
     filters = []
@@ -104,6 +119,7 @@ def _settings(consumer: consumer_pb2.Consumer, kind: str) -> dict:
         "max_deliver": max_deliver,
         "max_ack_pending": consumer.max_ack_pending,
         "webhook_url": consumer.webhook_url if kind == "webhook" else "",
+        "webhook_batch_size": webhook_batch_size,
     }
 
 
@@ -189,6 +205,43 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
         return consumer_pb2.ListConsumersResponse(
             data=[consumer_to_proto(r) for r in rows], next_page_token=next_token
         )
+
+    async def UpdateConsumer(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+        given = request.consumer
+        tops = {path.split(".")[0] for path in update_paths(request.update_mask, given)}
+        violations = []
+        for top in sorted(tops - UPDATABLE):
+            if top in OUTPUT_ONLY:
+                violations.append((f"consumer.{top}", "is output only"))
+            elif top not in FIXED:
+                violations.append((f"consumer.{top}", "is not a field of Consumer"))
+        raise_if_invalid(violations)
+
+        def update():
+            row = get_consumer(org_id, request.id)
+            # The consumer as it would be, validated whole, as on create.
+            merged = consumer_to_proto(row)
+            for name in sorted(FIXED & tops):
+                if getattr(given, name) != getattr(merged, name):
+                    raise invalid(f"consumer.{name}", "cannot change; create a new consumer instead")
+            for name in sorted(UPDATABLE & tops):
+                merged.ClearField(name)  # in the mask but not given: back to the default
+                if name == "filters":
+                    merged.filters.extend(given.filters)
+                elif not merged.DESCRIPTOR.fields_by_name[name].has_presence or given.HasField(name):
+                    setattr(merged, name, getattr(given, name))
+            settings = _settings(merged, row.kind)
+            _stream_of(org_id, row.stream_id, settings["filters"])  # the filters' syncs write to its stream
+            for name in UPDATABLE:
+                setattr(row, name, settings[name])
+            row.updated_at = utcnow()
+            row.save()
+            announce([row.id])  # waiters look again (a higher max_ack_pending lets more through)
+            return row
+
+        row = await self.store.run(update)
+        return consumer_pb2.UpdateConsumerResponse(consumer=consumer_to_proto(row))
 
     async def DeleteConsumer(self, request, context):
         org_id = await self.backend.auth.org_id(context)

@@ -177,6 +177,7 @@ class Consumer(BaseModel):
     max_ack_pending = IntegerField(default=0)  # 0 = no limit
     webhook_url = TextField(default="")
     webhook_secret = TextField(default="")  # encrypted (SecretBox)
+    webhook_batch_size = IntegerField(default=50)  # changes per POST (migration 0007)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
 

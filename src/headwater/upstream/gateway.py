@@ -118,7 +118,7 @@ class Upstream:
         name = account.provider.name
         retry = is_idempotent(method, headers)
         waited = 0.0
-        account = await self.refresher.fresh(account)
+        account = await self.refresher.fresh(account, deadline=deadline)
         refreshed = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
             authorized, authorized_query = account.authorize(headers, query)
@@ -172,7 +172,7 @@ class Upstream:
                 ) from None
 
             if response.status == 401 and not refreshed and attempt < MAX_ATTEMPTS:
-                fresh = await self.refresher.fresh(account, rejected=True)
+                fresh = await self.refresher.fresh(account, rejected=True, deadline=deadline)
                 if fresh is not account:
                     account, refreshed = fresh, True
                     continue  # the request was refused unread: sending it again is safe

@@ -7,10 +7,13 @@ sent when the credential has them. The new tokens are stored encrypted like ever
 
 One refresh at a time per credential: concurrent callers wait for the refresh in flight and use
 its result instead of starting their own (providers that rotate refresh tokens invalidate the old
-one on first use, so a second refresh would fail). Within a process an asyncio lock does it; across
-processes on PostgreSQL, a transaction-scoped advisory lock on the credential does (the refresh
-holds one database connection for its duration, at most REFRESH_TIMEOUT_SECONDS). SQLite is the
-one-process deployment, so the asyncio lock is all it needs.
+one on first use, so a second refresh would fail). Within a process the refresh is one shared task
+per credential; across processes on PostgreSQL, a transaction-scoped advisory lock on the
+credential serializes them (the refresh holds one database connection for its duration, at most
+REFRESH_TIMEOUT_SECONDS). SQLite is the one-process deployment, so the shared task is all it needs.
+
+Each caller waits for the refresh at most until its own deadline (then: 504, "<Provider> API timed
+out"); giving up does not cancel the refresh, which the other callers, and later ones, still use.
 """
 
 from __future__ import annotations
@@ -60,26 +63,48 @@ class TokenRefresher:
         self.box = box
         self.accounts = accounts
         self.forwarder = forwarder
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._refreshing: dict[str, asyncio.Future[UpstreamAccount]] = {}  # credential id -> refresh in flight
 
-    async def fresh(self, account: UpstreamAccount, *, rejected: bool = False) -> UpstreamAccount:
+    async def fresh(
+        self, account: UpstreamAccount, *, rejected: bool = False, deadline: float | None = None
+    ) -> UpstreamAccount:
         """The account with a usable access token: refreshed if it is expiring, or if the
-        upstream just `rejected` it (401). Returns the account unchanged when it cannot refresh."""
+        upstream just `rejected` it (401). Returns the account unchanged when it cannot refresh.
+        `deadline` (event loop time) bounds this caller's wait, not the refresh itself."""
         if not can_refresh(account) or not (rejected or expiring(account)):
             return account
+        key = account.credential_id
+        refresh = self._refreshing.get(key)
+        if refresh is None:
+            refresh = self._refreshing[key] = asyncio.ensure_future(self._refresh(account))
+            refresh.add_done_callback(lambda done: self._finished(key, done))
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await asyncio.shield(refresh)
+        except TimeoutError:
+            raise ApiError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"{account.provider.name} API timed out (refreshing the access token)",
+            ) from None
+
+    def _finished(self, key: str, refresh: asyncio.Future) -> None:
+        if self._refreshing.get(key) is refresh:
+            del self._refreshing[key]
+        if not refresh.cancelled():
+            refresh.exception()  # seen, even if every caller gave up waiting for it
+
+    async def _refresh(self, account: UpstreamAccount) -> UpstreamAccount:
         stale = access_token(account)
-        lock = self._locks.setdefault(account.credential_id, asyncio.Lock())
-        async with lock:
-            if self.store.is_postgres:
-                await self.store.run(self._refresh_locked, account.org_id, account.credential_id, stale)
-            else:
-                # Someone may have refreshed while we waited for the lock.
-                current = await self.accounts.reload(account.org_id, account.credential_id)
-                if access_token(current) != stale and not expiring(current):
-                    return current
-                await self.store.run(self._save, current, await self._exchange(current))
-            self.accounts.forget()
-            return await self.accounts.reload(account.org_id, account.credential_id)
+        if self.store.is_postgres:
+            await self.store.run(self._refresh_locked, account.org_id, account.credential_id, stale)
+        else:
+            # Another refresh may have finished since this caller read the account.
+            current = await self.accounts.reload(account.org_id, account.credential_id)
+            if access_token(current) != stale and not expiring(current):
+                return current
+            await self.store.run(self._save, current, await self._exchange(current))
+        self.accounts.forget()
+        return await self.accounts.reload(account.org_id, account.credential_id)
 
     def _refresh_locked(self, org_id: str, credential_id: str, stale: str | None) -> None:
         """PostgreSQL: refresh under a lock that every process respects (call in `store.run`)."""
