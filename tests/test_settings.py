@@ -1,0 +1,50 @@
+"""Settings come from the environment; a bad value stops the server with a message naming it."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.fernet import Fernet
+
+from headwater.settings import ConfigError, Settings
+
+
+def settings(tmp_path, **env: str) -> Settings:
+    return Settings.from_env({"HEADWATER_DATA_DIR": str(tmp_path), **env})
+
+
+def test_with_nothing_set_it_serves_sqlite_with_a_generated_key(tmp_path):
+    s = settings(tmp_path)
+
+    assert s.database_url == f"sqlite:///{tmp_path / 'headwater.db'}"
+    Fernet(s.secret_key)  # a usable key, kept beside the database
+    assert settings(tmp_path).secret_key == s.secret_key
+    assert (s.grpc_address, s.http_address, s.redis_url) == ("127.0.0.1:50051", "127.0.0.1:8080", None)
+    assert s.pacing_margin == 0.02
+
+
+def test_the_pacing_margin_is_given_in_milliseconds_and_may_be_zero(tmp_path):
+    assert settings(tmp_path, HEADWATER_PACING_MARGIN_MS="50").pacing_margin == 0.05
+    assert settings(tmp_path, HEADWATER_PACING_MARGIN_MS="0").pacing_margin == 0.0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("HEADWATER_PACING_MARGIN_MS", "-5"),
+        ("HEADWATER_PACING_MARGIN_MS", "0.5"),
+        ("HEADWATER_SYNC_INTERVAL", "soon"),
+        ("HEADWATER_SYNC_WORKERS", "0"),
+        ("HEADWATER_ALLOW_PRIVATE_NETWORKS", "maybe"),
+        ("HEADWATER_SECRET_KEY", "not-a-fernet-key"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_the_variable(tmp_path, name, value):
+    with pytest.raises(ConfigError) as refused:
+        settings(tmp_path, **{name: value})
+
+    assert name in str(refused.value)
+
+
+def test_postgresql_needs_a_secret_key_from_the_environment(tmp_path):
+    with pytest.raises(ConfigError, match="HEADWATER_SECRET_KEY"):
+        settings(tmp_path, HEADWATER_DATABASE_URL="postgresql://postgres@127.0.0.1:5432/test")
