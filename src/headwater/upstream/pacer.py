@@ -771,6 +771,8 @@ class RedisPacer:
         await self._run(self._pause, (base + "r", base + "p"), [_us(seconds)])
 
     async def aclose(self) -> None:
+        if self._batch:
+            self._send_batch()  # scripts asked for in this very pass of the loop
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._redis.aclose()
@@ -791,6 +793,8 @@ class RedisPacer:
 
     def _send_batch(self) -> None:
         batch, self._batch = self._batch, []
+        if not batch:
+            return  # sent already (by aclose)
         task = asyncio.get_running_loop().create_task(self._pipeline(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
