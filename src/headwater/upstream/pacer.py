@@ -778,15 +778,19 @@ class RedisPacer:
         await self._redis.aclose()
 
     def _run(self, script, keys, args) -> asyncio.Future:
-        """Runs `script` in Redis; the answer, or PacerUnavailable if Redis cannot be reached.
+        """Runs `script` in Redis; the answer, or PacerUnavailable if Redis cannot be reached."""
+        return self._send(("EVALSHA", script.sha, len(keys), *keys, *args), script)
 
-        Auto-pipelining: the scripts asked for during one pass of the event loop go to Redis
+    def _send(self, command: tuple, script=None) -> asyncio.Future:
+        """Sends a Redis command (of `script`, for EVALSHA); its answer, or PacerUnavailable.
+
+        Auto-pipelining: the commands asked for during one pass of the event loop go to Redis
         together, in call order, as one pipeline (one connection, one write, one read), rather
         than one round trip each; each script still runs atomically. Under load this is most of
         the shared pacer's cost per request (BENCHMARKS.md)."""
         loop = asyncio.get_running_loop()
         answer = loop.create_future()
-        self._batch.append((script, keys, args, answer))
+        self._batch.append((script, command, answer))
         if len(self._batch) == 1:
             loop.call_soon(self._send_batch)
         return answer
@@ -805,8 +809,8 @@ class RedisPacer:
         try:
             for attempt in range(2):
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for script, keys, args, _ in batch:
-                        pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    for _, command, _ in batch:
+                        pipe.execute_command(*command)
                     results = await pipe.execute(raise_on_error=False)
                 unknown = [item for item, result in zip(batch, results) if isinstance(result, NoScriptError)]
                 for (*_, answer), result in zip(batch, results):
@@ -841,8 +845,8 @@ class RedisPacer:
     async def _release(self, holders: str, token: str) -> None:
         """Frees a concurrency place; if Redis fails now, the lease frees it later."""
         try:
-            await self._redis.zrem(holders, token)
-        except self._errors as exc:
+            await self._send(("ZREM", holders, token))
+        except PacerUnavailable as exc:
             log.warning("pacer: could not free a concurrency place (its lease will): %s", exc)
 
     def _background(self, coro) -> None:
