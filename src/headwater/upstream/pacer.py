@@ -397,6 +397,8 @@ class InProcessPacer:
 #   headwater:pacer:{<key>}:r  sorted set of rate reservations (member = token, score = slot)
 #   headwater:pacer:{<key>}:p  paused-until
 #   headwater:pacer:{<key>}:c  sorted set of concurrency holders (member = token, score = lease end)
+# The scripts and commands of one process go to Redis in pipelines (RedisPacer._send): what its
+# callers ask for during one pass of the event loop shares one round trip, in call order.
 
 # KEYS: rate, pause, holders. ARGV: n, interval_us, cap, timeout_us (-1 = none), token, lease_us, slack.
 # Returns {1, wait_us}: reserved (and a place taken if cap > 0), start in wait_us;
