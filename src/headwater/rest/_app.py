@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 
 import grpc
 from aiohttp import web
-from multidict import CIMultiDict
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
@@ -247,7 +246,7 @@ class RestBridge:
         body = response.body
         if isinstance(body, (bytes, bytearray, memoryview)):
             # A content-length header given (a proxied HEAD's, say) is kept; otherwise it is the body's.
-            return web.Response(status=response.status, headers=CIMultiDict(response.headers), body=bytes(body))
+            return web.Response(status=response.status, headers=response.headers, body=bytes(body))
         return await _stream(http, response)
 
 
@@ -322,7 +321,7 @@ def _error_response(error: ApiError, status: int | None = None) -> RawResponse:
 async def _stream(http: web.BaseRequest, response: RawResponse) -> web.StreamResponse:
     """Sends a response whose body is an async iterator of bytes."""
     body = response.body
-    answer = web.StreamResponse(status=response.status, headers=CIMultiDict(response.headers))
+    answer = web.StreamResponse(status=response.status, headers=response.headers)
     try:
         await answer.prepare(http)
         async for chunk in body:
