@@ -43,6 +43,17 @@ async def test_an_answer_is_reused_until_it_expires():
     assert load.calls == 2
 
 
+async def test_with_no_ttl_only_a_load_in_flight_is_shared():
+    cache, load = TtlCache(ttl=0), Loader()
+
+    together = await asyncio.gather(*(cache.get("key", load) for _ in range(5)))
+    later = await cache.get("key", load)
+
+    assert together == ["v"] * 5 and later == "v"
+    assert load.calls == 2
+    assert cache.peek("key") is None
+
+
 async def test_a_failed_load_reaches_every_waiting_caller_and_is_not_remembered():
     cache, failing = TtlCache(ttl=60), Loader(error=LookupError("gone"))
 

@@ -7,6 +7,7 @@
 An answer is reused for `ttl` seconds. When it expires under load, the callers asking for the same
 key at that moment share ONE load rather than queueing one query each on the database (at 64
 connections, one query each every `ttl` seconds showed as a p99 of hundreds of milliseconds).
+With `ttl=0` nothing is kept: only a load in flight is shared (one token refresh at a time).
 A failed load is not remembered: its error goes to the callers that shared it, the next call tries
 again. `clear()` also disowns loads in flight, so an answer read before the change is not stored.
 """
@@ -56,7 +57,7 @@ class TtlCache(Generic[T]):
         finally:
             if self._generation == generation:
                 self._loading.pop(key, None)
-        if self._generation == generation:
+        if self._generation == generation and self.ttl > 0:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
             self._entries[key] = (time.monotonic() + self.ttl, value)

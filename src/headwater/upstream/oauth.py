@@ -27,6 +27,7 @@ from urllib.parse import urlencode
 import grpc
 from playhouse.pwasyncio import await_
 
+from headwater.cache import TtlCache
 from headwater.crypto import SECRET_MASK, SecretBox
 from headwater.errors import ApiError
 from headwater.store import Credential, Store, utcnow
@@ -63,7 +64,8 @@ class TokenRefresher:
         self.box = box
         self.accounts = accounts
         self.forwarder = forwarder
-        self._refreshing: dict[str, asyncio.Future[UpstreamAccount]] = {}  # credential id -> refresh in flight
+        # credential id -> its refresh in flight, shared by every caller meanwhile; nothing kept after
+        self._refreshing: TtlCache[UpstreamAccount] = TtlCache(ttl=0)
 
     async def fresh(
         self, account: UpstreamAccount, *, rejected: bool = False, deadline: float | None = None
@@ -73,25 +75,16 @@ class TokenRefresher:
         `deadline` (event loop time) bounds this caller's wait, not the refresh itself."""
         if not can_refresh(account) or not (rejected or expiring(account)):
             return account
-        key = account.credential_id
-        refresh = self._refreshing.get(key)
-        if refresh is None:
-            refresh = self._refreshing[key] = asyncio.ensure_future(self._refresh(account))
-            refresh.add_done_callback(lambda done: self._finished(key, done))
         try:
-            async with asyncio.timeout_at(deadline):
-                return await asyncio.shield(refresh)
+            async with asyncio.timeout_at(deadline) as waiting:
+                return await self._refreshing.get(account.credential_id, lambda: self._refresh(account))
         except TimeoutError:
+            if not waiting.expired():
+                raise
             raise ApiError(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"{account.provider.name} API timed out (refreshing the access token)",
             ) from None
-
-    def _finished(self, key: str, refresh: asyncio.Future) -> None:
-        if self._refreshing.get(key) is refresh:
-            del self._refreshing[key]
-        if not refresh.cancelled():
-            refresh.exception()  # seen, even if every caller gave up waiting for it
 
     async def _refresh(self, account: UpstreamAccount) -> UpstreamAccount:
         stale = access_token(account)
