@@ -148,9 +148,9 @@ async def test_never_more_than_n_starts_in_any_window_of_interval(pacer, key):
     assert len(starts) == 40
     assert most_starts_in_a_window(starts, budget.interval, slack(pacer)) == 10
     # ...and no slower than needed: the first 10 at once, the 30 others one every 0.025 s from
-    # 0.25 s on (plus, for Redis, the round trips of callers that shift the schedule when they
-    # come late).
-    assert 0.97 <= elapsed < (1.2 if isinstance(pacer, RedisPacer) else 1.05)
+    # 0.25 s on (plus what callers woken late, by a busy machine or Redis round trips, shift the
+    # schedule by).
+    assert 0.97 <= elapsed < (1.35 if isinstance(pacer, RedisPacer) else 1.15)
 
 
 async def test_under_sustained_demand_starts_are_spread_evenly_not_in_bursts(pacer, key):
@@ -169,7 +169,10 @@ async def test_under_sustained_demand_starts_are_spread_evenly_not_in_bursts(pac
     starts.sort()
     assert starts[4] - starts[0] < slack(pacer), "the first five at once"
     gaps = [b - a for a, b in zip(starts[5:], starts[6:])]
-    assert all(0.04 - slack(pacer) <= gap < 0.04 + 2 * slack(pacer) for gap in gaps), gaps
+    assert all(gap >= 0.04 - slack(pacer) for gap in gaps), gaps  # never two together
+    # ...and no slower than that: the ten that waited span nine gaps of 0.04 s (a caller woken
+    # late by a busy machine moves the ones behind it by its lateness, hence the allowance).
+    assert starts[-1] - starts[5] < 0.36 + 0.1, gaps
 
 
 async def test_a_margin_widens_every_interval(key):
@@ -186,7 +189,7 @@ async def test_a_margin_widens_every_interval(key):
     await asyncio.gather(*(call() for _ in range(3)))
 
     starts.sort()
-    assert 0.25 - slack(pacer) <= starts[2] - starts[0] < 0.25 + 2 * slack(pacer)
+    assert 0.25 - slack(pacer) <= starts[2] - starts[0] < 0.3
     assert most_starts_in_a_window(starts, 0.25, slack(pacer)) == 2
 
 
