@@ -69,6 +69,9 @@ class _NoPacer:
     async def pause(self, key, seconds):
         pass
 
+    async def started(self, key, budget, permit):
+        pass
+
     async def aclose(self):
         pass
 

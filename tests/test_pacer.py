@@ -212,6 +212,21 @@ async def test_a_stalled_event_loop_does_not_crowd_a_window(pacer, key):
     assert most_starts_in_a_window(starts, budget.interval, slack(pacer)) == 5
 
 
+async def test_a_request_that_starts_after_its_slot_moves_the_window(pacer, key):
+    """`started`: a request that waited for something else after its slot (a sync read, for the
+    credential's budget after its share's) counts from when it really started."""
+    budget = Budget(1, 0.2)
+    t0 = now()
+    async with pacer.slot(key, budget, timeout=5) as permit:
+        await asyncio.sleep(0.1)  # waiting for another budget
+        await pacer.started(key, budget, permit)
+
+    async with pacer.slot(key, budget, timeout=5):
+        next_start = now() - t0
+
+    assert next_start >= 0.3 - slack(pacer), "an interval after the real start, not after the slot"
+
+
 async def test_callers_are_served_first_come_first_served(pacer, key):
     budget = Budget(1, 0.04)  # one start per turn, so that every caller has a turn of its own
     order: list[int] = []

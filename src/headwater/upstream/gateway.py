@@ -85,6 +85,11 @@ def background_budget(budget: Budget) -> Budget:
     )
 
 
+def _background_key(account: UpstreamAccount) -> tuple[str, Budget]:
+    """The pacer key and budget of the credential's background share."""
+    return f"{account.credential_id}:sync", background_budget(account.budget)
+
+
 def is_idempotent(method: str, headers: list[tuple[str, str]]) -> bool:
     return method.upper() in IDEMPOTENT_METHODS or any(n.lower() == "idempotency-key" for n, _ in headers)
 
@@ -130,6 +135,9 @@ class Upstream:
                 async with self._background_slot(account, background, remaining) as share, self.pacer.slot(
                     account.credential_id, account.budget, timeout=deadline - loop.time()
                 ) as permit:
+                    if background and permit.waited:
+                        # It starts now, not at its share's slot: the share's window counts it now.
+                        await self.pacer.started(*_background_key(account), share)
                     waited += share.waited + permit.waited
                     remaining = deadline - loop.time()
                     if remaining <= 0:
@@ -188,7 +196,7 @@ class Upstream:
     def _background_slot(self, account: UpstreamAccount, background: bool, timeout: float):
         if not background:
             return contextlib.nullcontext(Permit())
-        return self.pacer.slot(f"{account.credential_id}:sync", background_budget(account.budget), timeout=timeout)
+        return self.pacer.slot(*_background_key(account), timeout=timeout)
 
     async def _backoff(self, attempt: int, deadline: float, paused_for: float | None) -> bool:
         """Sleeps before the next attempt if it can still finish in time; False if not.

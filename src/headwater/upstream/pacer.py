@@ -106,12 +106,23 @@ class PacerUnavailable(Exception):
 @dataclass
 class Permit:
     waited: float = 0.0  # seconds spent waiting for the turn (rate and concurrency)
+    # The reservation, for `Pacer.started`: its start time in the key's log (in-process, loop
+    # time) or its member (Redis).
+    reserved: float | None = None
+    token: str | None = None
 
 
 class Pacer(Protocol):
     def slot(self, key: str, budget: Budget, timeout: float | None) -> AbstractAsyncContextManager[Permit]: ...
 
     async def pause(self, key: str, seconds: float) -> None: ...
+
+    async def started(self, key: str, budget: Budget, permit: Permit) -> None:
+        """The request of `permit` (a slot of `key`) starts now. Called when it started later than
+        its slot because it also waited for another budget (a sync read waits for its share, then
+        for the credential's): the key's log then moves that reservation, and every later one, by
+        the delay, as for a waiter woken late, so that the key's window holds for real starts."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -235,14 +246,14 @@ class _LocalSlot:
             while t[0] <= now and (len(t) > keep or t[0] + interval <= now):
                 t.popleft()
             if slot > now:
-                await _sleep_until(st, loop, slot)
+                slot = await _sleep_until(st, loop, slot)
                 waited = True
         except BaseException:
             self._st = None
             st.active -= 1
             _wake(st)
             raise
-        return Permit(loop.time() - start) if waited else Permit(0.0)
+        return Permit(loop.time() - start if waited else 0.0, slot)
 
     async def __aexit__(self, exc_type, exc, tb) -> None:
         st = self._st
@@ -287,8 +298,9 @@ async def _wait_place(st: _Key, loop: asyncio.AbstractEventLoop, deadline: float
         raise
 
 
-async def _sleep_until(st: _Key, loop: asyncio.AbstractEventLoop, slot: float) -> None:
-    """Sleeps until the reserved `slot`, following the shifts made meanwhile (pauses, late starts).
+async def _sleep_until(st: _Key, loop: asyncio.AbstractEventLoop, slot: float) -> float:
+    """Sleeps until the reserved `slot`, following the shifts made meanwhile (pauses, late starts);
+    returns the reservation as it stands in the log then.
 
     A caller woken late (the event loop was busy) moves its own and every later reservation by its
     lateness: otherwise the next batch, woken on time, could start less than an interval after it."""
@@ -307,7 +319,8 @@ async def _sleep_until(st: _Key, loop: asyncio.AbstractEventLoop, slot: float) -
             if slot <= now:
                 if now - slot > _LATE_TOLERANCE:
                     _shift(st, slot, now - slot, inclusive=True)
-                return
+                    return now
+                return slot
     except asyncio.CancelledError:
         _give_back(st, slot, loop.time())
         raise
@@ -368,6 +381,14 @@ class InProcessPacer:
             first = next(x for x in t if x > now)
             if until > first:
                 _shift(st, now, until - first, inclusive=False)
+
+    async def started(self, key: str, budget: Budget, permit: Permit) -> None:
+        st = self._keys.get(key)
+        if st is None or permit.reserved is None:
+            return
+        late = asyncio.get_running_loop().time() - permit.reserved
+        if late > _LATE_TOLERANCE:
+            _shift(st, permit.reserved, late, inclusive=True)
 
     def _sweep(self, now: float) -> None:
         """Drops the state of keys that no longer matter (nothing pending, log older than interval)."""
@@ -598,7 +619,7 @@ class _RedisSlot:
         # Due at once: start now if the answer came back quickly, or if the log had room (fewer
         # than n reservations, so no window can fill up however late this caller starts).
         if us <= 0 and (crowded == [0] or (loop.time() - sent) * _US <= _REDIS_LATE_TOLERANCE_US):
-            return Permit(0.0)
+            return Permit(0.0, token=token)
         try:
             # A slow answer means a start later than reserved: confirming shifts the later
             # reservations by that lateness, as for a waiter woken late. Callers that waited
@@ -622,7 +643,7 @@ class _RedisSlot:
                 pacer._background(pacer._run(pacer._give_back, keys[:1], [args[0], args[1], token]))
             self._release()
             raise
-        return Permit(loop.time() - start)
+        return Permit(loop.time() - start, token=token)
 
     async def _acquire_place(self, loop, keys, args, deadline: float | None) -> tuple[int, int, list, float]:
         """Reserves rate and a concurrency place in one script; polls while no place is free.
@@ -771,6 +792,11 @@ class RedisPacer:
             return
         base = f"{_PREFIX}{{{key}}}:"
         await self._run(self._pause, (base + "r", base + "p"), [_us(seconds)])
+
+    async def started(self, key: str, budget: Budget, permit: Permit) -> None:
+        if permit.token is not None:
+            rate = f"{_PREFIX}{{{key}}}:r"
+            await self._run(self._confirm, (rate,), [permit.token, _REDIS_LATE_TOLERANCE_US, budget.allowed_requests])
 
     async def aclose(self) -> None:
         if self._batch:
