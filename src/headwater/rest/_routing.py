@@ -100,10 +100,10 @@ class PathTemplate:
                 values[var.name] = unquote(taken[0])
             else:
                 joined = "/".join(taken)
-                # A multi-segment value keeps an encoded "/" (%2F) encoded, as grpc-gateway does.
-                values[var.name] = "/".join(
-                    unquote(re.sub("%2[fF]", "%252F", p)) if "%" in p else p for p in taken
-                ) if "%" in joined else joined
+                if "%" in joined:
+                    # A multi-segment value keeps an encoded "/" (%2F) encoded, as grpc-gateway does.
+                    joined = "/".join(unquote(re.sub("%2[fF]", "%252F", p)) if "%" in p else p for p in taken)
+                values[var.name] = joined
         return values
 
 

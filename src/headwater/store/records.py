@@ -21,12 +21,15 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
+from peewee import chunked
 from playhouse.pwasyncio import AsyncPostgresqlDatabase
 
 from headwater.store.models import Consumer, ConsumerMessage, Event, Record, Stream, Sync, database, utcnow
 from headwater.store.notify import announce
 
 INSERT, UPDATE, DELETE = "insert", "update", "delete"
+# Rows per bulk INSERT of records and events: within every database's limit of query parameters.
+_ROWS_PER_STATEMENT = 200
 
 
 @dataclass(frozen=True)
@@ -83,25 +86,25 @@ def apply_changes(sync: Sync, collection_id: str, changes: list[Change]) -> list
     updated: dict[str, Record] = {}  # records that existed before and changed
     outcomes: list[tuple[Record, dict | None]] = []  # each change's record and its event's row
     for change in changes:
-        record = new.get(change.upstream_id) or existing.get(change.upstream_id)
-        is_new = record is None or change.upstream_id in new
-        record, action = _apply(sync, collection_id, record, change, now)
+        uid = change.upstream_id
+        is_new = uid in new or uid not in existing  # not in the table yet: inserted, not updated
+        record, action = _apply(sync, collection_id, new[uid] if uid in new else existing.get(uid), change, now)
         row = None
         if action is not None:
-            (new if is_new else updated)[change.upstream_id] = record
+            (new if is_new else updated)[uid] = record
             row = {
                 "stream": sync.stream_id, "org": sync.org_id, "sync_id": sync.id, "collection_id": collection_id,
                 "record_id": record.id, "action": action, "record": record_document(record), "created_at": now,
             }
         outcomes.append((record, row))
 
-    for chunk in _chunks([r.__data__ for r in new.values()]):
+    for chunk in chunked([r.__data__ for r in new.values()], _ROWS_PER_STATEMENT):
         Record.insert_many(chunk).execute()
     for record in updated.values():
         record.save()
     rows = [row for _, row in outcomes if row is not None]
     seqs: list[int] = []
-    for chunk in _chunks(rows):
+    for chunk in chunked(rows, _ROWS_PER_STATEMENT):
         # Sequence numbers are handed out in the order of the rows (RETURNING's own order is
         # not promised, hence the sort).
         seqs += sorted(r.seq for r in Event.insert_many(chunk).returning(Event.seq).objects().execute())
@@ -149,12 +152,6 @@ def _apply(
     return record, action
 
 
-def _chunks(rows: list, size: int = 200):
-    """Rows in slices small enough for every database's limit of query parameters."""
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
-
-
 def matches(filters: list[dict], event: Event) -> bool:
     """Whether a consumer with these filters receives the event (no filters: every event)."""
     if not filters:
@@ -189,7 +186,7 @@ def _messages(event: Event, consumers: list[Consumer]) -> list[dict]:
 
 
 def _enqueue(rows: list[dict]) -> None:
-    for chunk in _chunks(rows, 500):
+    for chunk in chunked(rows, 500):
         ConsumerMessage.insert_many(chunk).execute()
     announce(row["consumer"] for row in rows)
 

@@ -24,7 +24,7 @@ How a turn is worked out (both implementations):
     once; under sustained demand starts are spread evenly instead of leaving in bursts of N every
     interval, so a request that reaches the upstream a little later than it left (a new
     connection, a busy event loop) can no longer meet the whole next burst in one window.
-  * Margin: the pacer is built with a margin (seconds, HEADWATER_PACING_MARGIN) that it adds to
+  * Margin: the pacer is built with a margin (seconds; HEADWATER_PACING_MARGIN_MS) that it adds to
     every interval: what it plans are Headwater's starts, what the provider counts are arrivals,
     and the margin absorbs that much jitter between the two at a cost of margin/interval of the
     budget.
@@ -782,7 +782,7 @@ class RedisPacer:
         self._counter = itertools.count()
         self._waiting: dict[str, deque[_Waiter]] = {}  # local FIFO of callers waiting for a place
         self._tasks: set[asyncio.Task] = set()
-        self._batch: list[tuple] = []  # scripts to send with the next pipeline (see _run)
+        self._batch: list[tuple] = []  # (script or None, command, answer) for the next pipeline (_send)
 
     def slot(self, key: str, budget: Budget, timeout: float | None) -> AbstractAsyncContextManager[Permit]:
         return _RedisSlot(self, key, budget, timeout)
