@@ -9,6 +9,7 @@ between reads, holding no database connection while they sleep.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from urllib.parse import urlsplit
@@ -16,7 +17,15 @@ from urllib.parse import urlsplit
 from headwater.crypto import SECRET_MASK
 from headwater.engine import queue
 from headwater.errors import failed_precondition, invalid, not_found, raise_if_invalid
-from headwater.services._common import Backend, page_size, paginate, timestamp, update_paths
+from headwater.services._common import (
+    DEFAULT_PAGE_SIZE,
+    NOT_OUR_PAGE_TOKEN,
+    Backend,
+    page_size_violations,
+    paginate,
+    timestamp,
+    update_paths,
+)
 from headwater.store import Stream, Sync, utcnow
 from headwater.store.models import Consumer
 from headwater.store.notify import HUB, POLL_SECONDS, announce
@@ -161,10 +170,10 @@ def _take(org_id: str, consumer_id: str, batch_size: int) -> tuple[list[queue.De
     return batch, queue.info(consumer.id)
 
 
-def _batch_size(value: int) -> int:
+def _batch_size_violations(value: int) -> list[tuple[str, str]]:
     if not 0 <= value <= MAX_BATCH_SIZE:
-        raise invalid("batch_size", f"must be between 1 and {MAX_BATCH_SIZE} (default 1)")
-    return value or 1
+        return [("batch_size", f"must be between 1 and {MAX_BATCH_SIZE} (default 1)")]
+    return []
 
 
 class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
@@ -255,9 +264,11 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
 
     async def Next(self, request, context):
         org_id = await self.backend.auth.org_id(context)
-        batch_size = _batch_size(request.batch_size)
+        violations = _batch_size_violations(request.batch_size)
         if not 0 <= request.wait_for <= MAX_WAIT_FOR_MS:
-            raise invalid("wait_for", f"must be between 0 and {MAX_WAIT_FOR_MS} milliseconds")
+            violations.append(("wait_for", f"must be between 0 and {MAX_WAIT_FOR_MS} milliseconds"))
+        raise_if_invalid(violations)
+        batch_size = request.batch_size or 1
         wait = request.wait_for / 1000
         remaining = context.time_remaining()
         if remaining is not None:
@@ -273,7 +284,8 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
 
     async def Receive(self, request, context):
         org_id = await self.backend.auth.org_id(context)
-        batch_size = _batch_size(request.batch_size)
+        raise_if_invalid(_batch_size_violations(request.batch_size))
+        batch_size = request.batch_size or 1
         with HUB.subscribe([request.id]) as woken:
             while True:
                 batch, info = await self.store.run(_take, org_id, request.id, batch_size)
@@ -284,7 +296,8 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
 
     async def Ack(self, request, context):
         org_id = await self.backend.auth.org_id(context)
-        tokens = _tokens(request.ack_tokens)
+        raise_if_invalid(_token_violations(request.ack_tokens))
+        tokens = list(request.ack_tokens)
 
         def ack():
             return queue.ack(get_consumer(org_id, request.id).id, tokens)
@@ -296,9 +309,11 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
 
     async def Nack(self, request, context):
         org_id = await self.backend.auth.org_id(context)
-        tokens = _tokens(request.ack_tokens)
+        violations = _token_violations(request.ack_tokens)
         if not 0 <= request.delay_ms <= ACK_WAIT_RANGE_MS[1]:
-            raise invalid("delay_ms", f"must be between 0 and {ACK_WAIT_RANGE_MS[1]} milliseconds")
+            violations.append(("delay_ms", f"must be between 0 and {ACK_WAIT_RANGE_MS[1]} milliseconds"))
+        raise_if_invalid(violations)
+        tokens = list(request.ack_tokens)
 
         def nack():
             return queue.nack(get_consumer(org_id, request.id), tokens, request.delay_ms)
@@ -310,12 +325,12 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
 
     async def ListParkedMessages(self, request, context):
         org_id = await self.backend.auth.org_id(context)
-        size = page_size(request)
-        after = 0
-        if request.page_token:
-            if not request.page_token.isdigit():
-                raise invalid("page_token", "is not a next_page_token this server issued")
-            after = int(request.page_token)
+        after = _message_id(request.page_token) if request.page_token else 0
+        violations = page_size_violations(request)
+        if after is None:
+            violations.append(("page_token", NOT_OUR_PAGE_TOKEN))
+        raise_if_invalid(violations)
+        size = request.page_size or DEFAULT_PAGE_SIZE
 
         def page():
             get_consumer(org_id, request.id)
@@ -339,11 +354,10 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
 
     async def RedeliverParkedMessages(self, request, context):
         org_id = await self.backend.auth.org_id(context)
-        ids = []
-        for i, value in enumerate(request.message_ids):
-            if not value.isdigit():
-                raise invalid(f"message_ids[{i}]", "is not the id of a parked message")
-            ids.append(int(value))
+        ids = [_message_id(value) for value in request.message_ids]
+        raise_if_invalid([
+            (f"message_ids[{i}]", "is not the id of a parked message") for i, id_ in enumerate(ids) if id_ is None
+        ])
 
         def redeliver():
             return queue.redeliver(get_consumer(org_id, request.id).id, ids)
@@ -352,12 +366,19 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
         return consumer_pb2.RedeliverParkedMessagesResponse(redelivered=count)
 
 
-def _tokens(values) -> list[str]:
+def _token_violations(values) -> list[tuple[str, str]]:
     if not values:
-        raise invalid("ack_tokens", "give at least one ack_token")
+        return [("ack_tokens", "give at least one ack_token")]
     if len(values) > MAX_BATCH_SIZE:
-        raise invalid("ack_tokens", f"at most {MAX_BATCH_SIZE} at once")
-    return list(values)
+        return [("ack_tokens", f"at most {MAX_BATCH_SIZE} at once")]
+    return []
+
+
+def _message_id(text: str) -> int | None:
+    """A parked message's id (a positive 64-bit row id) from its decimal text, else None."""
+    if not re.fullmatch(r"[0-9]{1,18}", text):
+        return None
+    return int(text)
 
 
 def _info(info: queue.QueueInfo) -> consumer_pb2.ConsumerInfo:

@@ -16,6 +16,7 @@ from headwater.services._common import (
 )
 from headwater.store import Credential, Sync, utcnow
 from headwater.upstream.catalogue import BASE_URL_PROPERTY, ProviderCatalogue
+from headwater.upstream.requests import url_problem
 from headwater.v1 import credential_pb2, credential_pb2_grpc
 
 # Fields a caller may set; the rest of Credential is output only.
@@ -55,10 +56,11 @@ def check_properties(
         for name in kind_spec.required
         if properties.get(name) in (None, "")
     ]
-    for name in (BASE_URL_PROPERTY, "token_url"):
+    own_base_url = [kind_spec.base_url_property] if kind_spec.base_url_property else []  # Salesforce's instance_url
+    for name in (BASE_URL_PROPERTY, "token_url", *own_base_url):
         url = properties.get(name)
-        if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
-            violations.append((f"{field}.{name}", "must be an http:// or https:// URL"))
+        if url is not None and (problem := url_problem(url) if isinstance(url, str) else "must be a string"):
+            violations.append((f"{field}.{name}", problem))
     return CredentialInput(provider, kind, properties, kind_spec.secret), violations
 
 

@@ -31,6 +31,7 @@ from google.rpc import status_pb2
 from playhouse.pwasyncio import AsyncPostgresqlDatabase
 
 from headwater.errors import ApiError, invalid, not_found, raise_if_invalid
+from headwater.inputs import string_problem
 from headwater.rest import integral_numbers
 from headwater.services._common import Backend
 from headwater.store import Sync, utcnow
@@ -154,8 +155,8 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
             await_ms = request.await_consumers_timeout
             if not 1 <= await_ms <= MAX_AWAIT_MS:
                 violations.append(("await_consumers_timeout", f"must be 1 to {MAX_AWAIT_MS} milliseconds"))
-        if len(key) > MAX_KEY_CHARS:
-            violations.append(("idempotency_key", f"must be at most {MAX_KEY_CHARS} characters"))
+        if problem := string_problem(key, MAX_KEY_CHARS):  # the header's value is no message field
+            violations.append(("idempotency_key", problem))
         raise_if_invalid(violations)
 
         sync = Sync.get_or_none((Sync.id == request.sync_id) & (Sync.org == org_id))

@@ -60,6 +60,18 @@ def host_permitted(host: str, permitted: Iterable[str]) -> bool:
     return False
 
 
+def url_problem(url: str) -> str | None:
+    """What keeps `url` from being an absolute http(s) URL Headwater can call, or None."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return "must be an absolute http:// or https:// URL"
+    try:
+        parts.port  # noqa: B018 (urlsplit checks the port when it is read)
+    except ValueError:
+        return "must have a port from 0 to 65535, if any"
+    return None
+
+
 def _check_path(path: str) -> None:
     if _CONTROL.search(path):
         raise UnsafeRequest("the path contains control characters")
@@ -88,6 +100,8 @@ def upstream_url(base_url: str, path: str, query: str, permitted_hosts: Iterable
             raise UnsafeRequest("URLs with user information are not allowed")
         if not parts.hostname or not host_permitted(parts.hostname, permitted_hosts):
             raise HostNotPermitted()
+        if url_problem(url):
+            raise UnsafeRequest("the URL's port must be a number from 0 to 65535")
         _check_path(parts.path)
         if query:
             url = f"{url}&{query}" if parts.query else f"{url}?{query}"
