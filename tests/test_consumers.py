@@ -74,15 +74,15 @@ async def test_create_get_list_delete_over_rest(client):
         "org_id": created["org_id"],
         "name": "orders",
         "stream_id": sync["stream_id"],  # named by the sync in the filter
-        "filters": [{"sync_id": sync["id"], "collection_id": "stripe:customer", "record_id": ""}],
+        "filters": [{"sync_id": sync["id"], "collection_id": "stripe:customer", "record_id": None}],
         "deliver_policy": "all",
         "ack_wait_ms": 30000,
         "max_deliver": 0,
         "max_ack_pending": 0,
         "kind": "pull",
-        "webhook_url": "",
-        "webhook_secret": "",
-        "webhook_batch_size": None,  # a webhook consumer's setting
+        "webhook_url": None,  # a webhook consumer's settings
+        "webhook_secret": None,
+        "webhook_batch_size": None,
         "created_at": created["created_at"],
         "updated_at": created["updated_at"],
     }

@@ -169,3 +169,36 @@ async def test_unknown_path_is_404_and_wrong_verb_405(client):
     response = await client.rest.put("/v1/syncs/abc")
     assert response.status_code == 405
     assert set(response.headers["allow"].replace(" ", "").split(",")) == {"GET", "PATCH", "DELETE"}
+
+
+# --- what an answer shows for what was never set --------------------------------------------
+
+
+async def test_unset_string_fields_answer_null_over_rest_and_are_unset_over_grpc(client):
+    stream_id = await make_stream(client)
+    body = documented_body(stream_id)
+    for key in ("name", "external_id"):
+        del body[key]
+    del body["credential"]["oauth_app_id"]
+
+    sync = (await client.rest.post("/v1/syncs", json=body)).json()
+    consumer = (await client.rest.post("/v1/http-consumers", json={"filters": [{"sync_id": sync["id"]}]})).json()
+    over_grpc = (await client.syncs.GetSync(sync_pb2.GetSyncRequest(id=sync["id"]), metadata=client.metadata)).sync
+
+    assert (sync["name"], sync["external_id"], sync["health"]["last_error"]) == (None, None, None)
+    assert (sync["credential"]["oauth_app_id"], sync["credential"]["external_id"]) == (None, None)
+    assert [p["last_error"] for p in sync["progress"]] == [None, None]
+    assert (consumer["name"], consumer["webhook_url"], consumer["webhook_secret"]) == (None, None, None)
+    assert consumer["filters"] == [{"sync_id": sync["id"], "collection_id": None, "record_id": None}]
+    assert not over_grpc.HasField("name") and not over_grpc.HasField("external_id")
+    assert not over_grpc.credential.HasField("oauth_app_id")
+
+
+async def test_a_string_set_to_empty_or_null_answers_null(client):
+    stream_id = await make_stream(client)
+    sync = (await client.rest.post("/v1/syncs", json=documented_body(stream_id))).json()
+
+    patched = await client.rest.patch(f"/v1/syncs/{sync['id']}", json={"name": "", "external_id": None})
+
+    assert patched.status_code == 200, patched.text
+    assert (patched.json()["name"], patched.json()["external_id"]) == (None, None)

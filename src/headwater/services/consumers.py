@@ -51,7 +51,7 @@ def consumer_to_proto(row: Consumer, secret: str | None = None) -> consumer_pb2.
     return consumer_pb2.Consumer(
         id=row.id,
         org_id=row.org_id,
-        name=row.name,
+        name=row.name or None,  # unset strings answer null, not ""
         stream_id=row.stream_id,
         filters=[consumer_pb2.ConsumerFilter(**f) for f in row.filters],
         deliver_policy=row.deliver_policy,
@@ -59,8 +59,8 @@ def consumer_to_proto(row: Consumer, secret: str | None = None) -> consumer_pb2.
         max_deliver=row.max_deliver,
         max_ack_pending=row.max_ack_pending,
         kind=row.kind,
-        webhook_url=row.webhook_url,
-        webhook_secret=secret or (SECRET_MASK if row.webhook_secret else ""),
+        webhook_url=row.webhook_url or None,
+        webhook_secret=secret or (SECRET_MASK if row.webhook_secret else None),
         webhook_batch_size=row.webhook_batch_size if row.kind == "webhook" else None,
         created_at=timestamp(row.created_at),
         updated_at=timestamp(row.updated_at),

@@ -84,10 +84,10 @@ def credential_to_proto(row: Credential) -> credential_pb2.Credential:
         org_id=row.org_id,
         provider=row.provider,
         properties=struct(row.properties),
-        oauth_app_id=row.oauth_app_id,
+        oauth_app_id=row.oauth_app_id or None,  # unset strings answer null, not ""
         oauth_app=credential_pb2.OAuthApp(id=row.oauth_app_id) if row.oauth_app_id else None,
         metadata=struct(row.metadata),
-        external_id=row.external_id,
+        external_id=row.external_id or None,
         created_at=timestamp(row.created_at),
         updated_at=timestamp(row.updated_at),
     )

@@ -29,7 +29,7 @@ def check_public_key(pem: str) -> str:
 
 def project_to_proto(row: Project) -> project_pb2.Project:
     return project_pb2.Project(
-        id=row.id, org_id=row.org_id, name=row.name, signing_public_key=row.signing_public_key,
+        id=row.id, org_id=row.org_id, name=row.name or None, signing_public_key=row.signing_public_key,
         created_at=timestamp(row.created_at), updated_at=timestamp(row.updated_at),
     )
 
