@@ -11,18 +11,16 @@ import base64
 import gzip
 import json
 import math
-import time
 import zlib
 
 import grpc
 import httpx
-import jwt
 import pytest
 from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from headwater.store.models import ALL_MODELS
-from headwater.v1 import consumer_pb2, credential_pb2, mutation_pb2, proxy_pb2, stream_pb2, sync_pb2
+from headwater.v1 import credential_pb2, mutation_pb2, sync_pb2
 from test_connected_users import key_pair, user_token
 from test_syncs import documented_body, make_stream
 

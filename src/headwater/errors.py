@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import grpc
-from google.protobuf import any_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf import descriptor_pool, json_format, message_factory
 from google.rpc import error_details_pb2, status_pb2
 
 DOCS_URL = "https://github.com/headwater-dev/headwater#errors"

@@ -108,13 +108,13 @@ class CredentialServicer(credential_pb2_grpc.CredentialServiceServicer):
         org_id = await self.backend.auth.org_id(context)
         message = request.credential
         provider = message.provider
-        if not provider:
-            raise invalid("credential.provider", "is required")
-        if self.backend.catalogue.provider(provider) is None:
-            raise invalid("credential.provider", f"unknown provider {provider!r}")
         checked, violations = check_properties(
             self.backend.catalogue, provider, struct_dict(message, "properties"), "credential.properties"
         )
+        if not provider:
+            violations.insert(0, ("credential.provider", "is required"))
+        elif self.backend.catalogue.provider(provider) is None:
+            violations.insert(0, ("credential.provider", f"unknown provider {provider!r}"))
         raise_if_invalid(violations)
 
         row = await self.backend.store.run(new_credential, self.backend, org_id, checked, message)
@@ -144,16 +144,16 @@ class CredentialServicer(credential_pb2_grpc.CredentialServiceServicer):
     async def UpdateCredential(self, request, context):
         org_id = await self.backend.auth.org_id(context)
         message = request.credential
-        paths = update_paths(request.update_mask, message)
-        for path in paths:
-            top = path.split(".")[0]
+        tops = {p.split(".")[0] for p in update_paths(request.update_mask, message)}
+        violations = []
+        for top in sorted(tops - UPDATABLE):
             if top == "provider" and message.provider:
                 continue  # checked against the stored value below
             if top in OUTPUT_ONLY:
-                raise invalid(f"credential.{top}", "is output only")
-            if top not in UPDATABLE and top != "provider":
-                raise invalid(f"credential.{top}", "is not a field of Credential")
-        tops = {p.split(".")[0] for p in paths}
+                violations.append((f"credential.{top}", "is output only"))
+            elif top != "provider":
+                violations.append((f"credential.{top}", "is not a field of Credential"))
+        raise_if_invalid(violations)
 
         def update():
             row = get_credential(org_id, request.id)
