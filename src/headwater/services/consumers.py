@@ -110,8 +110,6 @@ def _settings(consumer: consumer_pb2.Consumer, kind: str) -> dict:
             )
         elif not 1 <= webhook_batch_size <= MAX_BATCH_SIZE:
             violations.append(("consumer.webhook_batch_size", f"must be between 1 and {MAX_BATCH_SIZE}"))
-    if len(consumer.name) > 255:
-        violations.append(("consumer.name", "must be at most 255 characters"))
     filters = []
     for i, f in enumerate(consumer.filters):
         values = {k: getattr(f, k).strip() for k in FILTER_KEYS if getattr(f, k).strip()}
