@@ -162,7 +162,7 @@ class Server:
             ),
             acks=AckWaiter(store),
         )
-        services = servicers(backend)
+        services = servicers(backend, settings)
 
         # gRPC, with reflection and the standard health service.
         message_limit = settings.max_request_bytes + 64 * 1024  # the body plus the request's fields
