@@ -133,7 +133,7 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
             await self._settle(claim, progress, error)
             raise
         except BaseException:
-            # Interrupted (the caller hung up, the server stops, a fault): a retry takes over now.
+            # Interrupted (a gRPC caller cancelled, the server stops, a fault): a retry takes over now.
             if claim is not None:
                 await asyncio.shield(self.backend.store.run(give_up_key, claim))
             raise
