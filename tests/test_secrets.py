@@ -1,9 +1,13 @@
-"""Every property that authenticates is a secret.
+"""Every property that authenticates is a secret, and a query-parameter key never comes back.
 
 Secrets are derived from the catalogue, not listed by hand: the properties a kind's `auth` names
 and the OAuth refresh properties (`refresh_token`, `client_secret`, `access_token`) are encrypted
 at rest and shown as "***********" for every kind, tokens written back by a refresh included, and
 rows stored in the clear by older versions are encrypted when the server starts.
+
+A credential whose auth is a query parameter (`custom_query`) never hands its key back: it is
+removed from every URL in the answer's Link, Location and Content-Location headers and JSON body,
+over REST and gRPC alike, before the URLs are pointed back at the proxy.
 """
 
 from __future__ import annotations
@@ -11,17 +15,20 @@ from __future__ import annotations
 import json
 import logging
 import time
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, urlencode
 
 import httpx
 import pytest
 from conftest import Running, settings_for
+from emulators import serve_on_loopback
 
 from headwater.auth import Auth
 from headwater.crypto import SECRET_MASK, SecretBox
 from headwater.server import Server
 from headwater.store import Credential
 from headwater.upstream.catalogue import CatalogueError, ProviderCatalogue
+from headwater.upstream.requests import without_query_param
+from headwater.v1 import proxy_pb2
 
 REFRESH_PROPERTIES = ("refresh_token", "client_secret", "access_token")
 
@@ -183,3 +190,105 @@ def test_a_kind_with_malformed_auth_is_refused_naming_the_entry(auth, why):
 
     assert "acme.credential_kinds.acme_key.auth" in str(refused.value)
     assert why in str(refused.value)
+
+
+# --- A query-parameter key never comes back ------------------------------------------------------
+
+# A key that percent-encoding spells more than one way (a space, "+", "/", "=").
+QUERY_KEY = "k y+Z/=="
+
+
+async def echoing_api(scope, receive, send):
+    """An API that echoes its own URL, query and all, as many do in links and bodies: absolute in
+    Link, relative in Location, re-encoded and under another name of its host in Content-Location,
+    and in a JSON body (once with "&" escaped as "\\u0026", as Go's encoder writes it)."""
+    host, port = scope["server"]
+    query = scope["query_string"].decode()
+    own = f"http://{host}:{port}{scope['path']}?{query}"
+    reencoded = f"http://localhost:{port}{scope['path']}?{urlencode(parse_qsl(query))}"
+    body = '{"self": "%s", "next": "%s"}' % (own, own.replace("&", "\\u0026"))
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"application/json"),
+        (b"link", f'<{own}>; rel="self"'.encode()),
+        (b"location", f"{scope['path']}?{query}".encode()),
+        (b"content-location", reencoded.encode()),
+    ]})
+    await send({"type": "http.response.body", "body": body.encode()})
+
+
+@pytest.fixture
+async def echoing_upstream():
+    port, server, task = await serve_on_loopback(echoing_api)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+async def query_key_credential(client, base_url: str) -> str:
+    created = await client.rest.post("/v1/credentials", json={"provider": "custom", "properties": {
+        "kind": "custom_query", "base_url": base_url, "query_param": "api_key", "api_key": QUERY_KEY,
+    }})
+    assert created.status_code == 200, created.text
+    return created.json()["id"]
+
+
+def key_spellings_in(text: str) -> list[str]:
+    spellings = (QUERY_KEY, quote(QUERY_KEY, safe=""), quote(QUERY_KEY, safe="").replace("%20", "+"))
+    return [spelling for spelling in spellings if spelling in text]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_query_key_never_comes_back_in_links_or_bodies_over_rest(client, echoing_upstream, caplog):
+    caplog.set_level(logging.DEBUG)
+    credential_id = await query_key_credential(client, echoing_upstream)
+    route = f"{client.rest.base_url}/v1/proxy/credential/{credential_id}/"
+
+    plain = await client.rest.get(f"/v1/proxy/credential/{credential_id}/items", params={"page": "1"})
+    rewritten = await client.rest.get(f"/v1/proxy/credential/{credential_id}/items", params={"page": "1"},
+                                      headers={"x-headwater-rewrite-body-urls": "true"})
+
+    assert plain.status_code == rewritten.status_code == 200, plain.text
+    for answer in (plain, rewritten):
+        everything = json.dumps(dict(answer.headers)) + answer.text
+        assert "api_key" not in everything and not key_spellings_in(everything)
+    assert plain.headers["link"] == f'<{route}items?page=1>; rel="self"'
+    assert plain.headers["location"] == "/items?page=1"
+    assert plain.headers["content-location"] == f"{echoing_upstream.replace('127.0.0.1', 'localhost')}/items?page=1"
+    assert plain.json() == {"self": f"{echoing_upstream}/items?page=1", "next": f"{echoing_upstream}/items?page=1"}
+    assert rewritten.json() == {"self": f"{route}items?page=1", "next": f"{route}items?page=1"}
+    assert not key_spellings_in(caplog.text)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_query_key_never_comes_back_over_grpc_with_or_without_link_base(client, echoing_upstream):
+    credential_id = await query_key_credential(client, echoing_upstream)
+
+    def forward(**extra):
+        return client.proxy.Forward(proxy_pb2.ForwardRequest(
+            credential_id=credential_id, method="GET", path="items", query="page=1", **extra,
+        ), metadata=client.metadata)
+
+    linked = await forward(link_base="https://app.example/hw/", rewrite_body_urls=True)
+    unlinked = await forward()
+
+    for answer in (linked, unlinked):
+        assert answer.status == 200
+        everything = json.dumps([(h.name, h.value) for h in answer.headers]) + answer.body.decode()
+        assert "api_key" not in everything and not key_spellings_in(everything)
+    assert dict((h.name, h.value) for h in linked.headers)["link"] == '<https://app.example/hw/items?page=1>; rel="self"'
+    assert json.loads(linked.body)["self"] == "https://app.example/hw/items?page=1"
+    assert dict((h.name, h.value) for h in unlinked.headers)["link"] == f'<{echoing_upstream}/items?page=1>; rel="self"'
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("https://api.x.com/a?key=K&page=2", "https://api.x.com/a?page=2"),
+    ("https://api.x.com/a?page=2&key=K", "https://api.x.com/a?page=2"),
+    ("https://api.x.com/a?page=2&key=K&size=9", "https://api.x.com/a?page=2&size=9"),
+    ("https://api.x.com/a?key=K#top", "https://api.x.com/a#top"),
+    ("/a?key=K&key=K&page=2", "/a?page=2"),
+    ('{"next": "/a?page=2\\u0026key=K", "prev": "/a?key=K\\u0026page=1"}', '{"next": "/a?page=2", "prev": "/a?page=1"}'),
+    ("<https://api.x.com/a?key=K>; rel=next, <https://cdn.x.com/b?key=K&v=1>", "<https://api.x.com/a>; rel=next, <https://cdn.x.com/b?v=1>"),
+    ("https://api.x.com/a?key=Kx&monkey=K&key=other", "https://api.x.com/a?key=Kx&monkey=K&key=other"),
+])
+def test_only_the_credentials_own_key_leaves_a_url_and_the_rest_stays_as_it_was(text, expected):
+    assert without_query_param(text, "key", "K") == expected
