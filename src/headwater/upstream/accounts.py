@@ -196,15 +196,18 @@ class Accounts:
     def _seal_batch(self, after: str) -> tuple[int, str]:
         """Seals the rows of one batch past id `after` (in `store.run`); (how many, the last id
         read, or "" when no rows are left)."""
-        batch = list(Credential.select().where(Credential.id > after).order_by(Credential.id).limit(SEAL_BATCH_ROWS))
+        columns = (Credential.id, Credential.provider, Credential.kind, Credential.properties)
+        batch = list(Credential.select(*columns).where(Credential.id > after).order_by(Credential.id).limit(SEAL_BATCH_ROWS))
         sealed = 0
-        for row in batch:
-            kind = self._kind_of(row)
-            if kind is None or not holds_secrets_in_the_clear(row, kind):
+        for seen in batch:
+            kind = self._kind_of(seen)
+            if kind is None or not holds_secrets_in_the_clear(seen, kind):
                 continue
-            if self.store.is_postgres:  # re-read under a row lock: an update meanwhile is not lost
-                row = Credential.select().where(Credential.id == row.id).for_update().get()
-            seal_properties(row, kind, open_properties(row, self.box), self.box)
+            query = Credential.select().where(Credential.id == seen.id)
+            # PostgreSQL: under a row lock, so that a change made meanwhile is not lost (SQLite's
+            # transaction holds the write lock already); a PATCH may have changed its kind.
+            row = (query.for_update() if self.store.is_postgres else query).get()
+            seal_properties(row, self._kind_of(row), open_properties(row, self.box), self.box)
             row.save()
             sealed += 1
         return sealed, batch[-1].id if len(batch) == SEAL_BATCH_ROWS else ""

@@ -29,7 +29,7 @@ DROPPED_REQUEST = HOP_BY_HOP | frozenset({
 })
 DROPPED_REQUEST_PREFIXES = ("x-headwater-",)
 DROPPED_RESPONSE = HOP_BY_HOP | frozenset({"content-length"})
-# Answer headers whose URLs the LinkRewriter points back at the proxy.
+# Answer headers whose URLs the LinkRewriter rewrites (see there).
 LINK_HEADERS = frozenset({"link", "location", "content-location"})
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
