@@ -42,7 +42,13 @@ REFRESH_TIMEOUT_SECONDS = 15
 
 
 def can_refresh(account: UpstreamAccount) -> bool:
-    return bool(account.properties.get("refresh_token")) and bool(token_url(account))
+    """A refresh token, somewhere to spend it, and an auth that sends the access token it buys
+    (basic auth sends a password: nothing to refresh)."""
+    return (
+        "property" in account.kind.auth
+        and bool(account.properties.get("refresh_token"))
+        and bool(token_url(account))
+    )
 
 
 def token_url(account: UpstreamAccount) -> str | None:
