@@ -185,14 +185,19 @@ class Server:
 
     @classmethod
     async def _start(cls, settings: Settings, store: Store) -> Server:
+        catalogue = ProviderCatalogue.default()  # checked as it is read: a bad entry stops us here
         await store.migrate()
         box = SecretBox(settings.secret_key)
-        catalogue = ProviderCatalogue.default()
+        accounts = Accounts(store, box, catalogue)
+        # The catalogue decides what is secret, and migrations run without the key: rows holding a
+        # secret in the clear (written before it was one) are encrypted here, before any call.
+        sealed = await accounts.seal_stored_secrets()
+        if sealed:
+            log.info("encrypted the secrets of %d credential(s) stored in the clear", sealed)
         forwarder = Forwarder(
             allow_private_networks=settings.allow_private_networks,
             max_response_bytes=settings.max_response_bytes,
         )
-        accounts = Accounts(store, box, catalogue)
         backend = Backend(
             store=store,
             auth=Auth(store),
@@ -207,7 +212,7 @@ class Server:
             ),
             acks=AckWaiter(store),
         )
-        services = servicers(backend)
+        services = servicers(backend, settings)
 
         # gRPC, with reflection and the standard health service.
         message_limit = settings.max_request_bytes + 64 * 1024  # the body plus the request's fields

@@ -110,11 +110,12 @@ class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
             raise invalid("path" if "header" not in str(unsafe) else "headers", str(unsafe)) from None
         response, account = sent.response, sent.account
 
-        rewriter = LinkRewriter(account.base_url, account.permitted_hosts, call.link_base) if call.link_base else None
-        answer_headers = inbound_headers(response.headers, rewriter)
+        # Links point back at the proxy if the caller gave a link base; a query key never comes back.
+        links = LinkRewriter(account.base_url, account.permitted_hosts, call.link_base, account.query_key)
+        answer_headers = inbound_headers(response.headers, links)
         body = response.body
-        if rewriter and call.rewrite_body_urls and _is_plain_json(answer_headers):
-            body = rewriter.json_body(body)
+        if (call.rewrite_body_urls or links.hidden) and _is_plain_json(answer_headers):
+            body = links.json_body(body, point_back=call.rewrite_body_urls)
         answer_headers.append((REQUEST_ID_HEADER, request_id))
 
         host, path = _host_and_path(sent.url)
