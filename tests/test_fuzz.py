@@ -185,7 +185,7 @@ def message_json(descriptor: Descriptor, ids: list[str], typed: bool, depth: int
 
 def route_table(running) -> list:
     """The routes the server serves: built as Server.start builds them, from the same servicers."""
-    services = servicers(running.server.backend)
+    services = servicers(running.server.backend, running.settings)
     proxy = next(s for _, s, _ in services if isinstance(s, ProxyServicer))
     return list(build_app([(d, s) for d, s, _ in services], raw_routes=rest_routes(proxy)).routes)
 
@@ -315,7 +315,7 @@ def grpc_methods(running) -> list:
     """(full method name, method descriptor) of every method the servicers serve."""
     return [
         (f"/{service.full_name}/{method.name}", method)
-        for service, _, _ in servicers(running.server.backend)
+        for service, _, _ in servicers(running.server.backend, running.settings)
         for method in service.methods
     ]
 

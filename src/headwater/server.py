@@ -126,8 +126,9 @@ def _tolerant(deserializer):
 def _check(request) -> None:
     """The request as `headwater.inputs` wants it, or INVALID_ARGUMENT."""
     if isinstance(request, _Undecodable):
-        type_name = request.type_name
-        raise invalid("request", f"is not a {type_name} in protobuf's binary form (or nests deeper than 100 levels)")
+        raise invalid(
+            "request", f"is not a {request.type_name} in protobuf's binary form (or nests deeper than 100 levels)"
+        )
     if isinstance(request, Message):
         raise_if_invalid(request_violations(request))
 

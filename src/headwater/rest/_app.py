@@ -6,9 +6,11 @@ above the HTTP parsing is ours and small.
 
 For each request:
   1. the route table picks the route (404 unknown path, 405 + Allow for a known path's other verbs);
-  2. the body is read (at most `max_body_bytes`, else 413), the deadline taken from the headers;
+  2. the body is read as it came (at most `max_body_bytes`, else 413), the deadline taken from
+     the headers;
   3. the route's handler answers. Every handler has one shape, `async (RawRequest) -> RawResponse`:
-     - an RPC route's handler (`_RpcHandler`) transcodes: JSON -> request message, then
+     - an RPC route's handler (`_RpcHandler`) transcodes: the body's Content-Encoding undone
+       (`_decoded`), JSON -> request message, every field checked (`headwater.inputs`), then
        `await servicer.Method(request, context)` in-process, then response message -> JSON;
      - a raw route's handler is given by the caller of `build_app` (see `build_app`, `raw_routes`).
   4. an `ApiError` becomes its JSON body and HTTP status; any other exception is logged and
@@ -337,7 +339,9 @@ async def _read_body(http: web.BaseRequest, limit: int) -> bytes:
 
 def _is_json(content_type: str) -> bool:
     """application/json, or a JSON-based type (application/problem+json, ...)."""
-    return content_type == "application/json" or (content_type.startswith("application/") and content_type.endswith("+json"))
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
 
 
 def _decoded(body: bytes, content_encoding: str, limit: int) -> bytes:

@@ -3,8 +3,10 @@
 In:  `build_request` fills the request message from the body (per the rule's `body`), the query
      string (fields not bound by the path or the body) and the path variables (which win).
      JSON objects are walked field by field, so that an unknown or ill-typed field is reported
-     with its full path (`credential.propertees`); each leaf value is parsed by protobuf's own
-     `json_format.ParseDict`, which accepts the proto and the camelCase (json_name) spellings.
+     with its full path (`credential.propertees`), every one of them (`violations` collects them
+     for one answer); each leaf value is parsed by protobuf's own `json_format.ParseDict`, which
+     accepts the proto and the camelCase (json_name) spellings. `parse_json_body` refuses what
+     JSON cannot hold before any of that (deep nesting, NaN, lone surrogates).
 Out: `response_json` is `json_format.MessageToDict` with proto field names and every field
      present: unset fields with presence (messages, `optional` scalars) appear as null.
 """
