@@ -283,3 +283,14 @@ async def test_a_patch_changing_a_fixed_field_and_naming_an_unknown_collection_l
     )
 
     assert set(dict(violations(response))) == {"sync.provider", "sync.collection_ids[0]"}
+
+
+async def test_a_consumer_patch_changing_a_fixed_field_and_setting_a_bad_value_lists_both(client):
+    stream_id = await make_stream(client)
+    consumer = (await client.rest.post("/v1/http-consumers", json={"stream_id": stream_id})).json()
+
+    response = await client.rest.patch(
+        f"/v1/http-consumers/{consumer['id']}", json={"deliver_policy": "new", "ack_wait_ms": 5}
+    )
+
+    assert set(dict(violations(response))) == {"consumer.deliver_policy", "consumer.ack_wait_ms"}

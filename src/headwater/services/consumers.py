@@ -84,9 +84,10 @@ def _check_webhook_url(url: str) -> str | None:
     return None
 
 
-def _settings(consumer: consumer_pb2.Consumer, kind: str) -> dict:
-    """The consumer's own fields, validated; every problem reported at once."""
-    violations = []
+def _settings(consumer: consumer_pb2.Consumer, kind: str, found: list[tuple[str, str]] = ()) -> dict:
+    """The consumer's own fields, validated; every problem reported at once, after those `found`
+    already."""
+    violations = list(found)
     deliver_policy = consumer.deliver_policy or "all"
     if deliver_policy not in DELIVER_POLICIES:
         violations.append(("consumer.deliver_policy", "must be one of " + ", ".join(DELIVER_POLICIES)))
@@ -229,16 +230,18 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
             row = get_consumer(org_id, request.id)
             # The consumer as it would be, validated whole, as on create.
             merged = consumer_to_proto(row)
-            for name in sorted(FIXED & tops):
-                if getattr(given, name) != getattr(merged, name):
-                    raise invalid(f"consumer.{name}", "cannot change; create a new consumer instead")
+            fixed = [
+                (f"consumer.{name}", "cannot change; create a new consumer instead")
+                for name in sorted(FIXED & tops)
+                if getattr(given, name) != getattr(merged, name)
+            ]
             for name in sorted(UPDATABLE & tops):
                 merged.ClearField(name)  # in the mask but not given: back to the default
                 if name == "filters":
                     merged.filters.extend(given.filters)
                 elif not merged.DESCRIPTOR.fields_by_name[name].has_presence or given.HasField(name):
                     setattr(merged, name, getattr(given, name))
-            settings = _settings(merged, row.kind)
+            settings = _settings(merged, row.kind, fixed)
             _stream_of(org_id, row.stream_id, settings["filters"])  # the filters' syncs write to its stream
             for name in UPDATABLE:
                 setattr(row, name, settings[name])
