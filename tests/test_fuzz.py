@@ -297,8 +297,10 @@ async def test_no_rest_input_answers_5xx_or_writes_when_refused(fuzzed):
         described = f"{request['method']} {url[:300]} {headers} {request['body'][:200]!r} -> {response.status_code} {response.text[:300]}"
         assert response.status_code < 500 or passed_through(response), described
         if response.status_code >= 400 and not passed_through(response):
-            # Our errors are JSON; aiohttp's own refusals (a request line too long) are text.
-            body = response.json() if response.headers.get("content-type") == "application/json" else {}
+            # Our errors are JSON (but a HEAD's answer has no body); aiohttp's own refusals (a
+            # request line too long) are text.
+            is_json = response.content and response.headers.get("content-type") == "application/json"
+            body = response.json() if is_json else {}
             if not applied_upstream(body.get("details", [])):
                 refused_writes(before, run(table_rows(running)), described)
 
