@@ -1,6 +1,6 @@
 """Organisations, API tokens, and who is calling.
 
-Every RPC, over gRPC or REST, starts with `await auth.org_id(context)`: the bearer token in the
+Every RPC, over gRPC or REST, starts with `await auth.org_id(context)`: the API token in the
 `authorization` metadata (an HTTP header over REST) names exactly one organisation. Tokens are
 stored as SHA-256 hashes; the plaintext is shown once, when it is issued.
 """
@@ -14,6 +14,8 @@ from headwater.store import ApiToken, Org, Store
 
 
 _UNKNOWN = object()
+# `Authorization: Bearer T`, or `token T` as SDKs written for GitHub's API send it; any case.
+TOKEN_SCHEMES = ("bearer", "token")
 
 
 class Auth:
@@ -33,7 +35,7 @@ class Auth:
                 break
         scheme, _, token = header.strip().partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        if scheme.lower() not in TOKEN_SCHEMES or not token:
             raise unauthenticated()
 
         org_id = self._known.peek(token, _UNKNOWN)
