@@ -101,19 +101,55 @@ def fresh_checkout(path: Path) -> Path:
     return path
 
 
+def environment(**settings: str) -> dict[str, str]:
+    """This process's environment without its HEADWATER_ settings, plus `settings`."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("HEADWATER_")} | settings
+
+
 def start_headwater(checkout: Path) -> tuple[subprocess.Popen, list[str]]:
     """`headwater serve` as `make run` starts it, from the checkout; the lines it prints on start."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWATER_")}
-    env |= {"HEADWATER_GRPC_ADDRESS": "127.0.0.1:0", "HEADWATER_HTTP_ADDRESS": "127.0.0.1:0",
-            "HEADWATER_ALLOW_PRIVATE_NETWORKS": "true"}
-    log = open(checkout / "headwater.log", "w")
-    server = subprocess.Popen([str(checkout / ".venv" / "bin" / "headwater"), "serve"], cwd=checkout, env=env,
-                              stdout=subprocess.PIPE, stderr=log, text=True)
-    printed = [server.stdout.readline() for _ in range(3)]
+    env = environment(HEADWATER_GRPC_ADDRESS="127.0.0.1:0", HEADWATER_HTTP_ADDRESS="127.0.0.1:0",
+                      HEADWATER_ALLOW_PRIVATE_NETWORKS="true")
+    with open(checkout / "headwater.log", "w") as log:
+        server = subprocess.Popen([str(checkout / ".venv" / "bin" / "headwater"), "serve"], cwd=checkout, env=env,
+                                  stdout=subprocess.PIPE, stderr=log, text=True)
+    printed = [server.stdout.readline().rstrip("\n") for _ in range(3)]
     if not printed[0].startswith("Headwater serving"):
         server.kill()
         pytest.fail(f"headwater serve did not start: {printed} {(checkout / 'headwater.log').read_text()[-2000:]}")
-    return server, [line.rstrip("\n") for line in printed]
+    return server, printed
+
+
+def run_session(blocks: list[Block], checkout: Path, results: Path, ports: dict[str, str]) -> list[Ran]:
+    """Runs the blocks that can run here, in order, in one bash session; what each one did."""
+    runnable = [n for n, b in enumerate(blocks)
+                if b.not_run_because is None and not (b.needs_make_lint and not (ROOT / "build" / "tools").exists())]
+    script = session_script([blocks[n] for n in runnable], results)
+    for readme_address, port in zip(README_ADDRESSES, (ports["REST"], ports["gRPC"])):
+        script = script.replace(readme_address, f"127.0.0.1:{port}")
+    # The CLI's default REST address (`syncs watch`) is 127.0.0.1:8080 too.
+    env = environment(HEADWATER_URL=f"http://127.0.0.1:{ports['REST']}")
+    session = subprocess.Popen(["bash", "-c", script], cwd=checkout, env=env, start_new_session=True,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        status = session.wait(timeout=240)
+    except subprocess.TimeoutExpired:
+        status = 124  # as timeout(1) says it
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(session.pid, signal.SIGTERM)  # what it left running: the fake providers
+    progress = (results / "progress").read_text().split()
+    reached = int(progress[-1]) if progress else -1  # the last block that started
+
+    ran = [Ran(block, None) for block in blocks]
+    for i, n in enumerate(runnable[: reached + 1]):
+        picked = results / f"{i}.picked"
+        ran[n] = Ran(
+            blocks[n], status if i == reached else 0, (results / f"{i}.out").read_text(),
+            (results / f"{i}.err").read_text(),
+            dict(line.split("=", 1) for line in picked.read_text().splitlines()) if picked.exists() else {},
+        )
+    return ran
 
 
 @dataclass
@@ -136,50 +172,18 @@ def readme(tmp_path_factory) -> ReadmeRun:
     if not (ROOT / ".venv" / "bin" / "headwater").exists():
         pytest.skip("the README's examples use .venv: run `make install` first")
     checkout = fresh_checkout(tmp_path_factory.mktemp("checkout"))
-    results = tmp_path_factory.mktemp("results")
     server, printed = start_headwater(checkout)
     try:
         ports = dict(re.findall(r"(gRPC|REST) on (?:http://)?127\.0\.0\.1:(\d+)", printed[0]))
-        printed_token_answer = httpx.get(f"http://127.0.0.1:{ports['REST']}/v1/streams",
-                                         headers={"authorization": f"Bearer {printed[2].strip()}"}).status_code
+        token_answer = httpx.get(f"http://127.0.0.1:{ports['REST']}/v1/streams",
+                                 headers={"authorization": f"Bearer {printed[2].strip()}"})
         blocks = readme_blocks((ROOT / "README.md").read_text())
-        runnable = [b for b in blocks if b.not_run_because is None
-                    and not (b.needs_make_lint and not (ROOT / "build" / "tools").exists())]
-        script = session_script(runnable, results)
-        for readme_address, port in zip(README_ADDRESSES, (ports["REST"], ports["gRPC"])):
-            script = script.replace(readme_address, f"127.0.0.1:{port}")
-        # The CLI's REST address by default (`syncs watch`) is 127.0.0.1:8080 too.
-        env = os.environ | {"HEADWATER_URL": f"http://127.0.0.1:{ports['REST']}"}
-        session = subprocess.Popen(["bash", "-c", script], cwd=checkout, env=env, start_new_session=True,
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            status = session.wait(timeout=240)
-        except subprocess.TimeoutExpired:
-            status = 124  # as timeout(1) says it
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(session.pid, signal.SIGTERM)  # what it left running: the fake providers
-        progress = (results / "progress").read_text().split()
-        reached = int(progress[-1]) if progress else -1
-        ran = []
-        for n, block in enumerate(blocks):
-            if block not in runnable:
-                ran.append(Ran(block, None))
-                continue
-            i = runnable.index(block)
-            if i > reached:
-                ran.append(Ran(block, None))
-                continue
-            picked = results / f"{i}.picked"
-            ran.append(Ran(
-                block, status if i == reached else 0, (results / f"{i}.out").read_text(),
-                (results / f"{i}.err").read_text(),
-                dict(line.split("=", 1) for line in picked.read_text().splitlines()) if picked.exists() else {},
-            ))
-        return ReadmeRun(printed, printed_token_answer, ran)
+        ran = run_session(blocks, checkout, tmp_path_factory.mktemp("results"), ports)
+        return ReadmeRun(printed, token_answer.status_code, ran)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+        server.stdout.close()
 
 
 def test_every_example_runs_as_written_in_order(readme):
