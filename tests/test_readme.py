@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -111,10 +112,15 @@ def start_headwater(checkout: Path) -> tuple[subprocess.Popen, list[str]]:
     env = environment(HEADWATER_GRPC_ADDRESS="127.0.0.1:0", HEADWATER_HTTP_ADDRESS="127.0.0.1:0",
                       HEADWATER_ALLOW_PRIVATE_NETWORKS="true")
     with open(checkout / "headwater.log", "w") as log:
+        # Unbuffered, so that waiting for a line on the pipe waits for exactly that line.
         server = subprocess.Popen([str(checkout / ".venv" / "bin" / "headwater"), "serve"], cwd=checkout, env=env,
-                                  stdout=subprocess.PIPE, stderr=log, text=True)
-    printed = [server.stdout.readline().rstrip("\n") for _ in range(3)]
-    if not printed[0].startswith("Headwater serving"):
+                                  stdout=subprocess.PIPE, stderr=log, bufsize=0)
+    printed = []
+    for _ in range(3):
+        if not select.select([server.stdout], [], [], 60)[0]:
+            break  # a minute without a word: it will not start
+        printed.append(server.stdout.readline().decode().rstrip("\n"))
+    if len(printed) < 3 or not printed[0].startswith("Headwater serving"):
         server.kill()
         pytest.fail(f"headwater serve did not start: {printed} {(checkout / 'headwater.log').read_text()[-2000:]}")
     return server, printed
