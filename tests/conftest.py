@@ -4,7 +4,8 @@
 to it over the network exactly as users do: httpx for REST, grpc.aio stubs for gRPC.
 
 PostgreSQL tests run against TEST_DATABASE_URL (each server gets a database of its own, created and
-dropped here, so runs never collide); without it they skip, saying so.
+dropped here, so runs never collide), the shared pacer's tests against TEST_REDIS_URL; without them
+they skip, and the summary of every run says why (`-rs` in pyproject.toml), naming the variable.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncpg
 import grpc
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from cryptography.fernet import Fernet
 
 from headwater.auth import Auth
@@ -33,6 +35,21 @@ from headwater.v1 import (
 )
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
+
+
+async def redis_unavailable_reason() -> str | None:
+    """Why the Redis tests cannot run (to skip with), or None when TEST_REDIS_URL answers."""
+    if not TEST_REDIS_URL:
+        return "TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)"
+    client = aioredis.Redis.from_url(TEST_REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        await client.ping()
+    except (aioredis.RedisError, OSError) as exc:
+        return f"Redis at TEST_REDIS_URL is not reachable: {exc}"
+    finally:
+        await client.aclose()
+    return None
 
 
 async def _postgres_reachable() -> str | None:

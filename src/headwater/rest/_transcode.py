@@ -164,6 +164,8 @@ def merge_object(obj: object, message: Message, path: str, violations: list) -> 
             child.SetInParent()
             merge_object(value, child, where, violations)
         elif value is not None and is_plain_message(field):  # repeated messages
+            if isinstance(value, dict):
+                value = [value]  # one object is a list of one (Sequin's hosted API sends `filters` so)
             if not isinstance(value, list):
                 violations.append((where, "must be a JSON array"))
                 continue

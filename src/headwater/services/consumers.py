@@ -35,6 +35,7 @@ DELIVER_POLICIES = ("all", "new", "last")
 DEFAULT_ACK_WAIT_MS = 30_000
 ACK_WAIT_RANGE_MS = (100, 86_400_000)  # 0.1 s to a day
 DEFAULT_MAX_DELIVER = {"pull": 0, "webhook": 8}
+NO_LIMIT_AS_SEQUIN_SAYS = -1  # Sequin's hosted API writes "no limit" as max_deliver -1; ours is 0
 MAX_BATCH_SIZE = 1000
 DEFAULT_WEBHOOK_BATCH_SIZE = 50
 MAX_WAIT_FOR_MS = 60_000
@@ -96,8 +97,10 @@ def _settings(consumer: consumer_pb2.Consumer, kind: str, found: list[tuple[str,
     if not low <= ack_wait_ms <= high:
         violations.append(("consumer.ack_wait_ms", f"must be between {low} and {high} milliseconds"))
     max_deliver = consumer.max_deliver if consumer.HasField("max_deliver") else DEFAULT_MAX_DELIVER[kind]
+    if max_deliver == NO_LIMIT_AS_SEQUIN_SAYS:
+        max_deliver = 0
     if max_deliver < 0:
-        violations.append(("consumer.max_deliver", "must not be negative (0: no limit)"))
+        violations.append(("consumer.max_deliver", "must not be negative (0 or -1: no limit)"))
     if consumer.max_ack_pending < 0:
         violations.append(("consumer.max_ack_pending", "must not be negative (0: no limit)"))
     if kind == "webhook" and (problem := _check_webhook_url(consumer.webhook_url)):

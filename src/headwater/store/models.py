@@ -64,6 +64,7 @@ class ApiToken(BaseModel):
     token_hash = CharField(unique=True)
     name = CharField(default="")
     created_at = DateTimeField(default=utcnow)
+    last_used_at = DateTimeField(null=True)  # to the minute (headwater.auth), migration 0010
 
 
 class Stream(BaseModel):
