@@ -156,10 +156,10 @@ async def test_sequins_hosted_shape_one_filter_object_and_max_deliver_minus_one_
     )
 
     # The documented shape comes back: a list of one filter, and 0 for "no limit".
-    assert created["filters"] == [{"sync_id": sync["id"], "collection_id": "stripe:customer", "record_id": ""}]
+    assert created["filters"] == [{"sync_id": sync["id"], "collection_id": "stripe:customer", "record_id": None}]
     assert created["max_deliver"] == 0
     assert patched.status_code == 200, patched.text
-    assert patched.json()["filters"] == [{"sync_id": "", "collection_id": "stripe:invoice", "record_id": ""}]
+    assert patched.json()["filters"] == [{"sync_id": None, "collection_id": "stripe:invoice", "record_id": None}]
     assert patched.json()["max_deliver"] == 0
 
 
