@@ -43,7 +43,7 @@ check-gen: $(STAMP)
 	$(PY) -m grpc_tools.protoc -Iproto -I$(GOOGLEAPIS) \
 		--python_out=build/gen-check --pyi_out=build/gen-check --grpc_python_out=build/gen-check $(PROTOS)
 	touch build/gen-check/headwater/v1/__init__.py
-	diff -r gen/headwater build/gen-check/headwater || (echo 'gen/ is stale: run make gen and commit' >&2; exit 1)
+	diff -r -x __pycache__ gen/headwater build/gen-check/headwater || (echo 'gen/ is stale: run make gen and commit' >&2; exit 1)
 
 $(BUF):
 	mkdir -p build/tools
