@@ -52,7 +52,7 @@ def can_refresh(account: UpstreamAccount) -> bool:
 
 
 def token_url(account: UpstreamAccount) -> str | None:
-    return account.properties.get("token_url") or account.provider.oauth_token_url
+    return account.properties.get("token_url") or (account.provider.oauth and account.provider.oauth.token_url)
 
 
 def expiring(account: UpstreamAccount) -> bool:
