@@ -29,6 +29,7 @@ from headwater.v1 import (
     consumer_pb2_grpc,
     credential_pb2_grpc,
     mutation_pb2_grpc,
+    oauth_app_pb2_grpc,
     proxy_pb2_grpc,
     stream_pb2_grpc,
     sync_pb2_grpc,
@@ -117,6 +118,10 @@ class Client:
     @property
     def consumers(self):
         return consumer_pb2_grpc.ConsumerServiceStub(self.channel)
+
+    @property
+    def oauth_apps(self):
+        return oauth_app_pb2_grpc.OAuthAppServiceStub(self.channel)
 
 
 @dataclass
