@@ -220,3 +220,13 @@ async def fake_provider():
     yield start
     for fake in started:
         await fake.close()
+
+
+@pytest.fixture
+async def oauth_server():
+    """An OAuth2 authorization server and the API it guards, on loopback (tests/oauth_server.py)."""
+    from oauth_server import start_oauth_server
+
+    server = await start_oauth_server()
+    yield server
+    await server.close()
