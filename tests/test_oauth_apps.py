@@ -3,6 +3,7 @@ provider, which its credentials name with `oauth_app_id`; and the instance's def
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -294,3 +295,15 @@ async def test_rest_and_grpc_refuse_an_app_alike(client):
 async def test_an_app_is_refused_without_a_token(server):
     async with httpx.AsyncClient(base_url=server.http_url) as anonymous:
         assert (await anonymous.get("/v1/oauth-apps")).status_code == 401
+
+
+async def test_an_app_deleted_while_a_credential_names_it_leaves_either_the_app_or_no_credential(client):
+    """The delete and the credential race: one of the two must lose, never both win."""
+    for _ in range(10):
+        app = await create_app(client)
+        deleted, created = await asyncio.gather(
+            client.rest.delete(f"/v1/oauth-apps/{app['id']}"), github_credential(client, oauth_app_id=app["id"]),
+        )
+        assert not (deleted.status_code == 200 and created.status_code == 200), (deleted.text, created.text)
+        if created.status_code == 200:
+            await client.rest.delete(f"/v1/credentials/{created.json()['id']}")

@@ -67,7 +67,7 @@ def check_properties(
 def oauth_app_violations(backend: Backend, org_id: str, provider: str, app_id: str, field: str) -> list[tuple[str, str]]:
     """What is wrong with a credential of `provider` naming OAuth app `app_id` (in `store.run`):
     the app must be the organisation's, or the instance's default, and of the same provider."""
-    problem = backend.oauth_apps.problem(org_id, provider, app_id)
+    problem = backend.oauth_apps.problem(org_id, provider, app_id, lock=backend.store.is_postgres)
     return [(field, problem)] if problem else []
 
 

@@ -37,8 +37,11 @@ def app_summary(app_id: str, provider: str, app: OAuthAppClient | None) -> crede
     return credential_pb2.OAuthApp(id=app.id, kind=app.kind, provider=app.provider, client_id=app.client_id)
 
 
-def get_app(org_id: str, app_id: str) -> OAuthApp:
-    row = OAuthApp.get_or_none((OAuthApp.id == app_id) & (OAuthApp.org == org_id))
+def get_app(org_id: str, app_id: str, lock: bool = False) -> OAuthApp:
+    """The organisation's app (in `store.run`); `lock` (PostgreSQL): FOR UPDATE, until the
+    transaction ends (a credential naming it meanwhile waits, see OAuthApps.find_all)."""
+    query = OAuthApp.select().where((OAuthApp.id == app_id) & (OAuthApp.org == org_id))
+    row = (query.for_update() if lock else query).get_or_none()
     if row is None:
         raise not_found("OAuth app", app_id)
     return row
@@ -161,7 +164,7 @@ class OAuthAppServicer(oauth_app_pb2_grpc.OAuthAppServiceServicer):
         org_id = await self.backend.auth.org_id(context)
 
         def delete():
-            row = get_app(org_id, request.id)
+            row = get_app(org_id, request.id, lock=self.backend.store.is_postgres)
             users = Credential.select(Credential.id).where(
                 (Credential.org == org_id) & (Credential.oauth_app_id == row.id)
             ).order_by(Credential.created_at, Credential.id)

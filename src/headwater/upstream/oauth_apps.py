@@ -65,14 +65,16 @@ class OAuthApps:
         """The app `app_id` names for the organisation (its own, or the instance's), or None."""
         return self.find_all(org_id, [app_id]).get(app_id)
 
-    def find_all(self, org_id: str, app_ids: Iterable[str]) -> dict[str, OAuthAppClient]:
-        """The apps of `app_ids` that exist for the organisation, by id (one query for a page)."""
+    def find_all(self, org_id: str, app_ids: Iterable[str], lock: bool = False) -> dict[str, OAuthAppClient]:
+        """The apps of `app_ids` that exist for the organisation, by id (one query for a page).
+        `lock` (PostgreSQL): hold their rows FOR SHARE until the transaction ends, so that an app a
+        credential is about to name cannot be deleted meanwhile (the delete locks it FOR UPDATE)."""
         wanted = {app_id for app_id in app_ids if app_id}
         found = {app_id: self._instance[app_id] for app_id in wanted if app_id in self._instance}
         own = wanted - set(found)
         if own:
             rows = OAuthApp.select().where((OAuthApp.id.in_(list(own))) & (OAuthApp.org == org_id))
-            found |= {row.id: self.client(row) for row in rows}
+            found |= {row.id: self.client(row) for row in (rows.for_update("FOR SHARE") if lock else rows)}
         return found
 
     def client(self, row: OAuthApp) -> OAuthAppClient:
@@ -81,11 +83,12 @@ class OAuthApps:
             tuple(row.scopes), row.authorization_url or None, row.token_url or None,
         )
 
-    def problem(self, org_id: str, provider: str, app_id: str) -> str | None:
-        """Why a credential of `provider` may not name `app_id` (None: it may; "" names none)."""
+    def problem(self, org_id: str, provider: str, app_id: str, lock: bool = False) -> str | None:
+        """Why a credential of `provider` may not name `app_id` (None: it may; "" names none).
+        `lock`: as `find_all`'s, for the transaction that then stores the credential."""
         if not app_id:
             return None
-        app = self.find(org_id, app_id)
+        app = self.find_all(org_id, [app_id], lock).get(app_id)
         if app is None:
             if app_id.startswith(INSTANCE_APP_PREFIX):
                 return f"this instance has no default OAuth app {shown(app_id)} (HEADWATER_OAUTH_APPS)"
