@@ -105,6 +105,9 @@ async def test_patch_changes_only_the_fields_sent_and_a_masked_secret_keeps_its_
 
     moved = await client.rest.patch(f"/v1/oauth-apps/{app['id']}", json={"provider": "hubspot", "id": "mine"})
     assert refused_fields(moved) == ["oauth_app.id", "oauth_app.provider"]
+    emptied = await client.rest.patch(f"/v1/oauth-apps/{app['id']}", json={"client_secret": "", "client_id": ""})
+    assert refused_fields(emptied) == ["oauth_app.client_id", "oauth_app.client_secret"]
+    assert (await stored_secret(server, app["id"])) == "gh-rotated"
 
 
 async def stored_secret(server: Running, app_id: str) -> str:

@@ -134,8 +134,8 @@ class OAuthAppServicer(oauth_app_pb2_grpc.OAuthAppServiceServicer):
                 elif top != "provider":
                     violations.append((f"oauth_app.{top}", "is not a field of OAuthClient"))
             # The app as it would be, checked whole (a custom API's app keeps both its URLs).
-            merged = app_to_proto(row)
-            for name in tops & UPDATABLE - {"client_secret"}:
+            merged = app_to_proto(row)  # its client_secret the mask: kept unless another is sent
+            for name in tops & UPDATABLE:
                 merged.ClearField(name)
                 if name == "scopes":
                     merged.scopes.extend(message.scopes)
@@ -144,8 +144,8 @@ class OAuthAppServicer(oauth_app_pb2_grpc.OAuthAppServiceServicer):
                         merged.metadata.CopyFrom(message.metadata)
                 elif getattr(message, name):
                     setattr(merged, name, getattr(message, name))
-            raise_if_invalid(violations + check_app(self.backend, merged, tops & UPDATABLE - {"client_secret"}))
-            if "client_secret" in tops and message.client_secret not in ("", SECRET_MASK):
+            raise_if_invalid(violations + check_app(self.backend, merged, tops & UPDATABLE))
+            if merged.client_secret != SECRET_MASK:
                 row.client_secret = self.backend.box.encrypt(message.client_secret)
             row.client_id = merged.client_id
             row.scopes = list(merged.scopes)
