@@ -10,6 +10,7 @@ import logging
 import grpc
 import httpx
 import pytest
+from google.protobuf import field_mask_pb2
 from conftest import Running, settings_for
 
 from headwater.server import Server
@@ -310,3 +311,17 @@ async def test_an_app_deleted_while_a_credential_names_it_leaves_either_the_app_
         assert not (deleted.status_code == 200 and created.status_code == 200), (deleted.text, created.text)
         if created.status_code == 200:
             await client.rest.delete(f"/v1/credentials/{created.json()['id']}")
+
+
+async def test_grpc_updates_the_fields_its_mask_names_and_deletes(client):
+    app = await create_app(client)
+    stub = client.oauth_apps
+
+    updated = await stub.UpdateOAuthApp(oauth_app_pb2.UpdateOAuthAppRequest(
+        id=app["id"], oauth_app=oauth_app_pb2.OAuthClient(scopes=["gist"], client_id="ignored-not-in-mask"),
+        update_mask=field_mask_pb2.FieldMask(paths=["scopes"]),
+    ), metadata=client.metadata)
+    deleted = await stub.DeleteOAuthApp(oauth_app_pb2.DeleteOAuthAppRequest(id=app["id"]), metadata=client.metadata)
+
+    assert (list(updated.oauth_app.scopes), updated.oauth_app.client_id) == (["gist"], GITHUB_APP["client_id"])
+    assert deleted.deleted and (await client.rest.get(f"/v1/oauth-apps/{app['id']}")).status_code == 404
