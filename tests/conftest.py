@@ -29,6 +29,7 @@ from headwater.v1 import (
     consumer_pb2_grpc,
     credential_pb2_grpc,
     mutation_pb2_grpc,
+    oauth_app_pb2_grpc,
     proxy_pb2_grpc,
     stream_pb2_grpc,
     sync_pb2_grpc,
@@ -117,6 +118,10 @@ class Client:
     @property
     def consumers(self):
         return consumer_pb2_grpc.ConsumerServiceStub(self.channel)
+
+    @property
+    def oauth_apps(self):
+        return oauth_app_pb2_grpc.OAuthAppServiceStub(self.channel)
 
 
 @dataclass
@@ -215,3 +220,13 @@ async def fake_provider():
     yield start
     for fake in started:
         await fake.close()
+
+
+@pytest.fixture
+async def oauth_server():
+    """An OAuth2 authorization server and the API it guards, on loopback (tests/oauth_server.py)."""
+    from oauth_server import start_oauth_server
+
+    server = await start_oauth_server()
+    yield server
+    await server.close()

@@ -3,7 +3,7 @@ UNKNOWN over gRPC, and a refused call writes nothing.
 
 Requests come from the route table the server serves (the RPC routes of the `google.api.http`
 annotations and the proxy's raw routes) and from each method's request descriptor: valid-ish
-values (the ids of a seeded stream, sync, credential, consumer and project; words the servicers
+values (the ids of a seeded stream, sync, credential, consumer, project and OAuth app; words the servicers
 know) mixed with hostile ones (NUL, strings around and far past the length limit, lone surrogates,
 NaN and Infinity, deep nesting, wrong types, unknown fields, garbage bytes, other content types
 and encodings, no token). Over gRPC the messages are built from the descriptors, and raw bytes
@@ -65,7 +65,7 @@ _INT_RANGES = {
 WORDS = [
     "", "stripe", "stripe:customer", "stripe:invoice", "github", "salesforce", "custom", "create", "update",
     "delete", "all", "new", "last", "active", "disabled", "continuous", "4h", "healthy", "stripe_api_key",
-    "kind", "secret", "name", "GET", "POST", "http://127.0.0.1:9/hook",
+    "kind", "secret", "name", "GET", "POST", "http://127.0.0.1:9/hook", "headwater:stripe", "ca_fuzz", "client_id",
 ]
 BAD_STRINGS = ["\x00", "a\x00b", "x" * 255, "x" * 256, "x" * 5000, "é" * 300, "%00", "../..", "\\u0000"]
 
@@ -85,7 +85,11 @@ async def fuzzed(server, client, fake_provider):
     })).json()
     consumer = (await client.rest.post("/v1/http-consumers", json={"filters": [{"sync_id": sync["id"]}]})).json()
     project = (await client.rest.post("/v1/projects", json={"name": "fuzz", "signing_public_key": key_pair()[1]})).json()
-    ids = [stream["id"], sync["id"], sync["credential_id"], consumer["id"], project["id"], *stripe.objects("customers")]
+    app = (await client.rest.post("/v1/oauth-apps", json={
+        "provider": "stripe", "client_id": "ca_fuzz", "client_secret": "sk_fuzz",
+    })).json()
+    ids = [stream["id"], sync["id"], sync["credential_id"], consumer["id"], project["id"], app["id"],
+           *stripe.objects("customers")]
     return server, client, ids, stripe.base_url
 
 

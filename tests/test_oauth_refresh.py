@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
 import time
 
 import httpx
@@ -119,3 +121,126 @@ async def test_a_credential_whose_auth_sends_no_token_is_never_refreshed(client,
     assert upstream.token_refreshes == 0
     assert [r.path for r in upstream.requests] == ["/protected"]
     assert upstream.requests[-1].header("authorization") == "Basic dTpw"
+
+
+# --- Through the credential's OAuth app (against the authorization-server emulator) ------------
+
+
+async def connected_through_app(client, oauth_server, *, app: dict | None = None, own: dict | None = None,
+                                token_url_property: bool = False, oauth_app_id: str | None = None) -> str:
+    """A GitHub credential whose access token has expired, connected through an OAuth app whose
+    client is registered at the emulator ("client-1"); `own` adds properties of the credential's."""
+    oauth_server.register("client-1", "secret-1")
+    tokens = oauth_server.issue((own or {}).get("client_id", "client-1"), ["repo"])
+    oauth_server.expire(tokens["access_token"])
+    if oauth_app_id is None:
+        made = await client.rest.post("/v1/oauth-apps", json={
+            "provider": "github", "client_id": "client-1", "client_secret": "secret-1",
+            "token_url": oauth_server.token_url, **(app or {}),
+        })
+        assert made.status_code == 200, made.text
+        oauth_app_id = made.json()["id"]
+    properties = {
+        "kind": "github_oauth2", "access_token": tokens["access_token"], "refresh_token": tokens["refresh_token"],
+        "expires_at": int(time.time()) - 10, "base_url": f"{oauth_server.base_url}/api", **(own or {}),
+    }
+    if token_url_property:
+        properties["token_url"] = oauth_server.token_url
+    response = await client.rest.post("/v1/credentials", json={
+        "provider": "github", "oauth_app_id": oauth_app_id, "properties": properties,
+    })
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
+
+
+def client_authentication(form: dict) -> tuple[str, str]:
+    """The client id and secret a token request authenticated with (form or HTTP basic)."""
+    if form["authorization"].startswith("Basic "):
+        client_id, _, secret = base64.b64decode(form["authorization"][6:]).decode().partition(":")
+        return client_id, secret
+    return form.get("client_id", ""), form.get("client_secret", "")
+
+
+async def test_an_expired_token_is_refreshed_with_the_client_secret_of_the_credentials_app(client, oauth_server, caplog):
+    caplog.set_level(logging.DEBUG)
+    credential_id = await connected_through_app(client, oauth_server, token_url_property=True)
+
+    response = await client.rest.get(f"/v1/proxy/credential/{credential_id}/me")
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"account": "user-1", "client_id": "client-1", "scopes": ["repo"]}
+    (refresh,) = oauth_server.token_requests
+    assert refresh["grant_type"] == "refresh_token"
+    assert client_authentication(refresh) == ("client-1", "secret-1")
+    assert "secret-1" not in caplog.text and refresh["refresh_token"] not in caplog.text
+    again = await client.rest.get(f"/v1/proxy/credential/{credential_id}/me")  # the new token was kept
+    assert again.status_code == 200 and len(oauth_server.token_requests) == 1
+
+
+async def test_the_apps_token_url_is_where_the_refresh_goes(client, oauth_server):
+    credential_id = await connected_through_app(client, oauth_server)
+
+    response = await client.rest.get(f"/v1/proxy/credential/{credential_id}/me")
+
+    assert response.status_code == 200, response.text
+    assert [r.path for r in oauth_server.requests] == ["/token", "/api/me"]
+
+
+async def test_a_credentials_own_client_id_and_secret_win_over_its_apps(client, oauth_server):
+    """Imported tokens were issued to the client that issued them, whatever app is named now."""
+    oauth_server.register("imported-client", "imported-secret")
+    credential_id = await connected_through_app(
+        client, oauth_server, own={"client_id": "imported-client", "client_secret": "imported-secret"},
+        token_url_property=True,
+    )
+
+    response = await client.rest.get(f"/v1/proxy/credential/{credential_id}/me")
+
+    assert response.status_code == 200, response.text
+    assert client_authentication(oauth_server.token_requests[0]) == ("imported-client", "imported-secret")
+
+
+async def test_an_apps_new_secret_is_used_at_once(client, oauth_server):
+    credential_id = await connected_through_app(client, oauth_server, app={"client_secret": "stale"})
+    app_id = (await client.rest.get(f"/v1/credentials/{credential_id}")).json()["oauth_app_id"]
+
+    refused = await client.rest.get(f"/v1/proxy/credential/{credential_id}/me")
+    await client.rest.patch(f"/v1/oauth-apps/{app_id}", json={"client_secret": "secret-1"})
+    accepted = await client.rest.get(f"/v1/proxy/credential/{credential_id}/me")
+
+    assert refused.status_code == 401 and "invalid_client" in refused.json()["message"]
+    assert accepted.status_code == 200, accepted.text
+
+
+async def test_a_refresh_token_the_provider_revoked_is_an_invalid_grant_to_reconnect(client, oauth_server):
+    credential_id = await connected_through_app(client, oauth_server)
+    for token in list(oauth_server.refresh_tokens):
+        oauth_server.revoke(token)
+
+    response = await client.rest.get(f"/v1/proxy/credential/{credential_id}/me")
+
+    assert response.status_code == 401
+    assert response.json()["message"] == (
+        "GitHub rejected the credential's refresh token (invalid_grant); reconnect the account"
+    )
+
+
+async def test_the_instances_default_app_refreshes_the_credentials_that_name_it(database_url, oauth_server):
+    from conftest import _client_for
+
+    from headwater.settings import InstanceOAuthApp
+
+    default = InstanceOAuthApp("github", "client-1", "secret-1", token_url=oauth_server.token_url)
+    settings = settings_for(database_url, oauth_apps={"github": default})
+    server = await Server.start(settings)
+    try:
+        client = await _client_for(Running(server, settings), "acme")
+        credential_id = await connected_through_app(client, oauth_server, oauth_app_id="headwater:github")
+        response = await client.rest.get(f"/v1/proxy/credential/{credential_id}/me")
+        await client.rest.aclose()
+        await client.channel.close()
+    finally:
+        await server.stop(grace=1)
+
+    assert response.status_code == 200, response.text
+    assert client_authentication(oauth_server.token_requests[0]) == ("client-1", "secret-1")

@@ -286,3 +286,12 @@ def test_the_readme_runs_everything_as_ci_does():
     for variable in re.findall(r"^export (TEST_\w+=\S+)", ci, re.MULTILINE):
         assert variable in setup
     assert re.search(r"^make .*$", ci, re.MULTILINE).group() in setup
+
+
+def test_an_oauth_app_is_registered_a_credential_shows_it_and_it_is_not_deleted_while_named(readme):
+    (apps,) = readme.section("OAuth apps")
+
+    assert '"client_secret": "***********"' in apps.out and "ghs_app_secret" not in apps.out
+    assert '"kind":"custom","provider":"github","client_id":"Iv1.8a61f9b3a7aba766"}\n' in apps.out
+    assert "\n400\n" in apps.out  # the delete refused while the credential names the app
+    assert apps.out.rstrip().endswith('"deleted": true}')

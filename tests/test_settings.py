@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from cryptography.fernet import Fernet
 
@@ -48,3 +50,45 @@ def test_a_bad_value_is_refused_naming_the_variable(tmp_path, name, value):
 def test_postgresql_needs_a_secret_key_from_the_environment(tmp_path):
     with pytest.raises(ConfigError, match="HEADWATER_SECRET_KEY"):
         settings(tmp_path, HEADWATER_DATABASE_URL="postgresql://postgres@127.0.0.1:5432/test")
+
+
+# --- The instance's default OAuth apps (HEADWATER_OAUTH_APPS) -------------------------------------
+
+GITHUB_APP = {"client_id": "Iv1.instance", "client_secret": "instance-secret", "scopes": ["repo", "read:user"]}
+
+
+def test_the_instances_oauth_apps_are_read_from_json_or_from_a_file(tmp_path):
+    apps_file = tmp_path / "oauth-apps.json"
+    apps_file.write_text(json.dumps({"github": GITHUB_APP}))
+
+    inline = settings(tmp_path, HEADWATER_OAUTH_APPS=json.dumps({"github": GITHUB_APP})).oauth_apps
+    from_file = settings(tmp_path, HEADWATER_OAUTH_APPS=str(apps_file)).oauth_apps
+
+    assert inline == from_file
+    github = inline["github"]
+    assert (github.provider, github.client_id, github.client_secret) == ("github", "Iv1.instance", "instance-secret")
+    assert github.scopes == ("repo", "read:user") and github.token_url is None
+    assert settings(tmp_path).oauth_apps == {}
+
+
+def test_the_instances_client_secrets_never_show_in_the_settings_repr(tmp_path):
+    shown = repr(settings(tmp_path, HEADWATER_OAUTH_APPS=json.dumps({"github": GITHUB_APP})))
+
+    assert "Iv1.instance" in shown and "instance-secret" not in shown
+
+
+@pytest.mark.parametrize("value, why", [
+    ("{not json", "JSON"),
+    ("/no/such/file.json", "/no/such/file.json"),
+    ('["github"]', "provider"),
+    (json.dumps({"github": {"client_id": "x"}}), "github.client_secret"),
+    (json.dumps({"github": {**GITHUB_APP, "colour": "red"}}), "colour"),
+    (json.dumps({"github": {**GITHUB_APP, "scopes": "repo"}}), "github.scopes"),
+    (json.dumps({"github": {**GITHUB_APP, "token_url": "ftp://x"}}), "github.token_url"),
+])
+def test_a_malformed_instance_oauth_app_is_refused_naming_the_variable(tmp_path, value, why):
+    with pytest.raises(ConfigError) as refused:
+        settings(tmp_path, HEADWATER_OAUTH_APPS=value)
+
+    assert "HEADWATER_OAUTH_APPS" in str(refused.value) and why in str(refused.value)
+    assert "instance-secret" not in str(refused.value)

@@ -15,9 +15,11 @@ async def make_stream(client, name="main") -> str:
     return response.json()["id"]
 
 
-def documented_body(stream_id: str) -> dict:
-    """The create-sync body from the public documentation, with only the stream id filled in."""
-    return {
+def documented_body(stream_id: str, oauth_app_id: str | None = None) -> dict:
+    """The create-sync body from the public documentation, with the stream id filled in, and the
+    OAuth app's id: the documented "..." names no app (a credential's app must exist), so the key
+    is left out unless `oauth_app_id` names one."""
+    body = {
         "provider": "stripe",
         "stream_id": stream_id,
         "name": "Choam Corp - Stripe Production",
@@ -30,12 +32,23 @@ def documented_body(stream_id: str) -> dict:
                 "test": True,
                 "name": "Choam Corp - Stripe [Test]",
             },
-            "oauth_app_id": "...",
+            "oauth_app_id": oauth_app_id,
             "metadata": {"custom_credential_property": 42},
         },
         "metadata": {"custom_property": 42},
         "external_id": "...",
     }
+    if oauth_app_id is None:
+        del body["credential"]["oauth_app_id"]
+    return body
+
+
+async def make_stripe_app(client) -> str:
+    response = await client.rest.post("/v1/oauth-apps", json={
+        "provider": "stripe", "client_id": "ca_FkyHCg7X8mlvCUdMDao4mMxagUfhIwXb", "client_secret": "sk_live_platform",
+    })
+    assert response.status_code == 200, response.text
+    return response.json()["id"]
 
 
 async def create_sync(client, stream_id: str, **overrides) -> dict:
@@ -47,6 +60,7 @@ async def create_sync(client, stream_id: str, **overrides) -> dict:
 
 async def test_documented_create_call_answers_the_documented_sync_object(client):
     stream_id = await make_stream(client)
+    app_id = await make_stripe_app(client)
 
     response = await client.rest.post(
         "/v1/syncs",
@@ -55,9 +69,9 @@ async def test_documented_create_call_answers_the_documented_sync_object(client)
             '"collection_ids":["stripe:customer","stripe:invoice"],'
             '"rate_limit":{"allowed_requests":100,"interval":60,"max_concurrent_requests":0},'
             '"credential":{"properties":{"kind":"stripe_oauth2","secret":"sk_live_...","test":true,'
-            '"name":"Choam Corp - Stripe [Test]"},"oauth_app_id":"...",'
+            '"name":"Choam Corp - Stripe [Test]"},"oauth_app_id":"%s",'
             '"metadata":{"custom_credential_property":42}},'
-            '"metadata":{"custom_property":42},"external_id":"..."}' % stream_id
+            '"metadata":{"custom_property":42},"external_id":"..."}' % (stream_id, app_id)
         ),
         headers={"content-type": "application/json"},
     )
@@ -91,8 +105,9 @@ async def test_documented_create_call_answers_the_documented_sync_object(client)
     assert credential["properties"] == {
         "kind": "stripe_oauth2", "secret": "***********", "test": True, "name": "Choam Corp - Stripe [Test]",
     }
-    assert credential["oauth_app_id"] == "..."
-    assert credential["oauth_app"] == {"id": "..."}
+    assert credential["oauth_app_id"] == app_id
+    assert credential["oauth_app"] == {"id": app_id, "kind": "custom", "provider": "stripe",
+                                       "client_id": "ca_FkyHCg7X8mlvCUdMDao4mMxagUfhIwXb"}
     assert credential["metadata"] == {"custom_credential_property": 42}
     assert credential["created_at"] and credential["updated_at"]
     assert sync["created_at"].endswith("Z")

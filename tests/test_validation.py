@@ -179,7 +179,6 @@ async def test_unset_string_fields_answer_null_over_rest_and_are_unset_over_grpc
     body = documented_body(stream_id)
     for key in ("name", "external_id"):
         del body[key]
-    del body["credential"]["oauth_app_id"]
 
     sync = (await client.rest.post("/v1/syncs", json=body)).json()
     consumer = (await client.rest.post("/v1/http-consumers", json={"filters": [{"sync_id": sync["id"]}]})).json()

@@ -37,6 +37,7 @@ from headwater.upstream.connected_users import ConnectedUsers
 from headwater.upstream.forwarder import Forwarder
 from headwater.upstream.gateway import Upstream
 from headwater.upstream.oauth import TokenRefresher
+from headwater.upstream.oauth_apps import OAuthApps
 from headwater.upstream.pacer import make_pacer
 
 log = logging.getLogger("headwater.server")
@@ -189,7 +190,8 @@ class Server:
         catalogue = ProviderCatalogue.default()  # checked as it is read: a bad entry stops us here
         await store.migrate()
         box = SecretBox(settings.secret_key)
-        accounts = Accounts(store, box, catalogue)
+        oauth_apps = OAuthApps(box, catalogue, settings.oauth_apps)  # checked against the catalogue here
+        accounts = Accounts(store, box, catalogue, oauth_apps)
         # The catalogue decides what is secret, and migrations run without the key: rows holding a
         # secret in the clear (written before it was one) are encrypted here, before any call.
         sealed = await accounts.seal_stored_secrets()
@@ -205,6 +207,7 @@ class Server:
             catalogue=catalogue,
             box=box,
             accounts=accounts,
+            oauth_apps=oauth_apps,
             connected_users=ConnectedUsers(store, accounts),
             upstream=Upstream(
                 forwarder,

@@ -18,19 +18,39 @@
 | HEADWATER_SYNC_LEASE_SECONDS | 30                            | a dead process's syncs are taken over after this |
 | HEADWATER_WEBHOOK_RETRY_SECONDS | 1                          | first retry delay of a failed webhook POST (doubles each time, at most 5 min) |
 | HEADWATER_IDEMPOTENCY_LEASE_SECONDS | 15                     | a mutation whose process died is taken over by a retry with its key after this |
+| HEADWATER_OAUTH_APPS         | (none)                        | the instance's default OAuth app per provider: JSON, or the path of a JSON file |
+
+HEADWATER_OAUTH_APPS maps a provider to its app, e.g.
+`{"github": {"client_id": "Iv1.8a61f9b3a7aba766", "client_secret": "...", "scopes": ["repo"]}}`
+(also `authorization_url` and `token_url`, overriding the provider's).
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
 
 class ConfigError(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class InstanceOAuthApp:
+    """An OAuth app the operator configures for a provider, for every organisation of the instance
+    (credentials name it "headwater:<provider>")."""
+
+    provider: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    scopes: tuple[str, ...] = ()
+    authorization_url: str | None = None
+    token_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +77,8 @@ class Settings:
     webhook_retry_max_seconds: float = 300.0
     # Mutations with an idempotency key (headwater.services.mutations): the key's lease.
     idempotency_lease_seconds: float = 15.0  # renewed every third of it while the call runs
+    # The instance's default OAuth app of each provider (headwater.upstream.oauth_apps), by provider.
+    oauth_apps: dict[str, InstanceOAuthApp] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -79,6 +101,7 @@ class Settings:
             sync_lease_seconds=_int(env, "HEADWATER_SYNC_LEASE_SECONDS", 30),
             webhook_retry_seconds=_int(env, "HEADWATER_WEBHOOK_RETRY_SECONDS", 1),
             idempotency_lease_seconds=_int(env, "HEADWATER_IDEMPOTENCY_LEASE_SECONDS", 15),
+            oauth_apps=_oauth_apps(env, "HEADWATER_OAUTH_APPS"),
         )
 
 
@@ -114,6 +137,48 @@ def _milliseconds(env: dict[str, str], name: str, default: int) -> float:
     if not value.isdigit():
         raise ConfigError(f"{name} must be a whole number of milliseconds (0 or more), not {value!r}")
     return int(value) / 1000
+
+
+def _oauth_apps(env: dict[str, str], name: str) -> dict[str, InstanceOAuthApp]:
+    """The apps of `name`: a JSON object of provider -> app, given inline or as a file's path.
+    Messages name the variable and the key at fault, never a value (the secrets are in there)."""
+    value = env.get(name, "").strip()
+    if not value:
+        return {}
+    text = value
+    if not value.startswith(("{", "[")):
+        try:
+            text = Path(value).read_text()
+        except OSError as exc:
+            raise ConfigError(f"{name}: cannot read {value}: {exc.strerror}") from None
+    try:
+        apps = json.loads(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be JSON (or the path of a JSON file)") from None
+    if not isinstance(apps, dict):
+        raise ConfigError(f"{name} must map each provider to its app: {{\"github\": {{\"client_id\": ...}}}}")
+    return {provider: _oauth_app(name, provider, app) for provider, app in apps.items()}
+
+
+def _oauth_app(name: str, provider: str, app: object) -> InstanceOAuthApp:
+    where = f"{name}: {provider}"
+    known = {"client_id", "client_secret", "scopes", "authorization_url", "token_url"}
+    if not isinstance(app, dict):
+        raise ConfigError(f"{where} must be an object with client_id and client_secret")
+    if unknown := sorted(set(app) - known):
+        raise ConfigError(f"{where} has unknown keys {unknown}; known: {', '.join(sorted(known))}")
+    for key in ("client_id", "client_secret"):
+        if not isinstance(app.get(key), str) or not app[key]:
+            raise ConfigError(f"{where}.{key} is required (a string)")
+    scopes = app.get("scopes", [])
+    if not isinstance(scopes, list) or not all(isinstance(scope, str) and scope for scope in scopes):
+        raise ConfigError(f"{where}.scopes must be a list of scopes")
+    for key in ("authorization_url", "token_url"):
+        url = app.get(key)
+        if url is not None and (not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https")):
+            raise ConfigError(f"{where}.{key} must be an http(s) URL")
+    return InstanceOAuthApp(provider, app["client_id"], app["client_secret"], tuple(scopes),
+                            app.get("authorization_url"), app.get("token_url"))
 
 
 def _secret_key(env: dict[str, str], database_url: str) -> bytes:

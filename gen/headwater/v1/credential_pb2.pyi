@@ -37,10 +37,16 @@ class Credential(_message.Message):
     def __init__(self, id: _Optional[str] = ..., org_id: _Optional[str] = ..., provider: _Optional[str] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., oauth_app_id: _Optional[str] = ..., oauth_app: _Optional[_Union[OAuthApp, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., external_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class OAuthApp(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "kind", "provider", "client_id")
     ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
-    def __init__(self, id: _Optional[str] = ...) -> None: ...
+    kind: str
+    provider: str
+    client_id: str
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., provider: _Optional[str] = ..., client_id: _Optional[str] = ...) -> None: ...
 
 class CreateCredentialRequest(_message.Message):
     __slots__ = ("credential",)

@@ -4,6 +4,7 @@ from headwater.services._common import Backend
 from headwater.services.consumers import ConsumerServicer
 from headwater.services.credentials import CredentialServicer
 from headwater.services.mutations import MutationServicer
+from headwater.services.oauth_apps import OAuthAppServicer
 from headwater.services.projects import ProjectServicer
 from headwater.services.proxy import ProxyServicer, rest_routes
 from headwater.services.streams import StreamServicer
@@ -16,6 +17,8 @@ from headwater.v1 import (
     credential_pb2_grpc,
     mutation_pb2,
     mutation_pb2_grpc,
+    oauth_app_pb2,
+    oauth_app_pb2_grpc,
     project_pb2,
     project_pb2_grpc,
     proxy_pb2,
@@ -34,6 +37,8 @@ def servicers(backend: Backend, settings: Settings):
          sync_pb2_grpc.add_SyncServiceServicer_to_server),
         (credential_pb2.DESCRIPTOR.services_by_name["CredentialService"], CredentialServicer(backend),
          credential_pb2_grpc.add_CredentialServiceServicer_to_server),
+        (oauth_app_pb2.DESCRIPTOR.services_by_name["OAuthAppService"], OAuthAppServicer(backend),
+         oauth_app_pb2_grpc.add_OAuthAppServiceServicer_to_server),
         (stream_pb2.DESCRIPTOR.services_by_name["StreamService"], StreamServicer(backend),
          stream_pb2_grpc.add_StreamServiceServicer_to_server),
         (project_pb2.DESCRIPTOR.services_by_name["ProjectService"], ProjectServicer(backend),

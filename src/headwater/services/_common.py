@@ -20,6 +20,7 @@ from headwater.upstream.accounts import Accounts
 from headwater.upstream.catalogue import ProviderCatalogue
 from headwater.upstream.connected_users import ConnectedUsers
 from headwater.upstream.gateway import Upstream
+from headwater.upstream.oauth_apps import OAuthApps
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -35,6 +36,7 @@ class Backend:
     catalogue: ProviderCatalogue
     box: SecretBox
     accounts: Accounts
+    oauth_apps: OAuthApps  # the organisations' apps and the instance's defaults
     connected_users: ConnectedUsers
     upstream: Upstream
     acks: AckWaiter  # read-your-writes: `await acks.wait(org_id, consumer_ids, event_seqs, timeout)`

@@ -12,9 +12,11 @@ from headwater.services._common import (
     timestamp,
     update_paths,
 )
+from headwater.services.oauth_apps import app_summary
 from headwater.store import Credential, Sync, utcnow
 from headwater.upstream.accounts import open_properties, seal_properties
 from headwater.upstream.catalogue import BASE_URL_PROPERTY, CredentialKind, ProviderCatalogue
+from headwater.upstream.oauth_apps import OAuthAppClient
 from headwater.upstream.requests import url_problem
 from headwater.v1 import credential_pb2, credential_pb2_grpc
 
@@ -62,8 +64,16 @@ def check_properties(
     return CredentialInput(provider, kind_spec, properties), violations
 
 
+def oauth_app_violations(backend: Backend, org_id: str, provider: str, app_id: str, field: str) -> list[tuple[str, str]]:
+    """What is wrong with a credential of `provider` naming OAuth app `app_id` (in `store.run`):
+    the app must be the organisation's, or the instance's default, and of the same provider."""
+    problem = backend.oauth_apps.problem(org_id, provider, app_id, lock=backend.store.is_postgres)
+    return [(field, problem)] if problem else []
+
+
 def new_credential(backend: Backend, org_id: str, checked: CredentialInput, message) -> Credential:
-    """Inserts a validated credential (inside the caller's transaction)."""
+    """Inserts a validated credential (inside the caller's transaction; its `oauth_app_id` checked
+    with `oauth_app_violations`)."""
     row = Credential(
         org=org_id,
         provider=checked.provider,
@@ -77,14 +87,15 @@ def new_credential(backend: Backend, org_id: str, checked: CredentialInput, mess
     return row
 
 
-def credential_to_proto(row: Credential) -> credential_pb2.Credential:
+def credential_to_proto(row: Credential, apps: dict[str, OAuthAppClient]) -> credential_pb2.Credential:
+    """The answer for `row`; `apps` holds the OAuth app it names (OAuthApps.find_all), if found."""
     return credential_pb2.Credential(
         id=row.id,
         org_id=row.org_id,
         provider=row.provider,
         properties=struct(row.properties),
         oauth_app_id=row.oauth_app_id or None,  # unset strings answer null, not ""
-        oauth_app=credential_pb2.OAuthApp(id=row.oauth_app_id) if row.oauth_app_id else None,
+        oauth_app=app_summary(row.oauth_app_id, row.provider, apps.get(row.oauth_app_id)),
         metadata=struct(row.metadata),
         external_id=row.external_id or None,
         created_at=timestamp(row.created_at),
@@ -116,13 +127,25 @@ class CredentialServicer(credential_pb2_grpc.CredentialServiceServicer):
             violations.insert(0, ("credential.provider", f"unknown provider {provider!r}"))
         raise_if_invalid(violations)
 
-        row = await self.backend.store.run(new_credential, self.backend, org_id, checked, message)
-        return credential_pb2.CreateCredentialResponse(credential=credential_to_proto(row))
+        def create():
+            raise_if_invalid(oauth_app_violations(
+                self.backend, org_id, provider, message.oauth_app_id, "credential.oauth_app_id"
+            ))
+            row = new_credential(self.backend, org_id, checked, message)
+            return row, self.backend.oauth_apps.find_all(org_id, [row.oauth_app_id])
+
+        row, apps = await self.backend.store.run(create)
+        return credential_pb2.CreateCredentialResponse(credential=credential_to_proto(row, apps))
 
     async def GetCredential(self, request, context):
         org_id = await self.backend.auth.org_id(context)
-        row = await self.backend.store.run(get_credential, org_id, request.id)
-        return credential_pb2.GetCredentialResponse(credential=credential_to_proto(row))
+
+        def get():
+            row = get_credential(org_id, request.id)
+            return row, self.backend.oauth_apps.find_all(org_id, [row.oauth_app_id])
+
+        row, apps = await self.backend.store.run(get)
+        return credential_pb2.GetCredentialResponse(credential=credential_to_proto(row, apps))
 
     async def ListCredentials(self, request, context):
         org_id = await self.backend.auth.org_id(context)
@@ -133,11 +156,12 @@ class CredentialServicer(credential_pb2_grpc.CredentialServiceServicer):
                 query = query.where(Credential.provider == request.provider)
             if request.external_id:
                 query = query.where(Credential.external_id == request.external_id)
-            return paginate(query, Credential, request)
+            rows, next_token = paginate(query, Credential, request)
+            return rows, next_token, self.backend.oauth_apps.find_all(org_id, [r.oauth_app_id for r in rows])
 
-        rows, next_token = await self.backend.store.run(page)
+        rows, next_token, apps = await self.backend.store.run(page)
         return credential_pb2.ListCredentialsResponse(
-            data=[credential_to_proto(r) for r in rows], next_page_token=next_token
+            data=[credential_to_proto(r, apps) for r in rows], next_page_token=next_token
         )
 
     async def UpdateCredential(self, request, context):
@@ -161,6 +185,9 @@ class CredentialServicer(credential_pb2_grpc.CredentialServiceServicer):
             if "properties" in tops:
                 self._merge_properties(row, struct_dict(message, "properties") or {})
             if "oauth_app_id" in tops:
+                raise_if_invalid(oauth_app_violations(
+                    self.backend, org_id, row.provider, message.oauth_app_id, "credential.oauth_app_id"
+                ))
                 row.oauth_app_id = message.oauth_app_id
             if "metadata" in tops:
                 row.metadata = struct_dict(message, "metadata")
@@ -168,11 +195,11 @@ class CredentialServicer(credential_pb2_grpc.CredentialServiceServicer):
                 row.external_id = message.external_id
             row.updated_at = utcnow()
             row.save()
-            return row
+            return row, self.backend.oauth_apps.find_all(org_id, [row.oauth_app_id])
 
-        row = await self.backend.store.run(update)
+        row, apps = await self.backend.store.run(update)
         self.backend.accounts.forget()
-        return credential_pb2.UpdateCredentialResponse(credential=credential_to_proto(row))
+        return credential_pb2.UpdateCredentialResponse(credential=credential_to_proto(row, apps))
 
     def _merge_properties(self, row: Credential, changes: dict) -> None:
         """PATCH semantics inside `properties`: keys sent replace, `null` removes, others stay.

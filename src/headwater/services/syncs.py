@@ -16,6 +16,7 @@ from headwater.services.credentials import (
     check_properties,
     credential_to_proto,
     new_credential,
+    oauth_app_violations,
 )
 from headwater.store import Credential, Stream, Sync, utcnow
 from headwater.store.models import SyncCollection
@@ -56,7 +57,8 @@ def collection_states(sync_ids: list[str]) -> dict[tuple[str, str], SyncCollecti
     return {(r.sync_id, r.collection_id): r for r in rows}
 
 
-def sync_to_proto(row: Sync, credential: Credential, states: dict | None = None) -> sync_pb2.Sync:
+def sync_to_proto(row: Sync, credential: Credential, apps: dict, states: dict | None = None) -> sync_pb2.Sync:
+    """The answer for `row`; `apps` holds its credential's OAuth app (OAuthApps.find_all), if any."""
     states = states or {}
     return sync_pb2.Sync(
         id=row.id,
@@ -78,7 +80,7 @@ def sync_to_proto(row: Sync, credential: Credential, states: dict | None = None)
             max_concurrent_requests=row.rate_max_concurrent,
         ),
         credential_id=row.credential_id,
-        credential=credential_to_proto(credential),
+        credential=credential_to_proto(credential, apps),
         max_age_days=row.max_age_days,
         sync_frequency=row.sync_frequency,
         initial_backfill_completed_at=timestamp(row.initial_backfill_completed_at),
@@ -127,6 +129,13 @@ def check_settings(message: sync_pb2.Sync, paths: set[str]) -> list[tuple[str, s
             rule = "a positive number" if minimum else "zero (no cap) or a positive number"
             violations.append((f"sync.rate_limit.{sub}", f"must be {rule}"))
     return violations
+
+
+def with_credential(backend: Backend, org_id: str, row: Sync) -> tuple:
+    """What `sync_to_proto` needs besides the sync (in `store.run`): its credential, the credential's
+    OAuth app and the engine's state of its collections."""
+    credential = Credential.get_by_id(row.credential_id)
+    return row, credential, backend.oauth_apps.find_all(org_id, [credential.oauth_app_id]), collection_states([row.id])
 
 
 def get_sync(org_id: str, sync_id: str) -> Sync:
@@ -197,6 +206,10 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                     violations.append(
                         ("sync.credential_id", f"is a {credential.provider} credential, not {provider.key}")
                     )
+            else:
+                violations += oauth_app_violations(
+                    backend, org_id, provider.key, message.credential.oauth_app_id, "sync.credential.oauth_app_id"
+                )
             raise_if_invalid(violations)
             if has_inline:
                 credential = new_credential(backend, org_id, checked, message.credential)
@@ -216,21 +229,21 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                 metadata=struct_dict(message, "metadata"),
                 external_id=message.external_id,
             )
-            return row, credential
+            return row, credential, backend.oauth_apps.find_all(org_id, [credential.oauth_app_id])
 
-        row, credential = await backend.store.run(create)
+        row, credential, apps = await backend.store.run(create)
         backend.accounts.forget()  # the credential's budget now includes this sync's rate limit
-        return sync_pb2.CreateSyncResponse(sync=sync_to_proto(row, credential))
+        return sync_pb2.CreateSyncResponse(sync=sync_to_proto(row, credential, apps))
 
     async def GetSync(self, request, context):
         org_id = await self.backend.auth.org_id(context)
 
         def get():
             row = get_sync(org_id, request.id)
-            return row, Credential.get_by_id(row.credential_id), collection_states([row.id])
+            return with_credential(self.backend, org_id, row)
 
-        row, credential, states = await self.backend.store.run(get)
-        return sync_pb2.GetSyncResponse(sync=sync_to_proto(row, credential, states))
+        row, credential, apps, states = await self.backend.store.run(get)
+        return sync_pb2.GetSyncResponse(sync=sync_to_proto(row, credential, apps, states))
 
     async def ListSyncs(self, request, context):
         org_id = await self.backend.auth.org_id(context)
@@ -251,11 +264,12 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                 if value:
                     query = query.where(column == value)
             rows, next_token = paginate(query, Sync, request)
-            return rows, next_token, collection_states([r.id for r in rows])
+            apps = self.backend.oauth_apps.find_all(org_id, [r.credential.oauth_app_id for r in rows])
+            return rows, next_token, apps, collection_states([r.id for r in rows])
 
-        rows, next_token, states = await self.backend.store.run(page)
+        rows, next_token, apps, states = await self.backend.store.run(page)
         return sync_pb2.ListSyncsResponse(
-            data=[sync_to_proto(r, r.credential, states) for r in rows], next_page_token=next_token
+            data=[sync_to_proto(r, r.credential, apps, states) for r in rows], next_page_token=next_token
         )
 
     async def UpdateSync(self, request, context):
@@ -305,11 +319,11 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                     setattr(row, column, getattr(rate, sub))
             row.updated_at = utcnow()
             row.save()
-            return row, Credential.get_by_id(row.credential_id), collection_states([row.id])
+            return with_credential(self.backend, org_id, row)
 
-        row, credential, states = await self.backend.store.run(update)
+        row, credential, apps, states = await self.backend.store.run(update)
         self.backend.accounts.forget()  # its rate limit may have changed
-        return sync_pb2.UpdateSyncResponse(sync=sync_to_proto(row, credential, states))
+        return sync_pb2.UpdateSyncResponse(sync=sync_to_proto(row, credential, apps, states))
 
     async def DeleteSync(self, request, context):
         org_id = await self.backend.auth.org_id(context)

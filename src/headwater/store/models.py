@@ -86,11 +86,33 @@ class Credential(BaseModel):
     # Non-secret properties in the clear; secret ones as one encrypted JSON object.
     properties = JSONField(default=dict)
     secrets = TextField()
-    oauth_app_id = CharField(default="")
+    oauth_app_id = CharField(default="", index=True)  # indexed by migration 0011
     metadata = JSONField(null=True)
     external_id = CharField(default="", index=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+
+
+class OAuthApp(BaseModel):
+    """An organisation's OAuth app: the client it registered with a provider (migration 0011).
+    Credentials name it by id (`Credential.oauth_app_id`, not a foreign key: an id may also name
+    the instance's default app, which is no row)."""
+
+    id = CharField(primary_key=True, default=new_id)
+    org = ForeignKeyField(Org, on_delete="CASCADE")
+    provider = CharField()
+    client_id = CharField()
+    client_secret = TextField()  # encrypted (SecretBox)
+    scopes = JSONField(default=list)
+    authorization_url = TextField(default="")  # "": the provider's (the catalogue's)
+    token_url = TextField(default="")
+    metadata = JSONField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "oauth_app"
+        indexes = ((("org", "provider", "client_id"), False),)
 
 
 class Sync(BaseModel):
@@ -256,6 +278,6 @@ class IdempotencyKey(BaseModel):
 
 
 ALL_MODELS = [
-    Org, ApiToken, Stream, Credential, Sync, Project, Record, Event, Consumer, ConsumerMessage, SyncCollection,
+    Org, ApiToken, Stream, Credential, OAuthApp, Sync, Project, Record, Event, Consumer, ConsumerMessage, SyncCollection,
     IdempotencyKey,
 ]

@@ -26,6 +26,7 @@ from headwater.crypto import SECRET_MASK, SecretBox
 from headwater.errors import not_found
 from headwater.store import Credential, Store, Sync
 from headwater.upstream.catalogue import BASE_URL_PROPERTY, CredentialKind, Provider, ProviderCatalogue
+from headwater.upstream.oauth_apps import OAuthAppClient, OAuthApps
 from headwater.upstream.pacer import Budget
 from headwater.upstream.requests import UnsafeRequest
 
@@ -65,6 +66,7 @@ class UpstreamAccount:
     budget: Budget
     # Every property, secrets included: never log or show it.
     properties: dict = field(repr=False)
+    oauth_app: OAuthAppClient | None = None  # the app it names (`oauth_app_id`), refreshed through
 
     # Computed once per account (an account is immutable; a refreshed token makes a new one).
     @cached_property
@@ -134,10 +136,12 @@ def credential_budget(provider: Provider, syncs: list[Sync]) -> Budget:
 
 
 class Accounts:
-    def __init__(self, store: Store, box: SecretBox, catalogue: ProviderCatalogue, ttl: float = 2.0):
+    def __init__(self, store: Store, box: SecretBox, catalogue: ProviderCatalogue, oauth_apps: OAuthApps,
+                 ttl: float = 2.0):
         self.store = store
         self.box = box
         self.catalogue = catalogue
+        self.oauth_apps = oauth_apps
         self._cache: TtlCache[UpstreamAccount] = TtlCache(ttl)
 
     def forget(self) -> None:
@@ -180,6 +184,7 @@ class Accounts:
             kind=provider.credential_kinds[row.kind],
             budget=credential_budget(provider, syncs),
             properties=open_properties(row, self.box),
+            oauth_app=self.oauth_apps.find(row.org_id, row.oauth_app_id) if row.oauth_app_id else None,
         )
 
     async def seal_stored_secrets(self) -> int:

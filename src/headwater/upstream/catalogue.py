@@ -4,6 +4,7 @@
     stripe = catalogue.provider("stripe")
     stripe.credential_kinds["stripe_oauth2"].secret    # {"secret", "refresh_token", "client_secret", "access_token"}
     catalogue.collection("stripe:customer").name        # "Customer"
+    catalogue.provider("github").oauth.token_url        # "https://github.com/login/oauth/access_token"
 
 The catalogue is checked as it is read: an entry Headwater cannot use raises CatalogueError
 naming it, so `headwater serve` fails at start-up rather than on the first call.
@@ -86,6 +87,27 @@ class RateLimitDefault:
 
 
 @dataclass(frozen=True)
+class Verification:
+    """A cheap authenticated GET that proves a credential works (an API key typed into a form is
+    checked with it before it is stored): `path` is relative to the credential's base URL."""
+
+    method: str
+    path: str
+    query: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, where: str, spec: Any) -> Verification:
+        if not isinstance(spec, dict) or set(spec) - {"method", "path", "query"}:
+            unknown = sorted(set(spec) - {"method", "path", "query"}) if isinstance(spec, dict) else spec
+            raise CatalogueError(f"{where}: give `path` (and `query`); unknown keys {unknown}")
+        if str(spec.get("method", "GET")).upper() != "GET":
+            raise CatalogueError(f"{where}: must be a GET (it must change nothing upstream)")
+        if not isinstance(spec.get("path"), str) or not spec["path"]:
+            raise CatalogueError(f"{where}: give `path`, relative to the API's base URL")
+        return cls("GET", spec["path"], dict(spec.get("query") or {}))
+
+
+@dataclass(frozen=True)
 class CredentialKind:
     name: str
     required: tuple[str, ...]
@@ -94,10 +116,11 @@ class CredentialKind:
     auth: dict[str, Any]
     # A property that holds this credential's own base URL (Salesforce's `instance_url`).
     base_url_property: str | None = None
+    verification: Verification | None = None
 
     @classmethod
     def parse(cls, where: str, name: str, spec: dict[str, Any]) -> CredentialKind:
-        unknown = set(spec) - {"required", "secret", "auth", "base_url_property"}
+        unknown = set(spec) - {"required", "secret", "auth", "base_url_property", "verification"}
         if unknown:
             raise CatalogueError(f"{where}: unknown keys {sorted(unknown)}")
         for key in ("required", "secret"):
@@ -106,7 +129,56 @@ class CredentialKind:
                 raise CatalogueError(f"{where}.{key}: must be a list of property names")
         auth = check_auth(f"{where}.auth", spec.get("auth", {"type": "none"}))
         secret = secret_properties(auth, spec.get("secret", ()))
-        return cls(name, tuple(spec.get("required", ())), secret, auth, spec.get("base_url_property"))
+        verification = Verification.parse(f"{where}.verification", spec["verification"]) if "verification" in spec else None
+        return cls(name, tuple(spec.get("required", ())), secret, auth, spec.get("base_url_property"), verification)
+
+
+SCOPE_SEPARATORS = (" ", ",")
+
+
+@dataclass(frozen=True)
+class OAuthSpec:
+    """How a provider runs OAuth2's authorization-code flow (an `oauth:` block of catalogue.yaml).
+
+        oauth = catalogue.provider("slack").oauth
+        oauth.scope(["channels:read", "users:read"])   # "channels:read,users:read"
+    """
+
+    authorization_url: str
+    token_url: str  # where codes and refresh tokens are exchanged for access tokens
+    scope_separator: str = " "
+    default_scopes: tuple[str, ...] = ()  # asked for when the OAuth app names none
+    pkce: bool = False  # the provider checks a PKCE code_challenge (S256)
+    authorization_params: dict[str, str] = field(default_factory=dict)  # added to the authorization URL
+    # Credential properties to keep from the token answer: {property: dotted path in the answer}.
+    account_properties: dict[str, str] = field(default_factory=dict)
+
+    def scope(self, scopes: Iterable[str]) -> str:
+        """The `scope` parameter asking for `scopes`."""
+        return self.scope_separator.join(scopes)
+
+    @classmethod
+    def parse(cls, where: str, spec: Any) -> OAuthSpec:
+        if not isinstance(spec, dict):
+            raise CatalogueError(f"{where}: must be a mapping")
+        unknown = set(spec) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise CatalogueError(f"{where}: unknown keys {sorted(unknown)}")
+        for key in ("authorization_url", "token_url"):
+            if not isinstance(spec.get(key), str) or not spec[key].startswith("https://"):
+                raise CatalogueError(f"{where}.{key}: give the provider's https:// URL")
+        if spec.get("scope_separator", " ") not in SCOPE_SEPARATORS:
+            raise CatalogueError(f"{where}.scope_separator: must be a space or a comma")
+        scopes = spec.get("default_scopes", [])
+        if not isinstance(scopes, list) or not all(isinstance(s, str) and s for s in scopes):
+            raise CatalogueError(f"{where}.default_scopes: must be a list of scopes")
+        if not isinstance(spec.get("pkce", False), bool):
+            raise CatalogueError(f"{where}.pkce: must be true or false")
+        for key in ("authorization_params", "account_properties"):
+            value = spec.get(key, {})
+            if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                raise CatalogueError(f"{where}.{key}: must map names to strings")
+        return cls(**{**spec, "default_scopes": tuple(scopes)})
 
 
 @dataclass(frozen=True)
@@ -234,8 +306,8 @@ class Provider:
     default_rate_limit: RateLimitDefault
     headers: dict[str, str]
     credential_kinds: dict[str, CredentialKind]
-    # Where OAuth2 refresh tokens are exchanged (a credential's `token_url` property overrides it).
-    oauth_token_url: str | None
+    # How its accounts are connected and refreshed with OAuth2; None: it has no OAuth of its own.
+    oauth: OAuthSpec | None
     collections: dict[str, Collection]
 
 
@@ -270,7 +342,7 @@ class ProviderCatalogue:
                 default_rate_limit=RateLimitDefault(**entry["default_rate_limit"]),
                 headers=dict(entry.get("headers") or {}),
                 credential_kinds=kinds,
-                oauth_token_url=entry.get("oauth_token_url"),
+                oauth=OAuthSpec.parse(f"{key}.oauth", entry["oauth"]) if "oauth" in entry else None,
                 collections=collections,
             )
         return cls(providers)

@@ -1,9 +1,13 @@
 """OAuth2 token refresh: before the access token expires, and once when the upstream answers 401.
 
-A credential can be refreshed when it has a `refresh_token` property; the token endpoint is its
-`token_url` property or its provider's `oauth_token_url`, and `client_id` / `client_secret` are
-sent when the credential has them. The new tokens are stored encrypted like every secret, with
-`expires_at` (seconds since the epoch) from the answer's `expires_in`.
+A credential can be refreshed when it has a `refresh_token` property. The token endpoint is its
+`token_url` property, else its OAuth app's (`oauth_app_id`), else its provider's (the catalogue's
+`oauth.token_url`). The client authenticates as the credential's own `client_id` / `client_secret`
+when it has them (tokens imported from elsewhere were issued to that client), else as its OAuth
+app. The request and the answer are authlib's (headwater.upstream.token_client). The new tokens
+are stored encrypted like every secret, with `expires_at` (seconds since the epoch) from the
+answer's `expires_in`, and the provider's per-account properties (the catalogue's
+`oauth.account_properties`: Salesforce's `instance_url`).
 
 One refresh at a time per credential: concurrent callers wait for the refresh in flight and use
 its result instead of starting their own (providers that rotate refresh tokens invalidate the old
@@ -19,10 +23,8 @@ out"); giving up does not cancel the refresh, which the other callers, and later
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from urllib.parse import urlencode
 
 import grpc
 from playhouse.pwasyncio import await_
@@ -32,7 +34,9 @@ from headwater.crypto import SecretBox
 from headwater.errors import ApiError
 from headwater.store import Credential, Store, utcnow
 from headwater.upstream.accounts import Accounts, UpstreamAccount, open_properties, seal_properties
-from headwater.upstream.forwarder import Forwarder, UpstreamError, UpstreamRequest
+from headwater.upstream.catalogue import OAuthSpec
+from headwater.upstream.forwarder import Forwarder
+from headwater.upstream.token_client import OAuth2Error, TokenClient, TokenEndpointFailed
 
 log = logging.getLogger("headwater.oauth")
 
@@ -52,7 +56,31 @@ def can_refresh(account: UpstreamAccount) -> bool:
 
 
 def token_url(account: UpstreamAccount) -> str | None:
-    return account.properties.get("token_url") or account.provider.oauth_token_url
+    app, oauth = account.oauth_app, account.provider.oauth
+    return account.properties.get("token_url") or (app and app.token_url) or (oauth and oauth.token_url)
+
+
+def client_credentials(account: UpstreamAccount) -> tuple[str | None, str | None]:
+    """The client id and secret to refresh with: the credential's own, else its OAuth app's."""
+    props = account.properties
+    if props.get("client_id"):
+        return props["client_id"], props.get("client_secret")
+    if account.oauth_app is not None:
+        return account.oauth_app.client_id, account.oauth_app.client_secret
+    return None, None
+
+
+def account_properties(oauth: OAuthSpec | None, answer: dict) -> dict:
+    """The properties a token answer gives of the account (`oauth.account_properties`: Salesforce's
+    `instance_url`, Slack's team), those it holds."""
+    found = {}
+    for name, path in (oauth.account_properties if oauth else {}).items():
+        value = answer
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str | int | float) and value != "":
+            found[name] = value
+    return found
 
 
 def expiring(account: UpstreamAccount) -> bool:
@@ -115,42 +143,29 @@ class TokenRefresher:
 
     async def _exchange(self, account: UpstreamAccount) -> dict:
         """Asks the token endpoint for new tokens; the property changes to store."""
-        props = account.properties
-        form = {"grant_type": "refresh_token", "refresh_token": props["refresh_token"]}
-        for name in ("client_id", "client_secret"):
-            if props.get(name):
-                form[name] = props[name]
-        name = account.provider.name
+        client = TokenClient(self.forwarder, *client_credentials(account), timeout=REFRESH_TIMEOUT_SECONDS)
+        token, reason = None, "no access token"
         try:
-            response = await self.forwarder.send(UpstreamRequest(
-                method="POST",
-                url=token_url(account),
-                headers=[("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
-                body=urlencode(form).encode(),
-                timeout=REFRESH_TIMEOUT_SECONDS,
-            ))
-            answer = json.loads(response.body) if response.status == 200 else None
-        except (UpstreamError, ValueError):
-            answer = None
-            response = None
-        if not isinstance(answer, dict) or not answer.get("access_token"):
-            status = response.status if response is not None else "no answer"
+            token = await client.refresh_token(token_url(account), refresh_token=account.properties["refresh_token"])
+        except OAuth2Error as refused:
+            reason = refused.error  # RFC 6749's code (invalid_grant, invalid_client): no secret in it
+        except TokenEndpointFailed as failed:
+            reason = failed.status or "no answer"
+        if token is None or not token.get("access_token"):
             # Never log the answer: it may carry tokens.
-            log.warning("token refresh failed for credential %s: %s", account.credential_id, status)
+            log.warning("token refresh failed for credential %s: %s", account.credential_id, reason)
             raise ApiError(
                 grpc.StatusCode.UNAUTHENTICATED,
-                f"{name} rejected the credential's refresh token ({status}); reconnect the account",
+                f"{account.provider.name} rejected the credential's refresh token ({reason}); reconnect the account",
                 http_status=401,
             )
 
-        changes = {account.kind.auth["property"]: answer["access_token"]}
-        if answer.get("refresh_token"):
-            changes["refresh_token"] = answer["refresh_token"]
-        if isinstance(answer.get("expires_in"), (int, float)):
-            changes["expires_at"] = int(time.time() + answer["expires_in"])
-        if answer.get("instance_url") and account.kind.base_url_property == "instance_url":
-            changes["instance_url"] = answer["instance_url"]
-        return changes
+        changes = {account.kind.auth["property"]: token["access_token"]}
+        if token.get("refresh_token"):
+            changes["refresh_token"] = token["refresh_token"]
+        if isinstance(token.get("expires_at"), int):
+            changes["expires_at"] = token["expires_at"]
+        return changes | account_properties(account.provider.oauth, token)
 
     def _save(self, account: UpstreamAccount, changes: dict) -> None:
         row = Credential.get_by_id(account.credential_id)
