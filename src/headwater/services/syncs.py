@@ -182,7 +182,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         # Then, in one transaction, the checks against stored rows and the writes.
         def create():
             violations = []
-            if not Stream.select().where((Stream.id == message.stream_id) & (Stream.org == org_id)).exists():
+            if not Stream.visible_to(org_id).where(Stream.id == message.stream_id).exists():
                 violations.append(("sync.stream_id", f"no stream {shown(message.stream_id)} in this organisation"))
             credential = None
             if not has_inline:
