@@ -18,6 +18,7 @@ from headwater.services.credentials import (
     new_credential,
 )
 from headwater.store import Credential, Stream, Sync, utcnow
+from headwater.store.health import refresh_sync_health
 from headwater.store.models import SyncCollection
 from headwater.v1 import common_pb2, sync_pb2, sync_pb2_grpc
 
@@ -216,6 +217,12 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                 metadata=struct_dict(message, "metadata"),
                 external_id=message.external_id,
             )
+            if credential.health_status != "healthy":
+                row.health_last_error = credential.health_last_error
+                row.health_last_error_at = credential.health_last_error_at
+                row.save()
+                refresh_sync_health(row)  # no healthier than its credential
+                row = Sync.get_by_id(row.id)
             return row, credential
 
         row, credential = await backend.store.run(create)

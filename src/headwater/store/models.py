@@ -107,6 +107,10 @@ class Credential(BaseModel):
     external_id = CharField(default="", index=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+    # healthy | error (its refresh was refused: headwater.store.health), migration 0012
+    health_status = CharField(default="healthy")
+    health_last_error = TextField(default="")
+    health_last_error_at = DateTimeField(null=True)
 
 
 class Sync(BaseModel):

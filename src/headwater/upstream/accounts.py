@@ -16,6 +16,7 @@ and `open_properties` joins them again; what is secret is the kind's (Credential
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -57,6 +58,14 @@ def holds_secrets_in_the_clear(row: Credential, kind: CredentialKind) -> bool:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """The provider refused the credential's refresh token: what the caller was told, and when."""
+
+    note: str
+    at: datetime.datetime
+
+
+@dataclass(frozen=True)
 class UpstreamAccount:
     credential_id: str
     org_id: str
@@ -65,6 +74,8 @@ class UpstreamAccount:
     budget: Budget
     # Every property, secrets included: never log or show it.
     properties: dict = field(repr=False)
+    # Set while the credential's health is `error` (its refresh was refused): headwater.store.health.
+    refresh_refusal: Refusal | None = None
 
     # Computed once per account (an account is immutable; a refreshed token makes a new one).
     @cached_property
@@ -180,6 +191,8 @@ class Accounts:
             kind=provider.credential_kinds[row.kind],
             budget=credential_budget(provider, syncs),
             properties=open_properties(row, self.box),
+            refresh_refusal=Refusal(row.health_last_error, row.health_last_error_at)
+            if row.health_status == "error" else None,
         )
 
     async def seal_stored_secrets(self) -> int:
