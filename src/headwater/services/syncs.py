@@ -18,7 +18,6 @@ from headwater.services.credentials import (
     new_credential,
 )
 from headwater.store import Credential, Stream, Sync, utcnow
-from headwater.store.health import refresh_sync_health
 from headwater.store.models import SyncCollection
 from headwater.v1 import common_pb2, sync_pb2, sync_pb2_grpc
 
@@ -216,13 +215,11 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                 sync_frequency=settings.sync_frequency,
                 metadata=struct_dict(message, "metadata"),
                 external_id=message.external_id,
+                # No collection has been read yet: the sync is as healthy as its credential.
+                health_status=credential.health_status,
+                health_last_error=credential.health_last_error,
+                health_last_error_at=credential.health_last_error_at,
             )
-            if credential.health_status != "healthy":
-                row.health_last_error = credential.health_last_error
-                row.health_last_error_at = credential.health_last_error_at
-                row.save()
-                refresh_sync_health(row)  # no healthier than its credential
-                row = Sync.get_by_id(row.id)
             return row, credential
 
         row, credential = await backend.store.run(create)
