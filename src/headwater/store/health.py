@@ -10,7 +10,8 @@ credential. A status that changes raises `credential.health_changed` or `sync.he
 (headwater.store.org_events); the last error and its time stay visible once healthy again.
 
 Every function is synchronous Peewee code for `store.run`: what changes and its events commit
-together.
+together. A status changes with a conditional UPDATE (`... WHERE status != new`), so of two
+replicas making the same change at once only one raises its event.
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ def refresh_refused(credential_id: str, note: str) -> None:
     """Records that the provider refused the credential's refresh token (`note`: what the caller
     was told, saying what to do): the credential and its syncs are in error."""
     credential = Credential.get_by_id(credential_id)
-    previous, now = credential.health_status, utcnow()
-    credential.health_status, credential.health_last_error, credential.health_last_error_at = ERROR, note, now
-    credential.save(only=[Credential.health_status, Credential.health_last_error, Credential.health_last_error_at])
+    now = utcnow()
+    changed = _set_status(Credential, credential.id, ERROR)
+    Credential.update(health_last_error=note, health_last_error_at=now).where(Credential.id == credential.id).execute()
     about = _about(credential)
     emit(credential.org_id, "credential.refresh_failed", {**about, "message": note})
-    if previous != ERROR:
+    if changed:
         emit(credential.org_id, "credential.health_changed", {
-            **about, "previous_status": previous, "health": health_document(ERROR, note, now),
+            **about, "previous_status": credential.health_status, "health": health_document(ERROR, note, now),
         })
     Sync.update(health_last_error=note, health_last_error_at=now).where(Sync.credential == credential.id).execute()
     for sync in Sync.select().where(Sync.credential == credential.id):
@@ -49,11 +50,9 @@ def refresh_refused(credential_id: str, note: str) -> None:
 def credential_healthy(credential: Credential) -> None:
     """Records that the credential works again (a refresh succeeded, or new secrets came), and
     re-assesses its syncs."""
-    if credential.health_status == HEALTHY:
+    if credential.health_status == HEALTHY or not _set_status(Credential, credential.id, HEALTHY):
         return
-    previous = credential.health_status
-    Credential.update(health_status=HEALTHY).where(Credential.id == credential.id).execute()
-    credential.health_status = HEALTHY
+    previous, credential.health_status = credential.health_status, HEALTHY
     emit(credential.org_id, "credential.health_changed", {
         **_about(credential), "previous_status": previous,
         "health": health_document(HEALTHY, credential.health_last_error, credential.health_last_error_at),
@@ -72,15 +71,19 @@ def refresh_sync_health(sync: Sync) -> None:
     }
     states.add(Credential.select(Credential.health_status).where(Credential.id == sync.credential_id).scalar())
     worst = ERROR if ERROR in states else DEGRADED if DEGRADED in states else HEALTHY
-    if worst == sync.health_status:
+    if worst == sync.health_status or not _set_status(Sync, sync.id, worst):
         return
     previous = sync.health_status
-    Sync.update(health_status=worst).where(Sync.id == sync.id).execute()
     emit(sync.org_id, "sync.health_changed", {
         "sync_id": sync.id, "credential_id": sync.credential_id, "provider": sync.provider,
         "external_id": sync.external_id or None, "previous_status": previous,
         "health": health_document(worst, sync.health_last_error, sync.health_last_error_at),
     })
+
+
+def _set_status(model: type[Credential] | type[Sync], row_id: str, status: str) -> bool:
+    """Sets the row's health status; whether this changed it."""
+    return model.update(health_status=status).where((model.id == row_id) & (model.health_status != status)).execute() > 0
 
 
 def _about(credential: Credential) -> dict:

@@ -26,6 +26,7 @@ from headwater.cache import TtlCache
 from headwater.crypto import SECRET_MASK, SecretBox
 from headwater.errors import not_found
 from headwater.store import Credential, Store, Sync
+from headwater.store.health import ERROR
 from headwater.upstream.catalogue import BASE_URL_PROPERTY, CredentialKind, Provider, ProviderCatalogue
 from headwater.upstream.pacer import Budget
 from headwater.upstream.requests import UnsafeRequest
@@ -192,7 +193,7 @@ class Accounts:
             budget=credential_budget(provider, syncs),
             properties=open_properties(row, self.box),
             refresh_refusal=Refusal(row.health_last_error, row.health_last_error_at)
-            if row.health_status == "error" else None,
+            if row.health_status == ERROR else None,
         )
 
     async def seal_stored_secrets(self) -> int:
