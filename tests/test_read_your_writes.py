@@ -21,14 +21,17 @@ async def create_consumer(rest, stream_id: str) -> str:
 
 
 async def receive_and_ack(rest, consumer_id: str, pause: float = 0.0) -> tuple[dict, float]:
-    """Pulls one message (long-polling), waits `pause` seconds, acks it; returns the record and when it acked."""
+    """Pulls one message (long-polling), waits `pause` seconds, acks it; returns the record and when
+    it sent the ack (a mutation awaiting it may answer as soon as the ack commits, which can be
+    before the ack's own answer arrives here)."""
     answer = await rest.post(f"/v1/http-consumers/{consumer_id}/next", json={"batch_size": 1, "wait_for": 10_000})
     assert answer.status_code == 200, answer.text
     [message] = answer.json()["data"]
     await asyncio.sleep(pause)
+    acking_at = time.monotonic()
     acked = await rest.post(f"/v1/http-consumers/{consumer_id}/ack", json={"ack_tokens": [message["ack_token"]]})
     assert acked.status_code == 200, acked.text
-    return message["record"], time.monotonic()
+    return message["record"], acking_at
 
 
 def create_company(sync: dict, name: str, **fields) -> dict:
