@@ -27,6 +27,7 @@ MAX_JSON_DEPTH = 20
 STRING_LIMITS: dict[str, int | None] = {
     "headwater.v1.Project.signing_public_key": 16_384,  # a PEM
     "headwater.v1.Consumer.webhook_url": 2_048,
+    "headwater.v1.EventEndpoint.url": 2_048,
     # What the proxy passes upstream as it came.
     "headwater.v1.ForwardRequest.path": None,
     "headwater.v1.ForwardRequest.query": None,

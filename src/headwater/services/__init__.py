@@ -3,6 +3,7 @@
 from headwater.services._common import Backend
 from headwater.services.consumers import ConsumerServicer
 from headwater.services.credentials import CredentialServicer
+from headwater.services.event_endpoints import EventEndpointServicer
 from headwater.services.mutations import MutationServicer
 from headwater.services.oauth_apps import OAuthAppServicer
 from headwater.services.projects import ProjectServicer
@@ -15,6 +16,8 @@ from headwater.v1 import (
     consumer_pb2_grpc,
     credential_pb2,
     credential_pb2_grpc,
+    event_pb2,
+    event_pb2_grpc,
     mutation_pb2,
     mutation_pb2_grpc,
     oauth_app_pb2,
@@ -50,6 +53,8 @@ def servicers(backend: Backend, settings: Settings):
          mutation_pb2_grpc.add_MutationServiceServicer_to_server),
         (consumer_pb2.DESCRIPTOR.services_by_name["ConsumerService"], ConsumerServicer(backend),
          consumer_pb2_grpc.add_ConsumerServiceServicer_to_server),
+        (event_pb2.DESCRIPTOR.services_by_name["EventEndpointService"], EventEndpointServicer(backend),
+         event_pb2_grpc.add_EventEndpointServiceServicer_to_server),
     ]
 
 
