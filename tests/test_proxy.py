@@ -340,7 +340,8 @@ async def test_each_proxied_request_leaves_one_log_line_without_secrets(client, 
     assert SECRET not in caplog.text and "q-secret" not in caplog.text
 
 
-async def test_loopback_upstreams_are_refused_unless_the_operator_allows_them(database_url, upstream):
+@pytest.mark.parametrize("host", ["localhost", "127.1", "2130706433"])
+async def test_loopback_upstreams_are_refused_unless_the_operator_allows_them(database_url, upstream, host):
     server = await Server.start(settings_for(database_url, allow_private_networks=False))
     try:
         from headwater.auth import Auth
@@ -352,11 +353,24 @@ async def test_loopback_upstreams_are_refused_unless_the_operator_allows_them(da
                                      headers={"authorization": f"Bearer {token}"}) as rest:
             credential = (await rest.post("/v1/credentials", json={
                 "provider": "custom", "properties": {"kind": "custom_bearer", "token": "t",
-                                                     "base_url": f"http://localhost:{upstream.port}"}})).json()
+                                                     "base_url": f"http://{host}:{upstream.port}"}})).json()
             response = await rest.get(f"/v1/proxy/credential/{credential['id']}/echo")
     finally:
         await server.stop()
 
-    assert response.status_code == 403
-    assert "private or loopback" in response.json()["message"]
+    assert response.status_code == 403, response.text
+    assert response.json()["error"] == (
+        "Error: Custom API host resolves to a private or loopback address, which Headwater does not call"
+    )
     assert upstream.requests == []
+
+
+async def test_errors_name_a_custom_api_once(client):
+    credential = (await client.rest.post("/v1/credentials", json={
+        "provider": "custom", "properties": {"kind": "custom_bearer", "token": "t",
+                                             "base_url": f"http://127.0.0.1:{socket_port_closed()}"}})).json()
+
+    response = await client.rest.get(f"/v1/proxy/credential/{credential['id']}/x")
+
+    assert response.status_code == 502
+    assert response.json()["error"] == "Error: Custom API could not be reached (connection refused or reset)"

@@ -30,7 +30,8 @@ What it does to a request, and does not:
   again on the very address it is about to connect to (a socket factory), so an IP literal, a
   cached or a re-bound DNS answer cannot reach loopback, private, link-local (cloud metadata),
   shared (100.64/10), unspecified, multicast or reserved space, nor their IPv4-mapped, 6to4,
-  Teredo or NAT64 forms.
+  Teredo or NAT64 forms, nor IPv4 spelt in the C library's legacy numeric forms (`127.1`,
+  `2130706433`).
 - errors name the host only, never the URL (queries may carry secrets), and do not chain the
   engine's exception (whose text often carries the URL).
 """
@@ -163,6 +164,19 @@ class _GuardedResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+def legacy_ipv4_address(host: str) -> str | None:
+    """The address a host spelt in one of inet_aton's legacy numeric forms means, or None.
+
+        legacy_ipv4_address("127.1")         # "127.0.0.1" (so do "2130706433" and "0x7f.1")
+        legacy_ipv4_address("127.0.0.1")     # None: the usual form, which the guard already reads
+    """
+    try:
+        address = socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
+    return None if address == host else address
 
 
 def _guarded_socket(addr_info: tuple) -> socket.socket:
@@ -302,6 +316,12 @@ class Forwarder:
         limit = self.max_response_bytes
         started = time.perf_counter()
         try:
+            # aiohttp itself refuses to connect to "127.1" or "2130706433" (an invalid URL to it),
+            # before any resolver: name them for what they mean. A digit first, or not a number.
+            if not self.allow_private_networks and host[:1].isdigit():
+                address = legacy_ipv4_address(host)
+                if address is not None and is_forbidden_address(address):
+                    raise _Refused(address)
             # Awaited rather than entered with `async with`: one coroutine frame less for every
             # resumption of the request's task; the `finally` below releases the connection.
             response = await session.request(
