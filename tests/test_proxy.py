@@ -152,6 +152,16 @@ async def test_upstream_timeout_answers_504_naming_the_provider(client, upstream
     assert response.json()["error"] == "Error: Stripe API timed out"
 
 
+async def test_an_expired_deadline_answers_504_at_once_and_sends_nothing(client, upstream):
+    sync = await stripe_sync(client, upstream.base_url)
+
+    response = await client.rest.get(f"/v1/proxy/sync/{sync['id']}/echo", headers={"x-headwater-timeout": "0"})
+
+    assert response.status_code == 504
+    assert response.json()["error"] == "Error: Stripe API timed out"
+    assert upstream.requests == []
+
+
 async def test_refused_and_reset_connections_answer_502(client):
     port, resetter = await reset_server()
     closed = socket_port_closed()

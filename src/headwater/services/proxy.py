@@ -91,7 +91,8 @@ class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
         loop = asyncio.get_running_loop()
         started = loop.time()
         request_id = new_request_id()
-        deadline = started + (context.time_remaining() or DEFAULT_TIMEOUT)
+        remaining = context.time_remaining()  # None: a gRPC caller set no deadline; 0: it has passed
+        deadline = started + (DEFAULT_TIMEOUT if remaining is None else remaining)
 
         account = await find_account()
         method = call.method.upper()

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import math
 import socket
 import ssl
 import time
@@ -241,7 +242,7 @@ class Forwarder:
         self.connect_timeout = connect_timeout
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
-        self._no_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
+        self._no_timeout = _exact_timeout(None, connect_timeout)
         self._timeouts: dict[int, aiohttp.ClientTimeout] = {}  # see _timeout
         # Loading the CA bundles blocks for ~0.15 s: here, at start-up, not in the first request
         # (which already holds its pacer slot, so the delay would bunch its start with later ones).
@@ -253,15 +254,13 @@ class Forwarder:
         less a few milliseconds)."""
         key = int(seconds * 100)
         if key == 0:
-            return aiohttp.ClientTimeout(total=seconds, sock_connect=seconds)
+            return _exact_timeout(seconds, seconds)
         timeout = self._timeouts.get(key)
         if timeout is None:
             if len(self._timeouts) >= 10_000:
                 self._timeouts.clear()
             total = key / 100
-            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
-                total=total, sock_connect=min(total, self.connect_timeout)
-            )
+            timeout = self._timeouts[key] = _exact_timeout(total, min(total, self.connect_timeout))
         return timeout
 
     def _open(self) -> aiohttp.ClientSession:
@@ -379,6 +378,13 @@ class Forwarder:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+def _exact_timeout(total: float | None, connect: float) -> aiohttp.ClientTimeout:
+    """Timeouts that fire when they say. aiohttp rounds a timeout over `ceil_threshold` (5 s by
+    default) up to the next whole second, which would end a 6 s call up to a second after the
+    caller's deadline: after the caller (or the REST bridge) has given up on it."""
+    return aiohttp.ClientTimeout(total=total, sock_connect=connect, ceil_threshold=math.inf)
 
 
 def _clean_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
