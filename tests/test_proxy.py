@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 
 import grpc
 import httpx
@@ -14,8 +16,9 @@ import pytest
 
 from conftest import settings_for
 from emulators import reset_server
+from headwater.auth import Auth
 from headwater.server import Server
-from headwater.v1 import proxy_pb2
+from headwater.v1 import proxy_pb2, proxy_pb2_grpc
 from test_syncs import make_stream
 
 SECRET = "sk_test_SECRET_51H"
@@ -350,28 +353,79 @@ async def test_each_proxied_request_leaves_one_log_line_without_secrets(client, 
     assert SECRET not in caplog.text and "q-secret" not in caplog.text
 
 
-@pytest.mark.parametrize("host", ["localhost", "127.1", "2130706433"])
-async def test_loopback_upstreams_are_refused_unless_the_operator_allows_them(database_url, upstream, host):
-    server = await Server.start(settings_for(database_url, allow_private_networks=False))
-    try:
-        from headwater.auth import Auth
+@dataclass
+class Acme:
+    """Organisation 'acme' on a server of its own: REST, and the proxy over gRPC."""
 
+    rest: httpx.AsyncClient
+    proxy: proxy_pb2_grpc.ProxyServiceStub
+    metadata: tuple[tuple[str, str], ...]
+
+    async def custom_credential(self, base_url: str) -> str:
+        response = await self.rest.post("/v1/credentials", json={
+            "provider": "custom", "properties": {"kind": "custom_bearer", "token": "t", "base_url": base_url}})
+        assert response.status_code == 200, response.text
+        return response.json()["id"]
+
+
+@contextlib.asynccontextmanager
+async def acme_on_a_server(database_url: str, **settings):
+    server = await Server.start(settings_for(database_url, **settings))
+    try:
         auth = Auth(server.store)
         await auth.create_org("acme")
         token = await auth.issue_token("acme")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}",
-                                     headers={"authorization": f"Bearer {token}"}) as rest:
-            credential = (await rest.post("/v1/credentials", json={
-                "provider": "custom", "properties": {"kind": "custom_bearer", "token": "t",
-                                                     "base_url": f"http://{host}:{upstream.port}"}})).json()
-            response = await rest.get(f"/v1/proxy/credential/{credential['id']}/echo")
+                                     headers={"authorization": f"Bearer {token}"}) as rest, \
+                grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            yield Acme(rest, proxy_pb2_grpc.ProxyServiceStub(channel), (("authorization", f"Bearer {token}"),))
     finally:
         await server.stop()
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.1", "2130706433"])
+async def test_loopback_upstreams_are_refused_unless_the_operator_allows_them(database_url, upstream, host):
+    async with acme_on_a_server(database_url, allow_private_networks=False) as acme:
+        credential = await acme.custom_credential(f"http://{host}:{upstream.port}")
+        response = await acme.rest.get(f"/v1/proxy/credential/{credential}/echo")
 
     assert response.status_code == 403, response.text
     assert response.json()["error"] == (
         "Error: Custom API host resolves to a private or loopback address, which Headwater does not call"
     )
+    assert upstream.requests == []
+
+
+# Answers Headwater makes itself, over both fronts: each leaves its log line and carries its id
+# (a REST header; gRPC trailing metadata).
+@pytest.mark.parametrize("case, settings, status, code", [
+    ("unknown credential", {}, 404, grpc.StatusCode.NOT_FOUND),
+    ("private address", {"allow_private_networks": False}, 403, grpc.StatusCode.PERMISSION_DENIED),
+    ("unreachable", {}, 502, grpc.StatusCode.UNAVAILABLE),
+    ("shared pacer unreachable", {"redis_url": f"redis://127.0.0.1:{socket_port_closed()}/0"}, 503,
+     grpc.StatusCode.UNAVAILABLE),
+])
+async def test_answers_headwater_makes_itself_carry_a_request_id_and_leave_a_log_line(
+    database_url, upstream, caplog, case, settings, status, code
+):
+    caplog.set_level(logging.INFO, logger="headwater.proxy")
+    base_url = f"http://127.0.0.1:{socket_port_closed() if case == 'unreachable' else upstream.port}"
+    async with acme_on_a_server(database_url, **settings) as acme:
+        credential = "no-such-credential" if case == "unknown credential" else await acme.custom_credential(base_url)
+
+        over_rest = await acme.rest.get(f"/v1/proxy/credential/{credential}/echo/headwater-made")
+        with pytest.raises(grpc.aio.AioRpcError) as over_grpc:
+            await acme.proxy.Forward(proxy_pb2.ForwardRequest(credential_id=credential, method="GET", path="echo"),
+                                     metadata=acme.metadata)
+
+    assert over_rest.status_code == status, over_rest.text
+    assert over_grpc.value.code() == code
+    rest_id = over_rest.headers["x-headwater-request-id"]
+    grpc_id = dict(over_grpc.value.trailing_metadata())["x-headwater-request-id"]
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "headwater.proxy"]
+    assert [(line["request_id"], line["method"], line["status"]) for line in lines] == [
+        (rest_id, "GET", status), (grpc_id, "GET", status),
+    ]
     assert upstream.requests == []
 
 
