@@ -116,6 +116,41 @@ def _split_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+class CannotListen(Exception):
+    """A listen address cannot be bound (taken by another `headwater serve`, say): one line says so.
+
+        CannotListen("REST", "127.0.0.1:8080", "address already in use")
+    """
+
+    def __init__(self, front: str, address: str, reason: str):
+        super().__init__(f"cannot listen for {front} on {address}: {reason}")
+
+
+def _bound_socket(front: str, address: str) -> socket.socket:
+    """A TCP socket bound to `address` ("host:port"; port 0 picks a free one), not yet listening.
+    CannotListen if the address is taken or not ours to bind."""
+    host, port = _split_address(address)
+    # IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on
+    # sockets that say TCP (without it every answer waited ~40 ms for a delayed ACK).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free; a listening one is not
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise CannotListen(front, address, (exc.strerror or str(exc)).lower()) from None
+    return sock
+
+
+def _bind_grpc(grpc_server, address: str) -> int:
+    """Binds the gRPC server's port (SO_REUSEPORT is off: see its options). CannotListen if taken."""
+    try:
+        return grpc_server.add_insecure_port(address)
+    except RuntimeError:  # gRPC says only "Failed to bind to address"
+        raise CannotListen("gRPC", address, "gRPC could not bind it") from None
+
+
 class Server:
     def __init__(self, backend: Backend, grpc_server, http_server: HttpServer, grpc_port, http_port):
         self.backend = backend
@@ -131,15 +166,26 @@ class Server:
 
     @classmethod
     async def start(cls, settings: Settings) -> Server:
-        store = Store.open(settings.database_url)  # shared with any other server of this process
+        """Binds both addresses, migrates the database and serves. A taken address raises
+        CannotListen before the database is touched."""
+        http_socket = _bound_socket("REST", settings.http_address)
         try:
-            return await cls._start(settings, store)
+            if _split_address(settings.grpc_address)[1]:
+                # Tried with a socket of ours first: gRPC's own failure also logs a line of its own.
+                _bound_socket("gRPC", settings.grpc_address).close()
+            store = Store.open(settings.database_url)  # shared with any other server of this process
         except BaseException:
+            http_socket.close()
+            raise
+        try:
+            return await cls._start(settings, store, http_socket)
+        except BaseException:
+            http_socket.close()
             await store.close()
             raise
 
     @classmethod
-    async def _start(cls, settings: Settings, store: Store) -> Server:
+    async def _start(cls, settings: Settings, store: Store, http_socket: socket.socket) -> Server:
         await store.migrate()
         box = SecretBox(settings.secret_key)
         catalogue = ProviderCatalogue.default()
@@ -171,6 +217,9 @@ class Server:
             options=[
                 ("grpc.max_receive_message_length", message_limit),
                 ("grpc.max_send_message_length", settings.max_response_bytes + 64 * 1024),
+                # gRPC's default lets a second server bind the same address and take part of its
+                # calls (answering them from its own database): a taken address must fail instead.
+                ("grpc.so_reuseport", 0),
             ],
         )
         for descriptor, servicer, add in services:
@@ -182,26 +231,23 @@ class Server:
             [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             grpc_server,
         )
-        grpc_port = grpc_server.add_insecure_port(settings.grpc_address)
+        grpc_port = _bind_grpc(grpc_server, settings.grpc_address)
         await grpc_server.start()
-        for name in ["", *names]:
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        try:
+            for name in ["", *names]:
+                await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-        # REST, on the same loop, from a socket we bind so port 0 works and is known.
-        host, port = _split_address(settings.http_address)
-        # IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on
-        # sockets that say TCP (without it every answer waited ~40 ms for a delayed ACK).
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        proxy = next(s for _, s, _ in services if isinstance(s, ProxyServicer))
-        bridge = build_app(
-            [(d, s) for d, s, _ in services],
-            raw_routes=rest_routes(proxy),
-            max_body_bytes=settings.max_request_bytes,
-        )
-        http_server = await serve(bridge, sock)
+            # REST, on the same loop, from the socket bound in `start` (so port 0 works and is known).
+            proxy = next(s for _, s, _ in services if isinstance(s, ProxyServicer))
+            bridge = build_app(
+                [(d, s) for d, s, _ in services],
+                raw_routes=rest_routes(proxy),
+                max_body_bytes=settings.max_request_bytes,
+            )
+            http_server = await serve(bridge, http_socket)
+        except BaseException:
+            await grpc_server.stop(None)
+            raise
         server = cls(backend, grpc_server, http_server, grpc_port, http_server.port)
         server.listener = await Listener.start(store)
         server.webhooks = WebhookDelivery(
