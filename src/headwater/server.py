@@ -23,7 +23,7 @@ from headwater.crypto import SecretBox
 from headwater.engine.delivery import WebhookDelivery
 from headwater.engine.sync import SyncEngine
 from headwater.errors import ApiError
-from headwater.rest import HttpServer, build_app, serve
+from headwater.rest import ConnectionLimits, HttpServer, build_app, serve
 from headwater.services import Backend, rest_routes, servicers
 from headwater.services.proxy import ProxyServicer
 from headwater.settings import Settings
@@ -244,7 +244,9 @@ class Server:
                 raw_routes=rest_routes(proxy),
                 max_body_bytes=settings.max_request_bytes,
             )
-            http_server = await serve(bridge, http_socket)
+            limits = ConnectionLimits(settings.http_header_timeout, settings.http_idle_timeout,
+                                      settings.http_max_connections)
+            http_server = await serve(bridge, http_socket, limits)
         except BaseException:
             await grpc_server.stop(None)
             raise
