@@ -25,6 +25,7 @@ from headwater.engine.sync import SyncEngine
 from headwater.errors import ApiError
 from headwater.rest import ConnectionLimits, HttpServer, build_app, serve
 from headwater.services import Backend, rest_routes, servicers
+from headwater.services.consumers import ConsumerServicer
 from headwater.services.proxy import ProxyServicer
 from headwater.settings import Settings
 from headwater.store import Store
@@ -159,6 +160,7 @@ class Server:
         self.http_server = http_server
         self.grpc_port = grpc_port
         self.http_port = http_port
+        self.consumers: ConsumerServicer | None = None  # its long-polls answer at once on stop
         self.first_token: str | None = None
         self.engine: SyncEngine | None = None
         self.listener: Listener | None = None  # other processes' consumer announcements (PostgreSQL)
@@ -251,6 +253,7 @@ class Server:
             await grpc_server.stop(None)
             raise
         server = cls(backend, grpc_server, http_server, grpc_port, http_server.port)
+        server.consumers = next(s for _, s, _ in services if isinstance(s, ConsumerServicer))
         server.listener = await Listener.start(store)
         server.webhooks = WebhookDelivery(
             store, box, forwarder, settings.webhook_retry_seconds, settings.webhook_retry_max_seconds
@@ -262,7 +265,10 @@ class Server:
         return server
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stops taking new calls, lets calls in flight finish (up to `grace` s), closes the store."""
+        """Stops taking new calls, answers waiting long-polls at once (their empty batch), lets
+        other calls in flight finish (up to `grace` s), closes the store."""
+        if self.consumers is not None:
+            self.consumers.stop()
         await asyncio.gather(self.grpc_server.stop(grace), self.http_server.stop(grace), return_exceptions=True)
         if self.engine is not None:
             await self.engine.stop()
