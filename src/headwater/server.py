@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Awaitable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -266,16 +267,35 @@ class Server:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stops taking new calls, answers waiting long-polls at once (their empty batch), lets
-        other calls in flight finish (up to `grace` s), closes the store."""
+        other calls in flight finish (up to `grace` s), closes the store.
+
+        Every step is bounded (STOP_STEP_SECONDS, the fronts' past the grace): one that hangs is
+        abandoned with a warning naming it, so stopping always ends."""
         if self.consumers is not None:
             self.consumers.stop()
-        await asyncio.gather(self.grpc_server.stop(grace), self.http_server.stop(grace), return_exceptions=True)
+        fronts = asyncio.gather(self.grpc_server.stop(grace), self.http_server.stop(grace), return_exceptions=True)
+        await _bounded("the gRPC and REST servers", grace + STOP_STEP_SECONDS, fronts)
         if self.engine is not None:
-            await self.engine.stop()
+            await _bounded("the sync engine", STOP_STEP_SECONDS, self.engine.stop())
         if self.webhooks is not None:
-            await self.webhooks.stop()
+            await _bounded("webhook delivery", STOP_STEP_SECONDS, self.webhooks.stop())
         if self.listener is not None:
-            await self.listener.stop()
-        await self.backend.upstream.forwarder.aclose()
-        await self.backend.upstream.pacer.aclose()
-        await self.store.close()
+            await _bounded("the PostgreSQL listener", STOP_STEP_SECONDS, self.listener.stop())
+        await _bounded("the upstream forwarder", STOP_STEP_SECONDS, self.backend.upstream.forwarder.aclose())
+        await _bounded("the pacer", STOP_STEP_SECONDS, self.backend.upstream.pacer.aclose())
+        await _bounded("the store", STOP_STEP_SECONDS, self.store.close())
+
+
+STOP_STEP_SECONDS = 6.0  # the longest one step of Server.stop may take (the fronts: past their grace)
+
+
+async def _bounded(what: str, seconds: float, step: Awaitable) -> None:
+    """Awaits one step of stopping for at most `seconds`; past that it is cancelled and left with
+    a warning naming it, so that a step that hangs cannot hold the process (or a test) for ever."""
+    try:
+        async with asyncio.timeout(seconds) as limit:
+            await step
+    except TimeoutError:
+        if not limit.expired():
+            raise
+        log.warning("stopping: %s did not finish within %g s; going on without it", what, seconds)
