@@ -155,6 +155,22 @@ async def test_upstream_timeout_answers_504_naming_the_provider(client, upstream
     assert response.json()["error"] == "Error: Stripe API timed out"
 
 
+# gRPC sends a deadline rounded up (to three significant figures: 5.999 s goes as 6 s), so the
+# server keeps a moment to answer: the caller gets our 504, not its own channel's deadline error.
+async def test_an_upstream_timeout_reaches_a_grpc_caller_as_ours_before_its_deadline(client, upstream):
+    sync = await stripe_sync(client, upstream.base_url)
+
+    with pytest.raises(grpc.aio.AioRpcError) as timed_out:
+        await client.proxy.Forward(
+            proxy_pb2.ForwardRequest(sync_id=sync["id"], method="GET", path="slow", query="seconds=600"),
+            metadata=client.metadata, timeout=6,
+        )
+
+    assert timed_out.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert timed_out.value.details() == "Stripe API timed out"
+    assert "x-headwater-request-id" in dict(timed_out.value.trailing_metadata())
+
+
 async def test_an_expired_deadline_answers_504_at_once_and_sends_nothing(client, upstream):
     sync = await stripe_sync(client, upstream.base_url)
 

@@ -22,7 +22,7 @@ from headwater.errors import ApiError, invalid
 from headwater.rest import RawRequest, RawResponse
 from headwater.services._common import Backend
 from headwater.upstream.accounts import UpstreamAccount
-from headwater.upstream.gateway import Sent
+from headwater.upstream.gateway import Sent, answer_margin
 from headwater.upstream.requests import (
     HOST_NOT_PERMITTED,
     HostNotPermitted,
@@ -120,7 +120,9 @@ class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
         self, call: Call, context, find_account: Callable[[], Awaitable[UpstreamAccount]], line: _LogLine
     ) -> RawResponse:
         remaining = context.time_remaining()  # None: a gRPC caller set no deadline; 0: it has passed
-        deadline = line.started + (DEFAULT_TIMEOUT if remaining is None else remaining)
+        if remaining is None:
+            remaining = DEFAULT_TIMEOUT
+        deadline = line.started + remaining - answer_margin(remaining)
 
         account = line.account = await find_account()
         method = line.method

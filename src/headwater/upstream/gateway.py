@@ -90,6 +90,16 @@ def _background_key(account: UpstreamAccount) -> tuple[str, Budget]:
     return f"{account.credential_id}:sync", background_budget(account.budget)
 
 
+def answer_margin(seconds: float) -> float:
+    """Of a caller's `seconds`, how much to keep for answering, so that an upstream timeout reaches
+    the caller as our 504 before its own deadline fires: a gRPC deadline arrives rounded up (to
+    three significant figures: 5.999 s is sent as 6 s), and the answer takes a moment to travel.
+
+        answer_margin(6.0)    # 0.08: the upstream gets 5.92 s
+    """
+    return 0.02 + seconds / 100
+
+
 def api_name(account: UpstreamAccount) -> str:
     """How errors name the upstream: "Stripe API"; a provider named "Custom API" is named as it is."""
     name = account.provider.name
