@@ -8,7 +8,7 @@ PROTOS := $(wildcard proto/headwater/v1/*.proto)
 # google/api and google/rpc come from the installed googleapis-common-protos package.
 GOOGLEAPIS = $(shell $(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))')
 
-.PHONY: install run test gen check-gen lint bench clean
+.PHONY: install run test fuzz gen check-gen lint bench clean
 
 install: $(STAMP)
 
@@ -24,6 +24,12 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# A long run of tests/test_fuzz.py (`make test` runs it short): every route, REST and gRPC, sent
+# FUZZ_EXAMPLES generated hostile requests each, on SQLite and (with TEST_DATABASE_URL) PostgreSQL.
+FUZZ_EXAMPLES ?= 2000
+fuzz: $(STAMP)
+	HEADWATER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -o timeout=3600 tests/test_fuzz.py $(PYTEST_ARGS)
+
 gen: $(STAMP)
 	rm -rf gen/headwater
 	mkdir -p gen
@@ -37,7 +43,7 @@ check-gen: $(STAMP)
 	$(PY) -m grpc_tools.protoc -Iproto -I$(GOOGLEAPIS) \
 		--python_out=build/gen-check --pyi_out=build/gen-check --grpc_python_out=build/gen-check $(PROTOS)
 	touch build/gen-check/headwater/v1/__init__.py
-	diff -r gen/headwater build/gen-check/headwater || (echo 'gen/ is stale: run make gen and commit' >&2; exit 1)
+	diff -r -x __pycache__ gen/headwater build/gen-check/headwater || (echo 'gen/ is stale: run make gen and commit' >&2; exit 1)
 
 $(BUF):
 	mkdir -p build/tools

@@ -4,7 +4,8 @@
 to it over the network exactly as users do: httpx for REST, grpc.aio stubs for gRPC.
 
 PostgreSQL tests run against TEST_DATABASE_URL (each server gets a database of its own, created and
-dropped here, so runs never collide); without it they skip, saying so.
+dropped here, so runs never collide), the shared pacer's tests against TEST_REDIS_URL; without them
+they skip, and the summary of every run says why (`-rs` in pyproject.toml), naming the variable.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncpg
 import grpc
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from cryptography.fernet import Fernet
 
 from headwater.auth import Auth
@@ -34,6 +36,7 @@ from headwater.v1 import (
 )
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 TEARDOWN_SECONDS = 60  # the longest one teardown step may take (Server.stop bounds its own steps)
 
 
@@ -50,6 +53,20 @@ async def finish(what: str, step, seconds: float = TEARDOWN_SECONDS):
         if not limit.expired():
             raise
         raise TimeoutError(f"teardown: {what} did not finish within {seconds} s") from None
+
+
+async def redis_unavailable_reason() -> str | None:
+    """Why the Redis tests cannot run (to skip with), or None when TEST_REDIS_URL answers."""
+    if not TEST_REDIS_URL:
+        return "TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)"
+    client = aioredis.Redis.from_url(TEST_REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        await client.ping()
+    except (aioredis.RedisError, OSError) as exc:
+        return f"Redis at TEST_REDIS_URL is not reachable: {exc}"
+    finally:
+        await client.aclose()
+    return None
 
 
 async def _postgres_reachable() -> str | None:

@@ -17,6 +17,11 @@ learn what its API does; tests/test_fake_providers.py shows each call.
     fake.requests                                    # what arrived (emulators.Received, with .at = when)
     await fake.close()
 
+Run as a program, it serves all four with a few records each, for the README's examples:
+
+    eval "$(.venv/bin/python tests/fake_providers.py --background)"   # sets STRIPE_URL, STRIPE_KEY, ...
+    kill $FAKE_PROVIDERS_PID
+
 Collections are named as the API names them: Stripe "customers" / "subscriptions" / "invoices",
 Salesforce "Contact" / "Account" / "Task", HubSpot "contacts" / "companies" / "deals", GitHub
 "owner/repo" (that repository's issues). The catalogue's keys work too ("customer", "contact",
@@ -35,15 +40,20 @@ for real).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import hashlib
 import itertools
 import json
 import operator
+import os
 import re
 import secrets
+import shlex
+import signal
 import string
+import sys
 import threading
 import time
 import uuid
@@ -1565,3 +1575,72 @@ async def start_fake_provider(name: str) -> FakeProvider:
     fake = PROVIDERS[name]()
     await fake.start()
     return fake
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving them as a program: the README's examples without provider accounts
+# ---------------------------------------------------------------------------------------------
+
+# provider -> (the shell variables of its URL and its key, the collection seeded, as the README uses them)
+DEMO = {
+    "stripe": ("STRIPE_URL", "STRIPE_KEY", "customers"),
+    "salesforce": ("SALESFORCE_URL", "SALESFORCE_TOKEN", "Contact"),
+    "hubspot": ("HUBSPOT_URL", "HUBSPOT_TOKEN", "contacts"),
+    "github": ("GITHUB_URL", "GITHUB_TOKEN", "issue"),
+}
+
+
+async def serve_demo(ready) -> None:
+    """Serves every fake provider with 3 records each until SIGINT or SIGTERM; calls
+    `ready(lines)` with the shell assignments of their URLs and keys once they listen."""
+    fakes = [await start_fake_provider(name) for name in DEMO]
+    lines = []
+    for fake in fakes:
+        url_variable, key_variable, collection = DEMO[fake.name]
+        fake.seed(collection, n=3)
+        lines += [f"export {url_variable}={shlex.quote(fake.base_url)}",
+                  f"export {key_variable}={shlex.quote(fake.token)}"]
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    ready(lines)
+    await stop.wait()
+    for fake in fakes:
+        await fake.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Serve fake Stripe, Salesforce, HubSpot and GitHub APIs on loopback ports, 3 records each; "
+                    "print the shell variables of their URLs and keys.")
+    parser.add_argument("--background", action="store_true",
+                        help="serve from a background process and return; also print FAKE_PROVIDERS_PID")
+    args = parser.parse_args(argv)
+    if not args.background:
+        asyncio.run(serve_demo(lambda lines: print(*lines, sep="\n", flush=True)))
+        return 0
+
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the server: it tells the parent when it listens, and keeps nothing of its stdout
+        os.close(read_end)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # `$(...)` ends with the parent
+
+        def ready(lines):
+            with os.fdopen(write_end, "w") as parent:
+                parent.write("\n".join(lines) + "\n")
+
+        asyncio.run(serve_demo(ready))
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as child_says:
+        lines = child_says.read()
+    if not lines:
+        print("fake_providers: the background server did not start (see above)", file=sys.stderr)
+        return 1
+    print(lines + f"export FAKE_PROVIDERS_PID={child}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

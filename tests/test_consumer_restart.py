@@ -9,59 +9,17 @@ mutations do (`apply_changes` in a transaction).
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import signal
-import sys
 import time
 
 import httpx
 from conftest import settings_for
+from headwater_process import Headwater
 
 from headwater.auth import Auth
 from headwater.server import Server
 from headwater.store import Store
 from headwater.store.models import Sync
 from headwater.store.records import Change, apply_changes
-
-SERVING = re.compile(r"gRPC on [\d.]+:(\d+) and REST on http://[\d.]+:(\d+)")
-
-
-class Headwater:
-    """`headwater serve` in a subprocess on ephemeral ports."""
-
-    def __init__(self, process: asyncio.subprocess.Process, http_port: int):
-        self.process = process
-        self.url = f"http://127.0.0.1:{http_port}"
-
-    @classmethod
-    async def serve(cls, database_url: str, secret_key: bytes) -> Headwater:
-        env = {
-            **os.environ,
-            "HEADWATER_DATABASE_URL": database_url,
-            "HEADWATER_SECRET_KEY": secret_key.decode(),
-            "HEADWATER_GRPC_ADDRESS": "127.0.0.1:0",
-            "HEADWATER_HTTP_ADDRESS": "127.0.0.1:0",
-            "HEADWATER_SYNC_ENGINE": "false",
-        }
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "headwater", "serve", env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )
-        output = b""
-        async with asyncio.timeout(30):
-            while not (match := SERVING.search(output.decode(errors="replace"))):
-                line = await process.stdout.readline()
-                assert line, f"headwater serve exited: {output.decode(errors='replace')}"
-                output += line
-        asyncio.get_running_loop().create_task(process.stdout.read())  # keep draining its output
-        return cls(process, int(match.group(2)))
-
-    async def kill(self) -> None:
-        """kill -9: no shutdown, no goodbyes."""
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-
 
 async def prepare(store: Store, token_holder: list) -> None:
     await store.migrate()
@@ -119,7 +77,7 @@ async def test_a_crash_between_receive_and_ack_loses_nothing(database_url):
             assert stale["acked"] == 0  # the crashed delivery's token died with it
     finally:
         for process in (first, second):
-            if process is not None and process.process.returncode is None:
+            if process is not None and process.running:
                 await process.kill()
         await store.close()
 

@@ -74,15 +74,15 @@ async def test_create_get_list_delete_over_rest(client):
         "org_id": created["org_id"],
         "name": "orders",
         "stream_id": sync["stream_id"],  # named by the sync in the filter
-        "filters": [{"sync_id": sync["id"], "collection_id": "stripe:customer", "record_id": ""}],
+        "filters": [{"sync_id": sync["id"], "collection_id": "stripe:customer", "record_id": None}],
         "deliver_policy": "all",
         "ack_wait_ms": 30000,
         "max_deliver": 0,
         "max_ack_pending": 0,
         "kind": "pull",
-        "webhook_url": "",
-        "webhook_secret": "",
-        "webhook_batch_size": None,  # a webhook consumer's setting
+        "webhook_url": None,  # a webhook consumer's settings
+        "webhook_secret": None,
+        "webhook_batch_size": None,
         "created_at": created["created_at"],
         "updated_at": created["updated_at"],
     }
@@ -128,7 +128,7 @@ async def test_other_organisations_consumers_do_not_exist(client, other_client):
         ({"filters": [{}]}, "consumer.filters[0]"),
         ({"deliver_policy": "first"}, "consumer.deliver_policy"),
         ({"ack_wait_ms": 0}, "consumer.ack_wait_ms"),
-        ({"max_deliver": -1}, "consumer.max_deliver"),
+        ({"max_deliver": -2}, "consumer.max_deliver"),
         ({"max_ack_pending": -2}, "consumer.max_ack_pending"),
         ({"webhook_url": "ftp://example.com/hook"}, "consumer.webhook_url"),
         ({"filter": []}, "consumer.filter"),
@@ -143,6 +143,37 @@ async def test_bad_fields_are_refused_naming_the_field(client, body, field):
     assert response.status_code == 400, response.text
     assert field in response.json()["message"]
     assert (await client.rest.get("/v1/http-consumers")).json()["data"] == []
+
+
+async def test_sequins_hosted_shape_one_filter_object_and_max_deliver_minus_one_is_accepted(client):
+    sync = await make_sync(client)
+
+    created = await make_consumer(
+        client, name="orders", filters={"sync_id": sync["id"], "collection_id": "stripe:customer"}, max_deliver=-1
+    )
+    patched = await client.rest.patch(
+        f"/v1/http-consumers/{created['id']}", json={"filters": {"collection_id": "stripe:invoice"}, "max_deliver": -1}
+    )
+
+    # The documented shape comes back: a list of one filter, and 0 for "no limit".
+    assert created["filters"] == [{"sync_id": sync["id"], "collection_id": "stripe:customer", "record_id": None}]
+    assert created["max_deliver"] == 0
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["filters"] == [{"sync_id": None, "collection_id": "stripe:invoice", "record_id": None}]
+    assert patched.json()["max_deliver"] == 0
+
+
+async def test_max_deliver_minus_one_means_no_limit_over_grpc_too(client):
+    sync = await make_sync(client)
+
+    answer = await client.consumers.CreateConsumer(
+        consumer_pb2.CreateConsumerRequest(
+            consumer=consumer_pb2.Consumer(filters=[consumer_pb2.ConsumerFilter(sync_id=sync["id"])], max_deliver=-1)
+        ),
+        metadata=client.metadata,
+    )
+
+    assert answer.consumer.max_deliver == 0
 
 
 async def test_a_filter_naming_a_collection_the_sync_does_not_carry_is_refused(client):

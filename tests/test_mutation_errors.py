@@ -216,6 +216,7 @@ async def test_concurrent_calls_with_one_key_run_once(client, salesforce, sync):
     answers = await asyncio.gather(*(run(client, body, **{"Idempotency-Key": "race"}) for _ in range(5)))
 
     assert sorted(a.status_code for a in answers) == [200, 409, 409, 409, 409]
+    assert all(int(a.headers["retry-after"]) >= 1 for a in answers if a.status_code == 409)  # the lease's time left
     assert len(salesforce.objects("Contact")) == 1
 
 

@@ -102,3 +102,20 @@ async def test_two_servers_on_one_database_share_one_refresh(server, client, ups
 
     assert [r.status_code for r in responses] == [200] * 20
     assert upstream.token_refreshes == 1
+
+
+async def test_a_credential_whose_auth_sends_no_token_is_never_refreshed(client, upstream):
+    """Basic auth sends a password, not an access token: a `refresh_token` on such a credential
+    (imported with the account, say) has nothing to refresh, so calls go out with the password."""
+    response = await client.rest.post("/v1/credentials", json={"provider": "custom", "properties": {
+        "kind": "custom_basic", "base_url": upstream.base_url, "username": "u", "password": "p",
+        "refresh_token": "rt-0", "token_url": f"{upstream.base_url}/oauth/token", "expires_at": 0,
+    }})
+    assert response.status_code == 200, response.text
+
+    answer = await client.rest.get(f"/v1/proxy/credential/{response.json()['id']}/protected")
+
+    assert answer.status_code != 500, answer.text
+    assert upstream.token_refreshes == 0
+    assert [r.path for r in upstream.requests] == ["/protected"]
+    assert upstream.requests[-1].header("authorization") == "Basic dTpw"

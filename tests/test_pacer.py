@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 import socket
@@ -27,6 +26,7 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
+from conftest import TEST_REDIS_URL, redis_unavailable_reason
 from headwater.upstream.pacer import (
     Budget,
     BudgetExhausted,
@@ -35,21 +35,6 @@ from headwater.upstream.pacer import (
     RedisPacer,
     make_pacer,
 )
-
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
-
-
-async def _redis_unavailable_reason() -> str | None:
-    if not TEST_REDIS_URL:
-        return "TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)"
-    client = aioredis.Redis.from_url(TEST_REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
-    try:
-        await client.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means: skip, saying why
-        return f"Redis at TEST_REDIS_URL is not reachable: {exc}"
-    finally:
-        await client.aclose()
-    return None
 
 
 async def _delete_keys(*keys: str) -> None:
@@ -73,7 +58,7 @@ async def pacer(request, key):
         yield p
         await p.aclose()
         return
-    reason = await _redis_unavailable_reason()
+    reason = await redis_unavailable_reason()
     if reason:
         pytest.skip(reason)
     p = RedisPacer(TEST_REDIS_URL)
@@ -87,7 +72,7 @@ async def pacer(request, key):
 
 @pytest.fixture
 async def redis_url(key):
-    reason = await _redis_unavailable_reason()
+    reason = await redis_unavailable_reason()
     if reason:
         pytest.skip(reason)
     yield TEST_REDIS_URL

@@ -536,9 +536,9 @@ async def test_response_body_returns_bare_message_with_nulls_for_unset_fields(ht
     sync = response.json()
     assert "sync" not in sync
     assert sync["id"] == "s1"
-    for key in ("rate_limit", "credential", "health", "max_age_days", "metadata", "created_at"):
+    for key in ("rate_limit", "credential", "health", "max_age_days", "metadata", "created_at", "external_id"):
         assert key in sync and sync[key] is None, key
-    assert sync["collection_ids"] == [] and sync["external_id"] == ""
+    assert sync["collection_ids"] == [] and sync["provider"] == ""  # no presence: its default
 
 
 async def test_nulls_reach_nested_and_repeated_messages_but_not_well_known_types(http):

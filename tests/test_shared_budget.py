@@ -9,34 +9,17 @@ test runs a redis-server of its own (test_pacer's `own_redis`) so that it can ki
 from __future__ import annotations
 
 import asyncio
-import os
 
 import grpc
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
-from conftest import settings_for
+from conftest import TEST_REDIS_URL, redis_unavailable_reason, settings_for
 from headwater.auth import Auth
 from headwater.server import Server
 from headwater.v1 import proxy_pb2, proxy_pb2_grpc
 from test_pacer import most_starts_in_a_window, own_redis  # noqa: F401 - own_redis is a fixture
 from test_proxy import stripe_sync
-
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
-
-
-async def _redis_unavailable_reason() -> str | None:
-    if not TEST_REDIS_URL:
-        return "TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)"
-    client = aioredis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=1)
-    try:
-        await client.ping()
-    except (aioredis.RedisError, OSError) as exc:
-        return f"Redis at TEST_REDIS_URL is not reachable: {exc}"
-    finally:
-        await client.aclose()
-    return None
 
 
 class Replica:
@@ -73,7 +56,7 @@ async def replicas(database_url, upstream):
     """Two replicas sharing TEST_REDIS_URL, each warmed up: a first request through each front has
     opened its connections (to the upstream, to Redis), so the timings below measure pacing, not
     set-up (a request's pacer slot comes before its connection to the upstream is made)."""
-    reason = await _redis_unavailable_reason()
+    reason = await redis_unavailable_reason()
     if reason:
         pytest.skip(reason)
     started = await start_replicas(database_url, 2, redis_url=TEST_REDIS_URL)

@@ -134,3 +134,24 @@ async def test_other_organisation_gets_not_found_over_grpc(client, other_client)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("scheme", ["token", "Token", "TOKEN", "bearer"])
+async def test_the_api_token_is_accepted_under_githubs_token_scheme_as_under_bearer(server, client, scheme):
+    async with httpx.AsyncClient(base_url=server.http_url) as sdk:
+        over_rest = await sdk.get("/v1/streams", headers={"authorization": f"{scheme} {client.token}"})
+    over_grpc = await client.streams.ListStreams(
+        stream_pb2.ListStreamsRequest(), metadata=(("authorization", f"{scheme} {client.token}"),)
+    )
+
+    assert over_rest.status_code == 200, over_rest.text
+    assert over_rest.json() == {"data": [], "next_page_token": ""}
+    assert list(over_grpc.data) == []
+
+
+@pytest.mark.parametrize("header", ["Basic aHc6", "token", "hw_no_scheme", "Tokens hw_x"])
+async def test_other_authorization_schemes_are_refused(server, client, header):
+    async with httpx.AsyncClient(base_url=server.http_url) as anonymous:
+        response = await anonymous.get("/v1/streams", headers={"authorization": header})
+
+    assert response.status_code == 401, response.text

@@ -169,3 +169,128 @@ async def test_unknown_path_is_404_and_wrong_verb_405(client):
     response = await client.rest.put("/v1/syncs/abc")
     assert response.status_code == 405
     assert set(response.headers["allow"].replace(" ", "").split(",")) == {"GET", "PATCH", "DELETE"}
+
+
+# --- what an answer shows for what was never set --------------------------------------------
+
+
+async def test_unset_string_fields_answer_null_over_rest_and_are_unset_over_grpc(client):
+    stream_id = await make_stream(client)
+    body = documented_body(stream_id)
+    for key in ("name", "external_id"):
+        del body[key]
+    del body["credential"]["oauth_app_id"]
+
+    sync = (await client.rest.post("/v1/syncs", json=body)).json()
+    consumer = (await client.rest.post("/v1/http-consumers", json={"filters": [{"sync_id": sync["id"]}]})).json()
+    over_grpc = (await client.syncs.GetSync(sync_pb2.GetSyncRequest(id=sync["id"]), metadata=client.metadata)).sync
+
+    assert (sync["name"], sync["external_id"], sync["health"]["last_error"]) == (None, None, None)
+    assert (sync["credential"]["oauth_app_id"], sync["credential"]["external_id"]) == (None, None)
+    assert [p["last_error"] for p in sync["progress"]] == [None, None]
+    assert (consumer["name"], consumer["webhook_url"], consumer["webhook_secret"]) == (None, None, None)
+    assert consumer["filters"] == [{"sync_id": sync["id"], "collection_id": None, "record_id": None}]
+    assert not over_grpc.HasField("name") and not over_grpc.HasField("external_id")
+    assert not over_grpc.credential.HasField("oauth_app_id")
+
+
+async def test_a_string_set_to_empty_or_null_answers_null(client):
+    stream_id = await make_stream(client)
+    sync = (await client.rest.post("/v1/syncs", json=documented_body(stream_id))).json()
+
+    patched = await client.rest.patch(f"/v1/syncs/{sync['id']}", json={"name": "", "external_id": None})
+
+    assert patched.status_code == 200, patched.text
+    assert (patched.json()["name"], patched.json()["external_id"]) == (None, None)
+
+
+# --- every mistake at once -----------------------------------------------------------------------
+
+
+async def test_every_mistake_in_the_json_is_listed_together(server, client):
+    response = await client.rest.post("/v1/syncs", json={
+        "provider": 5, "sync_frequncy": "4h", "collection_ids": "stripe:customer",
+        "rate_limit": {"burst": 3, "interval": "often"},
+    })
+
+    assert response.status_code == 400
+    assert set(dict(violations(response))) == {
+        "sync.provider", "sync.sync_frequncy", "sync.collection_ids", "sync.rate_limit.burst", "sync.rate_limit.interval",
+    }
+    assert await count_syncs(client) == 0
+
+
+async def test_every_mistake_in_the_query_string_is_listed_together(client):
+    response = await client.rest.get("/v1/syncs", params={"colour": "red", "page_size": "many", "name": ["a", "b"]})
+
+    assert set(dict(violations(response))) == {"colour", "page_size", "name"}
+
+
+async def test_a_page_size_above_the_maximum_is_refused(client):
+    refused = await client.rest.get("/v1/syncs", params={"page_size": 1001})
+    largest = await client.rest.get("/v1/streams", params={"page_size": 1000})
+
+    assert refused.status_code == 400
+    assert violations(refused) == [("page_size", "must be between 1 and 1000 (0 or unset: 50)")]
+    assert largest.status_code == 200
+
+
+async def test_a_body_sent_as_another_content_type_than_json_is_refused_with_415(client):
+    form = await client.rest.post(
+        "/v1/streams", content=b'{"name": "main"}', headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    with_charset = await client.rest.post(
+        "/v1/streams", content=b'{"name": "main"}', headers={"content-type": "application/json; charset=utf-8"}
+    )
+
+    assert form.status_code == 415
+    assert [f for f, _ in violations(form)] == ["content-type"]
+    assert with_charset.status_code == 200, with_charset.text
+    assert [s["name"] for s in (await client.rest.get("/v1/streams")).json()["data"]] == ["main"]
+
+
+@pytest.mark.parametrize("method, path, params, body, fields", [
+    ("GET", "/v1/http-consumers/c1/next", {"batch_size": 5000, "wait_for": -1}, None, {"batch_size", "wait_for"}),
+    ("POST", "/v1/http-consumers/c1/nack", None, {"ack_tokens": [], "delay_ms": -5}, {"ack_tokens", "delay_ms"}),
+    ("GET", "/v1/syncs", {"health.status": "sick", "page_size": 5000}, None, {"health.status", "page_size"}),
+    ("GET", "/v1/http-consumers/c1/parked", {"page_size": 5000, "page_token": "x"}, None, {"page_size", "page_token"}),
+    ("PATCH", "/v1/credentials/c1", {"update_mask": "id,colour"}, {}, {"credential.id", "credential.colour"}),
+    ("PATCH", "/v1/projects/p1", {"update_mask": "org_id,colour"}, {}, {"project.org_id", "project.colour"}),
+    ("POST", "/v1/credentials", None, {"provider": "nope", "properties": {}}, {"credential.provider"}),
+])
+async def test_a_servicers_checks_list_every_mistake(client, method, path, params, body, fields):
+    response = await client.rest.request(method, path, params=params, json=body)
+
+    assert response.status_code == 400, response.text
+    assert set(dict(violations(response))) == fields
+
+
+async def test_an_unknown_stream_and_an_unknown_credential_are_listed_together(client):
+    body = documented_body("no-such-stream") | {"credential_id": "no-such-credential"}
+    del body["credential"]
+
+    response = await client.rest.post("/v1/syncs", json=body)
+
+    assert set(dict(violations(response))) == {"sync.stream_id", "sync.credential_id"}
+
+
+async def test_a_patch_changing_a_fixed_field_and_naming_an_unknown_collection_lists_both(client):
+    stream_id = await make_stream(client)
+    sync = (await client.rest.post("/v1/syncs", json=documented_body(stream_id))).json()
+
+    response = await client.rest.patch(
+        f"/v1/syncs/{sync['id']}", json={"provider": "hubspot", "collection_ids": ["stripe:unicorn"]}
+    )
+
+    assert set(dict(violations(response))) == {"sync.provider", "sync.collection_ids[0]"}
+
+
+async def test_a_consumer_patch_changing_a_fixed_field_and_setting_a_bad_value_lists_both(client):
+    stream_id = await make_stream(client)
+    consumer = (await client.rest.post("/v1/http-consumers", json={"stream_id": stream_id})).json()
+
+    response = await client.rest.patch(
+        f"/v1/http-consumers/{consumer['id']}", json={"deliver_policy": "new", "ack_wait_ms": 5}
+    )
+
+    assert set(dict(violations(response))) == {"consumer.deliver_policy", "consumer.ack_wait_ms"}

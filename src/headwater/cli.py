@@ -2,15 +2,23 @@
 
     headwater serve                      # gRPC and REST from one process (what `make run` does)
     headwater orgs create NAME           # a new organisation
+    headwater orgs list                  # every organisation: name, id, created, how many tokens
     headwater tokens create --org NAME   # a new API token for it, printed once
+    headwater tokens list [--org NAME]   # id, name, organisation, created, last used; never the token
+    headwater tokens revoke ID           # running servers refuse it within 2 s
     headwater syncs watch ID             # a sync's progress, live (REST: --url, --token or $HEADWATER_TOKEN)
+
+The lists print a table, or with --json a JSON array (times in UTC, ISO 8601).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import datetime
 import gc
+import json
 import logging
 import os
 import signal
@@ -101,6 +109,31 @@ def watch_sync(sync_id: str, url: str, token: str, interval: float, once: bool) 
             time.sleep(interval)
 
 
+def _utc(value: datetime.datetime | None) -> str | None:
+    """A stored (naive UTC) time as `2026-12-01T09:50:12Z`."""
+    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def print_list(rows: list, columns: dict[str, str], as_json: bool) -> None:
+    """Dataclass rows as a table (`columns`: field -> heading) or as a JSON array of their fields."""
+    records = [
+        {k: _utc(v) if isinstance(v, datetime.datetime) else v for k, v in dataclasses.asdict(row).items()}
+        for row in rows
+    ]
+    if as_json:
+        print(json.dumps(records, indent=2))
+        return
+    cells = [list(columns.values())]
+    cells += [["never" if r[f] is None else str(r[f]) or "-" for f in columns] for r in records]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    for line in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+
+
+ORG_COLUMNS = {"name": "NAME", "id": "ID", "created_at": "CREATED", "tokens": "TOKENS"}
+TOKEN_COLUMNS = {"id": "ID", "name": "NAME", "org": "ORGANISATION", "created_at": "CREATED", "last_used_at": "LAST USED"}
+
+
 async def _with_store(settings: Settings, fn):
     store = Store.open(settings.database_url)
     try:
@@ -116,10 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("serve", help="serve gRPC and REST")
     orgs = commands.add_parser("orgs", help="organisations").add_subparsers(dest="action", required=True)
     orgs.add_parser("create", help="create an organisation").add_argument("name")
+    list_orgs = orgs.add_parser("list", help="list the organisations and how many tokens each has")
+    list_orgs.add_argument("--json", action="store_true", help="a JSON array rather than a table")
     tokens = commands.add_parser("tokens", help="API tokens").add_subparsers(dest="action", required=True)
     create_token = tokens.add_parser("create", help="issue an API token (printed once)")
     create_token.add_argument("--org", required=True, help="the organisation's name")
     create_token.add_argument("--name", default="", help="a label for the token")
+    list_tokens = tokens.add_parser("list", help="list API tokens: id, name, organisation, created, last used")
+    list_tokens.add_argument("--org", help="only this organisation's (its name)")
+    list_tokens.add_argument("--json", action="store_true", help="a JSON array rather than a table")
+    revoke_token = tokens.add_parser("revoke", help="revoke an API token: running servers refuse it within 2 s")
+    revoke_token.add_argument("id", help="the token's id (from tokens list)")
     syncs = commands.add_parser("syncs", help="syncs").add_subparsers(dest="action", required=True)
     watch = syncs.add_parser("watch", help="show a sync's progress, live")
     watch.add_argument("id")
@@ -149,12 +189,20 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         if args.command == "serve":
             asyncio.run(serve(settings))
-        elif args.command == "orgs":
+        elif (args.command, args.action) == ("orgs", "create"):
             org = asyncio.run(_with_store(settings, lambda auth: auth.create_org(args.name)))
             print(f"created organisation {org.name!r} ({org.id})")
-        elif args.command == "tokens":
+        elif (args.command, args.action) == ("orgs", "list"):
+            print_list(asyncio.run(_with_store(settings, Auth.list_orgs)), ORG_COLUMNS, args.json)
+        elif (args.command, args.action) == ("tokens", "create"):
             token = asyncio.run(_with_store(settings, lambda auth: auth.issue_token(args.org, args.name)))
             print(token)
+        elif (args.command, args.action) == ("tokens", "list"):
+            rows = asyncio.run(_with_store(settings, lambda auth: auth.list_tokens(args.org)))
+            print_list(rows, TOKEN_COLUMNS, args.json)
+        elif (args.command, args.action) == ("tokens", "revoke"):
+            asyncio.run(_with_store(settings, lambda auth: auth.revoke_token(args.id)))
+            print(f"revoked API token {args.id} (running servers refuse it within {Auth.CACHE_SECONDS:g} s)")
     except (ConfigError, LookupError) as exc:
         print(f"headwater: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2

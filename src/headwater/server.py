@@ -16,6 +16,7 @@ import socket
 from collections.abc import Awaitable
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -23,7 +24,8 @@ from headwater.auth import Auth
 from headwater.crypto import SecretBox
 from headwater.engine.delivery import WebhookDelivery
 from headwater.engine.sync import SyncEngine
-from headwater.errors import ApiError
+from headwater.errors import ApiError, invalid, raise_if_invalid
+from headwater.inputs import request_violations
 from headwater.rest import ConnectionLimits, HttpServer, build_app, serve
 from headwater.services import Backend, rest_routes, servicers
 from headwater.services.consumers import ConsumerServicer
@@ -43,10 +45,13 @@ log = logging.getLogger("headwater.server")
 
 
 class ApiErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Turns ApiError into a gRPC status with google.rpc.Status details; hides other crashes.
+    """Checks every request before its servicer and turns ApiError into a gRPC status with
+    google.rpc.Status details; hides other crashes.
 
     Wraps unary-unary and unary-stream handlers (a server stream can fail before or between its
-    messages; the status ends the stream the same way)."""
+    messages; the status ends the stream the same way). A request that does not decode (not
+    protobuf, invalid UTF-8 in a string, nested past protobuf's limit) or breaks the rules of
+    `headwater.inputs` answers INVALID_ARGUMENT, as over REST."""
 
     def __init__(self) -> None:
         # method name -> its wrapped handler: a method's handler never changes, so it is wrapped
@@ -65,36 +70,69 @@ class ApiErrorInterceptor(grpc.aio.ServerInterceptor):
 
     @staticmethod
     def _wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        deserialize = _tolerant(handler.request_deserializer)
         if handler.unary_unary is not None:
             inner = handler.unary_unary
 
             async def unary(request, context):
                 try:
+                    _check(request)
                     return await inner(request, context)
                 except Exception as exc:
                     await _abort(context, exc, method)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+                unary, request_deserializer=deserialize, response_serializer=handler.response_serializer
             )
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream
 
             async def stream(request, context):
                 try:
+                    _check(request)
                     async for response in inner_stream(request, context):
                         yield response
                 except Exception as exc:
                     await _abort(context, exc, method)
 
             return grpc.unary_stream_rpc_method_handler(
-                stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+                stream, request_deserializer=deserialize, response_serializer=handler.response_serializer
             )
         return handler
+
+
+class _Undecodable:
+    """What the request deserializer gives for bytes that are not the method's request message
+    (grpc.aio would answer UNKNOWN, naming protobuf's exception, if the deserializer raised)."""
+
+    def __init__(self, type_name: str):
+        self.type_name = type_name
+
+
+def _tolerant(deserializer):
+    """`deserializer` (a message class's FromString), giving _Undecodable rather than raising."""
+    if deserializer is None:
+        return None
+    message_class = getattr(deserializer, "__self__", None)
+    undecodable = _Undecodable(message_class.DESCRIPTOR.full_name if message_class else "request message")
+
+    def deserialize(data: bytes):
+        try:
+            return deserializer(data)
+        except (DecodeError, UnicodeDecodeError, RecursionError):
+            return undecodable
+
+    return deserialize
+
+
+def _check(request) -> None:
+    """The request as `headwater.inputs` wants it, or INVALID_ARGUMENT."""
+    if isinstance(request, _Undecodable):
+        raise invalid(
+            "request", f"is not a {request.type_name} in protobuf's binary form (or nests deeper than 100 levels)"
+        )
+    if isinstance(request, Message):
+        raise_if_invalid(request_violations(request))
 
 
 async def _abort(context, exc: Exception, method: str) -> None:
@@ -105,12 +143,20 @@ async def _abort(context, exc: Exception, method: str) -> None:
     else:
         log.error("unhandled error in %s", method, exc_info=exc)
         error = ApiError(grpc.StatusCode.INTERNAL, "internal error")
-    await context.abort(error.code, error.message, trailing_metadata=grpc_trailers(error))
+    message = error.message.encode()[:MAX_GRPC_MESSAGE_BYTES].decode(errors="ignore")
+    await context.abort(error.code, message, trailing_metadata=grpc_trailers(error))
+
+
+# gRPC clients refuse trailers past 8 KiB (and drop the stream past 16 KiB): the message (sent
+# percent-encoded, up to 3 bytes a byte) and the status details (sent in base64) stay well below.
+MAX_GRPC_MESSAGE_BYTES = 1024
+MAX_GRPC_STATUS_BYTES = 2048
 
 
 def grpc_trailers(error: ApiError) -> tuple[tuple[str, str | bytes], ...]:
     extra = tuple((k.lower(), v) for k, v in error.headers.items())
-    return (("grpc-status-details-bin", error.to_status().SerializeToString()), *extra)
+    status = error.to_status(max_bytes=MAX_GRPC_STATUS_BYTES)
+    return (("grpc-status-details-bin", status.SerializeToString()), *extra)
 
 
 def _split_address(address: str) -> tuple[str, int]:
@@ -189,14 +235,19 @@ class Server:
 
     @classmethod
     async def _start(cls, settings: Settings, store: Store, http_socket: socket.socket) -> Server:
+        catalogue = ProviderCatalogue.default()  # checked as it is read: a bad entry stops us here
         await store.migrate()
         box = SecretBox(settings.secret_key)
-        catalogue = ProviderCatalogue.default()
+        accounts = Accounts(store, box, catalogue)
+        # The catalogue decides what is secret, and migrations run without the key: rows holding a
+        # secret in the clear (written before it was one) are encrypted here, before any call.
+        sealed = await accounts.seal_stored_secrets()
+        if sealed:
+            log.info("encrypted the secrets of %d credential(s) stored in the clear", sealed)
         forwarder = Forwarder(
             allow_private_networks=settings.allow_private_networks,
             max_response_bytes=settings.max_response_bytes,
         )
-        accounts = Accounts(store, box, catalogue)
         backend = Backend(
             store=store,
             auth=Auth(store),
@@ -211,7 +262,7 @@ class Server:
             ),
             acks=AckWaiter(store),
         )
-        services = servicers(backend)
+        services = servicers(backend, settings)
 
         # gRPC, with reflection and the standard health service.
         message_limit = settings.max_request_bytes + 64 * 1024  # the body plus the request's fields

@@ -20,6 +20,7 @@
 | HEADWATER_SYNC_WORKERS       | 8                             | collections one process syncs at once         |
 | HEADWATER_SYNC_LEASE_SECONDS | 30                            | a dead process's syncs are taken over after this |
 | HEADWATER_WEBHOOK_RETRY_SECONDS | 1                          | first retry delay of a failed webhook POST (doubles each time, at most 5 min) |
+| HEADWATER_IDEMPOTENCY_LEASE_SECONDS | 15                     | a mutation whose process died is taken over by a retry with its key after this |
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class Settings:
     # Webhook consumers (headwater.engine.delivery): the backoff of failed POSTs.
     webhook_retry_seconds: float = 1.0  # the first retry's delay; doubles with each attempt
     webhook_retry_max_seconds: float = 300.0
+    # Mutations with an idempotency key (headwater.services.mutations): the key's lease.
+    idempotency_lease_seconds: float = 15.0  # renewed every third of it while the call runs
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -85,6 +88,7 @@ class Settings:
             sync_workers=_int(env, "HEADWATER_SYNC_WORKERS", 8),
             sync_lease_seconds=_int(env, "HEADWATER_SYNC_LEASE_SECONDS", 30),
             webhook_retry_seconds=_int(env, "HEADWATER_WEBHOOK_RETRY_SECONDS", 1),
+            idempotency_lease_seconds=_int(env, "HEADWATER_IDEMPOTENCY_LEASE_SECONDS", 15),
         )
 
 

@@ -27,7 +27,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aheadwater/v1/project.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x01\n\x07Project\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06org_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x1a\n\x12signing_public_key\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x14\x43reateProjectRequest\x12&\n\x07project\x18\x01 \x01(\x0b\x32\x15.headwater.v1.Project\"?\n\x15\x43reateProjectResponse\x12&\n\x07project\x18\x01 \x01(\x0b\x32\x15.headwater.v1.Project\"\x1f\n\x11GetProjectRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x12GetProjectResponse\x12&\n\x07project\x18\x01 \x01(\x0b\x32\x15.headwater.v1.Project\"<\n\x13ListProjectsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"T\n\x14ListProjectsResponse\x12#\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x15.headwater.v1.Project\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"{\n\x14UpdateProjectRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12&\n\x07project\x18\x02 \x01(\x0b\x32\x15.headwater.v1.Project\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"?\n\x15UpdateProjectResponse\x12&\n\x07project\x18\x01 \x01(\x0b\x32\x15.headwater.v1.Project\"\"\n\x14\x44\x65leteProjectRequest\x12\n\n\x02id\x18\x01 \x01(\t\"4\n\x15\x44\x65leteProjectResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x32\xf2\x04\n\x0eProjectService\x12\x80\x01\n\rCreateProject\x12\".headwater.v1.CreateProjectRequest\x1a#.headwater.v1.CreateProjectResponse\"&\x82\xd3\xe4\x93\x02 \"\x0c/v1/projects:\x07projectb\x07project\x12s\n\nGetProject\x12\x1f.headwater.v1.GetProjectRequest\x1a .headwater.v1.GetProjectResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x11/v1/projects/{id}b\x07project\x12k\n\x0cListProjects\x12!.headwater.v1.ListProjectsRequest\x1a\".headwater.v1.ListProjectsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/projects\x12\x85\x01\n\rUpdateProject\x12\".headwater.v1.UpdateProjectRequest\x1a#.headwater.v1.UpdateProjectResponse\"+\x82\xd3\xe4\x93\x02%2\x11/v1/projects/{id}:\x07projectb\x07project\x12s\n\rDeleteProject\x12\".headwater.v1.DeleteProjectRequest\x1a#.headwater.v1.DeleteProjectResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/projects/{id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aheadwater/v1/project.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbd\x01\n\x07Project\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06org_id\x18\x02 \x01(\t\x12\x11\n\x04name\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\x12signing_public_key\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x07\n\x05_name\">\n\x14\x43reateProjectRequest\x12&\n\x07project\x18\x01 \x01(\x0b\x32\x15.headwater.v1.Project\"?\n\x15\x43reateProjectResponse\x12&\n\x07project\x18\x01 \x01(\x0b\x32\x15.headwater.v1.Project\"\x1f\n\x11GetProjectRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x12GetProjectResponse\x12&\n\x07project\x18\x01 \x01(\x0b\x32\x15.headwater.v1.Project\"<\n\x13ListProjectsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"T\n\x14ListProjectsResponse\x12#\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x15.headwater.v1.Project\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"{\n\x14UpdateProjectRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12&\n\x07project\x18\x02 \x01(\x0b\x32\x15.headwater.v1.Project\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"?\n\x15UpdateProjectResponse\x12&\n\x07project\x18\x01 \x01(\x0b\x32\x15.headwater.v1.Project\"\"\n\x14\x44\x65leteProjectRequest\x12\n\n\x02id\x18\x01 \x01(\t\"4\n\x15\x44\x65leteProjectResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x32\xf2\x04\n\x0eProjectService\x12\x80\x01\n\rCreateProject\x12\".headwater.v1.CreateProjectRequest\x1a#.headwater.v1.CreateProjectResponse\"&\x82\xd3\xe4\x93\x02 \"\x0c/v1/projects:\x07projectb\x07project\x12s\n\nGetProject\x12\x1f.headwater.v1.GetProjectRequest\x1a .headwater.v1.GetProjectResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x11/v1/projects/{id}b\x07project\x12k\n\x0cListProjects\x12!.headwater.v1.ListProjectsRequest\x1a\".headwater.v1.ListProjectsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/projects\x12\x85\x01\n\rUpdateProject\x12\".headwater.v1.UpdateProjectRequest\x1a#.headwater.v1.UpdateProjectResponse\"+\x82\xd3\xe4\x93\x02%2\x11/v1/projects/{id}:\x07projectb\x07project\x12s\n\rDeleteProject\x12\".headwater.v1.DeleteProjectRequest\x1a#.headwater.v1.DeleteProjectResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/projects/{id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,27 +45,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROJECTSERVICE'].methods_by_name['DeleteProject']._loaded_options = None
   _globals['_PROJECTSERVICE'].methods_by_name['DeleteProject']._serialized_options = b'\202\323\344\223\002\023*\021/v1/projects/{id}'
   _globals['_PROJECT']._serialized_start=142
-  _globals['_PROJECT']._serialized_end=317
-  _globals['_CREATEPROJECTREQUEST']._serialized_start=319
-  _globals['_CREATEPROJECTREQUEST']._serialized_end=381
-  _globals['_CREATEPROJECTRESPONSE']._serialized_start=383
-  _globals['_CREATEPROJECTRESPONSE']._serialized_end=446
-  _globals['_GETPROJECTREQUEST']._serialized_start=448
-  _globals['_GETPROJECTREQUEST']._serialized_end=479
-  _globals['_GETPROJECTRESPONSE']._serialized_start=481
-  _globals['_GETPROJECTRESPONSE']._serialized_end=541
-  _globals['_LISTPROJECTSREQUEST']._serialized_start=543
-  _globals['_LISTPROJECTSREQUEST']._serialized_end=603
-  _globals['_LISTPROJECTSRESPONSE']._serialized_start=605
-  _globals['_LISTPROJECTSRESPONSE']._serialized_end=689
-  _globals['_UPDATEPROJECTREQUEST']._serialized_start=691
-  _globals['_UPDATEPROJECTREQUEST']._serialized_end=814
-  _globals['_UPDATEPROJECTRESPONSE']._serialized_start=816
-  _globals['_UPDATEPROJECTRESPONSE']._serialized_end=879
-  _globals['_DELETEPROJECTREQUEST']._serialized_start=881
-  _globals['_DELETEPROJECTREQUEST']._serialized_end=915
-  _globals['_DELETEPROJECTRESPONSE']._serialized_start=917
-  _globals['_DELETEPROJECTRESPONSE']._serialized_end=969
-  _globals['_PROJECTSERVICE']._serialized_start=972
-  _globals['_PROJECTSERVICE']._serialized_end=1598
+  _globals['_PROJECT']._serialized_end=331
+  _globals['_CREATEPROJECTREQUEST']._serialized_start=333
+  _globals['_CREATEPROJECTREQUEST']._serialized_end=395
+  _globals['_CREATEPROJECTRESPONSE']._serialized_start=397
+  _globals['_CREATEPROJECTRESPONSE']._serialized_end=460
+  _globals['_GETPROJECTREQUEST']._serialized_start=462
+  _globals['_GETPROJECTREQUEST']._serialized_end=493
+  _globals['_GETPROJECTRESPONSE']._serialized_start=495
+  _globals['_GETPROJECTRESPONSE']._serialized_end=555
+  _globals['_LISTPROJECTSREQUEST']._serialized_start=557
+  _globals['_LISTPROJECTSREQUEST']._serialized_end=617
+  _globals['_LISTPROJECTSRESPONSE']._serialized_start=619
+  _globals['_LISTPROJECTSRESPONSE']._serialized_end=703
+  _globals['_UPDATEPROJECTREQUEST']._serialized_start=705
+  _globals['_UPDATEPROJECTREQUEST']._serialized_end=828
+  _globals['_UPDATEPROJECTRESPONSE']._serialized_start=830
+  _globals['_UPDATEPROJECTRESPONSE']._serialized_end=893
+  _globals['_DELETEPROJECTREQUEST']._serialized_start=895
+  _globals['_DELETEPROJECTREQUEST']._serialized_end=929
+  _globals['_DELETEPROJECTRESPONSE']._serialized_start=931
+  _globals['_DELETEPROJECTRESPONSE']._serialized_end=983
+  _globals['_PROJECTSERVICE']._serialized_start=986
+  _globals['_PROJECTSERVICE']._serialized_end=1612
 # @@protoc_insertion_point(module_scope)

@@ -6,9 +6,11 @@ above the HTTP parsing is ours and small.
 
 For each request:
   1. the route table picks the route (404 unknown path, 405 + Allow for a known path's other verbs);
-  2. the body is read (at most `max_body_bytes`, else 413), the deadline taken from the headers;
+  2. the body is read as it came (at most `max_body_bytes`, else 413), the deadline taken from
+     the headers;
   3. the route's handler answers. Every handler has one shape, `async (RawRequest) -> RawResponse`:
-     - an RPC route's handler (`_RpcHandler`) transcodes: JSON -> request message, then
+     - an RPC route's handler (`_RpcHandler`) transcodes: the body's Content-Encoding undone
+       (`_decoded`), JSON -> request message, every field checked (`headwater.inputs`), then
        `await servicer.Method(request, context)` in-process, then response message -> JSON;
      - a raw route's handler is given by the caller of `build_app` (see `build_app`, `raw_routes`).
   4. an `ApiError` becomes its JSON body and HTTP status; any other exception is logged and
@@ -34,6 +36,7 @@ import json
 import logging
 import socket
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -45,7 +48,8 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
-from headwater.errors import ApiError
+from headwater.errors import ApiError, invalid, raise_if_invalid
+from headwater.inputs import request_violations
 
 from . import _transcode as tc
 from ._context import RestContext, peer_of, timeout_from_headers
@@ -123,7 +127,7 @@ def build_app(
             for binding in (rule, *rule.additional_bindings):
                 http_method, template = _pattern(binding)
                 compiled = compile_template(template)
-                handler = _RpcHandler(servicer, method, binding, compiled.variables)
+                handler = _RpcHandler(servicer, method, binding, compiled.variables, max_body_bytes)
                 table.add(Route(frozenset({http_method}), compiled, handler))
     for methods, template, handler in raw_routes:
         methods = frozenset(ANY_METHOD if m == ANY_METHOD else m.upper() for m in methods)
@@ -141,8 +145,11 @@ def _pattern(rule: http_pb2.HttpRule) -> tuple[str, str]:
 class _RpcHandler:
     """Transcodes one HTTP binding of one unary method: JSON in, servicer call, JSON out."""
 
-    def __init__(self, servicer: object, method: MethodDescriptor, rule: http_pb2.HttpRule, variables):
+    def __init__(
+        self, servicer: object, method: MethodDescriptor, rule: http_pb2.HttpRule, variables, max_body_bytes: int
+    ):
         self.servicer = servicer
+        self.max_body_bytes = max_body_bytes  # a compressed body may not expand past it either
         self.method = method
         self.body = rule.body  # "" (no body), "*" (the whole message) or a field name
         self.response_body = rule.response_body
@@ -170,26 +177,43 @@ class _RpcHandler:
         return self.method.full_name
 
     def build_request(self, http: RawRequest) -> Message:
+        """The request message, or one INVALID_ARGUMENT listing every mistake: in the JSON (unknown
+        fields, wrong types), the query string, the path, and in the message they make (strings
+        and JSON values, checked as the gRPC front checks them: `headwater.inputs`)."""
         message = self.request_class()
+        violations: list[tuple[str, str]] = []
         if self.body == "*":  # the body is the whole message; the query string is ignored
-            tc.merge_object(tc.parse_json_body(http.body), message, "")
+            tc.merge_object(self.json_body(http), message, "", violations)
         else:
             skip = [*self.path_fields, *([self.body] if self.body else [])]
-            from_query = tc.merge_query(http.query_string, message, skip)
+            from_query = tc.merge_query(http.query_string, message, skip, violations)
             if self.body:
-                data = tc.parse_json_body(http.body)
+                data = self.json_body(http)
                 field = message.DESCRIPTOR.fields_by_name[self.body]
                 if tc.is_plain_message(field) and not tc.is_repeated(field):
                     child = getattr(message, self.body)
                     child.SetInParent()  # an empty body is an empty message
-                    tc.merge_object(data, child, self.body)
-                    if self.fill_update_mask and "update_mask" not in from_query:
+                    before = len(violations)
+                    tc.merge_object(data, child, self.body, violations)
+                    if self.fill_update_mask and "update_mask" not in from_query and len(violations) == before:
                         message.update_mask.paths[:] = tc.update_mask_paths(data, field.message_type)
                 else:
-                    tc.set_json_value(message, field, data, self.body)
+                    tc.set_json_value(message, field, data, self.body, violations)
         for name, value in http.path_params.items():  # the path wins over the body
-            tc.set_path_value(message, name, value)
+            tc.set_path_value(message, name, value, violations)
+        raise_if_invalid(violations + request_violations(message))
         return message
+
+    def json_body(self, http: RawRequest) -> object:
+        """The body's JSON value, its Content-Encoding undone; a body of another content type
+        than JSON is refused (415)."""
+        headers = dict(http.headers)
+        body = _decoded(http.body, headers.get("content-encoding", ""), self.max_body_bytes)
+        content_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+        if body.strip() and content_type and not _is_json(content_type):
+            error = invalid("content-type", "must be application/json (the body is JSON)")
+            raise _StatusOverride(415, error)
+        return tc.parse_json_body(body)
 
     async def __call__(self, http: RawRequest) -> RawResponse:
         request = self.build_request(http)
@@ -286,11 +310,14 @@ class HttpServer:
 async def serve(bridge: RestBridge, sock: socket.socket, limits: ConnectionLimits = ConnectionLimits()) -> HttpServer:
     """Serves `bridge` on a bound socket, on the running loop."""
     loop = asyncio.get_running_loop()
-    server = web.Server(bridge.handle)
+    server = web.Server(bridge.handle)  # the request handler; the connections take their options below
     count = _ConnectionCount(limits)
 
     def connection() -> _Connection:
-        return _Connection(server, count, loop=loop, keepalive_timeout=limits.idle_timeout, access_log=None)
+        # Bodies are read as they came: a raw route (the proxy) passes them on still compressed;
+        # the RPC routes decode them themselves (`_decoded`), within the body limit.
+        return _Connection(server, count, loop=loop, keepalive_timeout=limits.idle_timeout, access_log=None,
+                           auto_decompress=False)
 
     listening = await loop.create_server(connection, sock=sock, backlog=1024)
     return HttpServer(server, listening, sock.getsockname()[1])
@@ -423,14 +450,16 @@ class _StatusOverride(Exception):
         self.error = error
 
 
-async def _read_body(http: web.BaseRequest, limit: int) -> bytes:
-    def too_large() -> _StatusOverride:  # 413 rather than RESOURCE_EXHAUSTED's 429
-        error = ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"the request body is larger than {limit} bytes")
-        return _StatusOverride(413, error)
+def _too_large(limit: int) -> _StatusOverride:  # 413 rather than RESOURCE_EXHAUSTED's 429
+    error = ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"the request body is larger than {limit} bytes")
+    return _StatusOverride(413, error)
 
+
+async def _read_body(http: web.BaseRequest, limit: int) -> bytes:
+    """The body's bytes as they came (still in their Content-Encoding: a raw route passes them on)."""
     length = http.content_length
     if length is not None and length > limit:
-        raise too_large()
+        raise _too_large(limit)
     if not http.body_exists:
         return b""
     chunks, size = [], 0
@@ -438,11 +467,49 @@ async def _read_body(http: web.BaseRequest, limit: int) -> bytes:
         while chunk := await http.content.readany():
             size += len(chunk)
             if size > limit:
-                raise too_large()
+                raise _too_large(limit)
             chunks.append(chunk)
     except ConnectionError as exc:
         raise _ClientGone from exc
     return b"".join(chunks)
+
+
+def _is_json(content_type: str) -> bool:
+    """application/json, or a JSON-based type (application/problem+json, ...)."""
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
+def _decoded(body: bytes, content_encoding: str, limit: int) -> bytes:
+    """`body` with its Content-Encoding undone: gzip (x-gzip), deflate (zlib or raw), identity, in
+    the reverse of the order listed; never more than `limit` bytes (413), so a small compressed
+    body cannot expand past the body limit. Another coding is refused (415).
+
+        _decoded(gzip.compress(b"{}"), "gzip", 1024)  # b"{}"
+    """
+    for coding in reversed([c.strip().lower() for c in content_encoding.split(",") if c.strip()]):
+        if coding == "identity":
+            continue
+        if coding in ("gzip", "x-gzip"):
+            wbits = 16 + zlib.MAX_WBITS
+        elif coding == "deflate":  # zlib's format, as HTTP means it; some clients send raw deflate
+            zlib_header = len(body) >= 2 and body[0] & 0x0F == 8 and int.from_bytes(body[:2], "big") % 31 == 0
+            wbits = zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS
+        else:
+            error = invalid("content-encoding", "must be gzip, deflate or identity")
+            raise _StatusOverride(415, error)
+        decompressor = zlib.decompressobj(wbits)
+        try:
+            decoded = decompressor.decompress(body, limit + 1)
+        except zlib.error:
+            raise invalid("body", f"is not {coding} data, as Content-Encoding says") from None
+        if len(decoded) > limit:
+            raise _too_large(limit)
+        if not decompressor.eof or decompressor.unused_data:
+            raise invalid("body", f"is not {coding} data, as Content-Encoding says: it is cut short or runs on")
+        body = decoded
+    return body
 
 
 def _json_response(status: int, data: object, headers: dict[str, str] | None = None) -> RawResponse:

@@ -3,8 +3,10 @@
 In:  `build_request` fills the request message from the body (per the rule's `body`), the query
      string (fields not bound by the path or the body) and the path variables (which win).
      JSON objects are walked field by field, so that an unknown or ill-typed field is reported
-     with its full path (`credential.propertees`); each leaf value is parsed by protobuf's own
-     `json_format.ParseDict`, which accepts the proto and the camelCase (json_name) spellings.
+     with its full path (`credential.propertees`), every one of them (`violations` collects them
+     for one answer); each leaf value is parsed by protobuf's own `json_format.ParseDict`, which
+     accepts the proto and the camelCase (json_name) spellings. `parse_json_body` refuses what
+     JSON cannot hold before any of that (deep nesting, NaN, lone surrogates).
 Out: `response_json` is `json_format.MessageToDict` with proto field names and every field
      present: unset fields with presence (messages, `optional` scalars) appear as null.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import math
 import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -110,24 +113,28 @@ def _expected(field: FieldDescriptor) -> str:
     return f"must be a valid {name}"
 
 
-def set_json_value(message: Message, field: FieldDescriptor, value: object, path: str) -> None:
-    """Set one field from its JSON value with protobuf's parser; errors name `path`."""
+def set_json_value(message: Message, field: FieldDescriptor, value: object, path: str, violations: list) -> None:
+    """Set one field from its JSON value with protobuf's parser; a mistake is added to
+    `violations` as (path, description)."""
     if is_repeated(field) and not is_map(field) and value is not None and not isinstance(value, list):
-        raise invalid(path, "must be a JSON array")
+        violations.append((path, "must be a JSON array"))
+        return
     try:
         json_format.ParseDict({field.name: value}, message)
     except Exception:  # ParseError mostly; protobuf raises others (TypeError, ValueError) too
-        raise invalid(path, _expected(field)) from None
+        violations.append((path, _expected(field)))
 
 
-def merge_object(obj: object, message: Message, path: str) -> None:
-    """Merge a JSON object into `message`, rejecting unknown fields by their full path.
+def merge_object(obj: object, message: Message, path: str, violations: list) -> None:
+    """Merge a JSON object into `message`, adding every mistake to `violations` (unknown fields by
+    their full path, ill-typed values), so that one answer lists them all.
 
     `path` is where `obj` sits, e.g. "credential" for the body of CreateCredential; a typo inside
     it is reported as "credential.propertees".
     """
     if not isinstance(obj, dict):
-        raise invalid(path or "body", "must be a JSON object")
+        violations.append((path or "body", "must be a JSON object"))
+        return
     seen: dict[FieldDescriptor, str] = {}
     oneofs: dict[object, str] = {}
     for key, value in obj.items():
@@ -136,30 +143,38 @@ def merge_object(obj: object, message: Message, path: str) -> None:
         if field is None:
             known = [f.name for f in message.DESCRIPTOR.fields]
             hint = difflib.get_close_matches(key, known, n=1)
-            raise invalid(where, "unknown field" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+            violations.append((where, "unknown field" + (f" (did you mean {hint[0]!r}?)" if hint else "")))
+            continue
         where = f"{path}.{field.name}" if path else field.name
         if field in seen:
-            raise invalid(where, f"given twice (as {seen[field]!r} and {key!r})")
+            violations.append((where, f"given twice (as {seen[field]!r} and {key!r})"))
+            continue
         seen[field] = key
         oneof = field.containing_oneof
         if oneof is not None and value is not None:
             if oneof in oneofs:
-                raise invalid(where, f"only one of the {oneof.name} fields may be given, got {oneofs[oneof]!r} too")
+                violations.append(
+                    (where, f"only one of the {oneof.name} fields may be given, got {oneofs[oneof]!r} too")
+                )
+                continue
             oneofs[oneof] = key
 
         if value is not None and is_plain_message(field) and not is_repeated(field):
             child = getattr(message, field.name)
             child.SetInParent()
-            merge_object(value, child, where)
+            merge_object(value, child, where, violations)
         elif value is not None and is_plain_message(field):  # repeated messages
+            if isinstance(value, dict):
+                value = [value]  # one object is a list of one (Sequin's hosted API sends `filters` so)
             if not isinstance(value, list):
-                raise invalid(where, "must be a JSON array")
+                violations.append((where, "must be a JSON array"))
+                continue
             items = getattr(message, field.name)
             del items[:]
             for i, item in enumerate(value):
-                merge_object(item, items.add(), f"{where}[{i}]")
+                merge_object(item, items.add(), f"{where}[{i}]", violations)
         else:
-            set_json_value(message, field, value, where)
+            set_json_value(message, field, value, where, violations)
 
 
 _NOT_FROM_QUERY = {"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue", "google.protobuf.Any"}
@@ -173,18 +188,15 @@ def _type_name(field: FieldDescriptor) -> str | None:
     return field.message_type.full_name if field.message_type is not None else None
 
 
-def _query_value(field: FieldDescriptor, text: str, path: str) -> object:
-    """A query-string value as the JSON value `json_format` expects for the field."""
+def _query_value(field: FieldDescriptor, text: str) -> object:
+    """A query-string value as the JSON value `json_format` expects for the field (protobuf's
+    parser then refuses what is not of the field's type)."""
     if field.type == _FD.TYPE_BOOL:
-        if text.lower() in ("true", "1"):
-            return True
-        if text.lower() in ("false", "0"):
-            return False
-        raise invalid(path, _expected(field))
+        return {"true": True, "1": True, "false": False, "0": False}.get(text.lower(), text)
     if field.type == _FD.TYPE_ENUM and re.fullmatch(r"-?\d+", text):
         return int(text)
     if _type_name(field) in _WRAPPERS:  # Int32Value, BoolValue, ...: their value's form
-        return _query_value(field.message_type.fields_by_name["value"], text, path)
+        return _query_value(field.message_type.fields_by_name["value"], text)
     return text  # ints, floats, strings, bytes, enum names, Timestamp, Duration: their JSON text
 
 
@@ -197,9 +209,10 @@ def _split_field_mask(values: list[str]) -> list[str]:
     return paths
 
 
-def merge_query(query_string: bytes, message: Message, skip: Sequence[str] = ()) -> set[str]:
+def merge_query(query_string: bytes, message: Message, skip: Sequence[str], violations: list) -> set[str]:
     """Set fields from `?a=1&b.c=x&tags=x&tags=y`; params under a `skip` field path are ignored
-    (they are bound by the path or the body). Returns the proto field paths that were set."""
+    (they are bound by the path or the body). Mistakes are added to `violations`. Returns the
+    proto field paths that were set."""
     grouped: dict[str, list[str]] = defaultdict(list)
     for key, value in parse_qsl(query_string.decode("utf-8", "replace"), keep_blank_values=True):
         grouped[key].append(value)
@@ -207,36 +220,39 @@ def merge_query(query_string: bytes, message: Message, skip: Sequence[str] = ())
     for key, values in grouped.items():
         fields = resolve_field_path(message.DESCRIPTOR, key)
         if fields is None:
-            raise invalid(key, "unknown query parameter")
+            violations.append((key, "unknown query parameter"))
+            continue
         proto_path = ".".join(f.name for f in fields)
         if any(proto_path == s or proto_path.startswith(s + ".") for s in skip):
             continue
         leaf = fields[-1]
         if is_plain_message(leaf) or is_map(leaf) or _type_name(leaf) in _NOT_FROM_QUERY:
-            raise invalid(key, "cannot be set from the query string; set its fields, e.g. " + key + ".<field>")
+            violations.append((key, f"cannot be set from the query string; set its fields, e.g. {key}.<field>"))
+            continue
         target = message
         for f in fields[:-1]:
             target = getattr(target, f.name)
         if _type_name(leaf) == "google.protobuf.FieldMask":
             getattr(target, leaf.name).paths[:] = _split_field_mask(values)
         elif is_repeated(leaf):
-            set_json_value(target, leaf, [_query_value(leaf, v, key) for v in values], key)
+            set_json_value(target, leaf, [_query_value(leaf, v) for v in values], key, violations)
         elif len(values) > 1:
-            raise invalid(key, "given more than once")
+            violations.append((key, "given more than once"))
+            continue
         else:
-            set_json_value(target, leaf, _query_value(leaf, values[0], key), key)
+            set_json_value(target, leaf, _query_value(leaf, values[0]), key, violations)
         done.add(proto_path)
     return done
 
 
-def set_path_value(message: Message, dotted: str, text: str) -> None:
+def set_path_value(message: Message, dotted: str, text: str, violations: list) -> None:
     """Set `sync.id` (a path variable) on the request; nested messages are created on the way."""
     fields = resolve_field_path(message.DESCRIPTOR, dotted)
     assert fields is not None  # checked when the route was built
     target = message
     for f in fields[:-1]:
         target = getattr(target, f.name)
-    set_json_value(target, fields[-1], _query_value(fields[-1], text, dotted), dotted)
+    set_json_value(target, fields[-1], _query_value(fields[-1], text), dotted, violations)
 
 
 def check_path_field(descriptor: Descriptor, dotted: str) -> None:
@@ -246,14 +262,61 @@ def check_path_field(descriptor: Descriptor, dotted: str) -> None:
         raise ValueError(f"path variable {dotted!r} names no singular scalar field of {descriptor.full_name}")
 
 
+MAX_BODY_DEPTH = 32  # JSON objects and arrays in a body; the deepest message and Struct we take fit
+
+
 def parse_json_body(body: bytes) -> object:
-    """The JSON value of a request body; an empty body is an empty object."""
+    """The JSON value of a request body; an empty body is an empty object.
+
+    Refused (400, field "body"), besides text that is not JSON: NaN, Infinity and numbers too large
+    for a double (JSON has none of them), integers longer than Python converts, lone surrogates
+    (`"\\ud800"`: no Unicode text), and nesting deeper than MAX_BODY_DEPTH, which json.loads would
+    otherwise meet as a RecursionError.
+    """
     if not body.strip():
         return {}
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        value = json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise invalid("body", f"nests deeper than {MAX_BODY_DEPTH} levels of JSON objects and arrays") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, and our own refusals below
         raise invalid("body", f"is not valid JSON: {exc}") from None
+    problem = _json_problem(value)
+    if problem:
+        raise invalid("body", problem)
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"the number {text[:40]} is too large for a double")
+    return number
+
+
+def _json_problem(value: object) -> str | None:
+    """Too deep, or holding a lone surrogate (in a key or a string): walked without recursion."""
+    pending = [(value, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return "is not valid JSON: it holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is no Unicode text"
+            continue
+        if not isinstance(value, (dict, list)):
+            continue
+        if depth > MAX_BODY_DEPTH:
+            return f"nests deeper than {MAX_BODY_DEPTH} levels of JSON objects and arrays"
+        items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+        pending.extend((item, depth + 1) for item in items)
+    return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def update_mask_paths(obj: Mapping, descriptor: Descriptor, prefix: str = "") -> list[str]:

@@ -8,6 +8,7 @@ from headwater.services.projects import ProjectServicer
 from headwater.services.proxy import ProxyServicer, rest_routes
 from headwater.services.streams import StreamServicer
 from headwater.services.syncs import SyncServicer
+from headwater.settings import Settings
 from headwater.v1 import (
     consumer_pb2,
     consumer_pb2_grpc,
@@ -26,7 +27,7 @@ from headwater.v1 import (
 )
 
 
-def servicers(backend: Backend):
+def servicers(backend: Backend, settings: Settings):
     """(service descriptor, servicer, add-to-gRPC-server function) for every service we serve."""
     return [
         (sync_pb2.DESCRIPTOR.services_by_name["SyncService"], SyncServicer(backend),
@@ -39,7 +40,8 @@ def servicers(backend: Backend):
          project_pb2_grpc.add_ProjectServiceServicer_to_server),
         (proxy_pb2.DESCRIPTOR.services_by_name["ProxyService"], ProxyServicer(backend),
          proxy_pb2_grpc.add_ProxyServiceServicer_to_server),
-        (mutation_pb2.DESCRIPTOR.services_by_name["MutationService"], MutationServicer(backend),
+        (mutation_pb2.DESCRIPTOR.services_by_name["MutationService"],
+         MutationServicer(backend, settings.idempotency_lease_seconds),
          mutation_pb2_grpc.add_MutationServiceServicer_to_server),
         (consumer_pb2.DESCRIPTOR.services_by_name["ConsumerService"], ConsumerServicer(backend),
          consumer_pb2_grpc.add_ConsumerServiceServicer_to_server),

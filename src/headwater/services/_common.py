@@ -12,7 +12,8 @@ from google.protobuf import field_mask_pb2, json_format, struct_pb2, timestamp_p
 
 from headwater.auth import Auth
 from headwater.crypto import SecretBox
-from headwater.errors import invalid
+from headwater.errors import raise_if_invalid
+from headwater.inputs import string_problem
 from headwater.store import Store
 from headwater.store.notify import AckWaiter
 from headwater.upstream.accounts import Accounts
@@ -22,6 +23,7 @@ from headwater.upstream.gateway import Upstream
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+NOT_OUR_PAGE_TOKEN = "is not a next_page_token this server issued"
 
 
 @dataclass
@@ -74,10 +76,18 @@ def update_paths(mask: field_mask_pb2.FieldMask, message) -> list[str]:
 # --- pagination --------------------------------------------------------------------------------
 
 
-def page_size(request) -> int:
-    if request.page_size < 0:
-        raise invalid("page_size", "must not be negative")
-    return min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+def page_size_violations(request) -> list[tuple[str, str]]:
+    if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+        return [("page_size", f"must be between 1 and {MAX_PAGE_SIZE} (0 or unset: {DEFAULT_PAGE_SIZE})")]
+    return []
+
+
+def page_violations(request) -> list[tuple[str, str]]:
+    """What is wrong with a list request's `page_size` and `page_token` (for `paginate`)."""
+    violations = page_size_violations(request)
+    if request.page_token and _decode_page_token(request.page_token) is None:
+        violations.append(("page_token", NOT_OUR_PAGE_TOKEN))
+    return violations
 
 
 def paginate(query, model, request) -> tuple[list, str]:
@@ -86,7 +96,8 @@ def paginate(query, model, request) -> tuple[list, str]:
     The token is the position after the page's last row, so rows inserted meanwhile are neither
     skipped nor repeated.
     """
-    size = page_size(request)
+    raise_if_invalid(page_violations(request))
+    size = request.page_size or DEFAULT_PAGE_SIZE
     if request.page_token:
         created_at, row_id = _decode_page_token(request.page_token)
         query = query.where(
@@ -105,10 +116,15 @@ def _encode_page_token(created_at: datetime.datetime, row_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_page_token(token: str) -> tuple[datetime.datetime, str]:
+def _decode_page_token(token: str) -> tuple[datetime.datetime, str] | None:
+    """The position `_encode_page_token` wrote, or None for a token it did not write (a row id no
+    column holds, a time with a zone: ours are naive UTC)."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         created_at, row_id = json.loads(raw)
-        return datetime.datetime.fromisoformat(created_at), str(row_id)
+        position = datetime.datetime.fromisoformat(created_at)
     except (binascii.Error, ValueError, TypeError):
-        raise invalid("page_token", "is not a next_page_token this server issued") from None
+        return None
+    if position.tzinfo is not None or not isinstance(row_id, str) or string_problem(row_id):
+        return None
+    return position, row_id

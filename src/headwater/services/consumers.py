@@ -9,6 +9,7 @@ between reads, holding no database connection while they sleep.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from urllib.parse import urlsplit
@@ -16,7 +17,15 @@ from urllib.parse import urlsplit
 from headwater.crypto import SECRET_MASK
 from headwater.engine import queue
 from headwater.errors import failed_precondition, invalid, not_found, raise_if_invalid
-from headwater.services._common import Backend, page_size, paginate, timestamp, update_paths
+from headwater.services._common import (
+    DEFAULT_PAGE_SIZE,
+    NOT_OUR_PAGE_TOKEN,
+    Backend,
+    page_size_violations,
+    paginate,
+    timestamp,
+    update_paths,
+)
 from headwater.store import Stream, Sync, utcnow
 from headwater.store.models import Consumer
 from headwater.store.notify import HUB, POLL_SECONDS, announce
@@ -26,6 +35,7 @@ DELIVER_POLICIES = ("all", "new", "last")
 DEFAULT_ACK_WAIT_MS = 30_000
 ACK_WAIT_RANGE_MS = (100, 86_400_000)  # 0.1 s to a day
 DEFAULT_MAX_DELIVER = {"pull": 0, "webhook": 8}
+NO_LIMIT_AS_SEQUIN_SAYS = -1  # Sequin's hosted API writes "no limit" as max_deliver -1; ours is 0
 MAX_BATCH_SIZE = 1000
 DEFAULT_WEBHOOK_BATCH_SIZE = 50
 MAX_WAIT_FOR_MS = 60_000
@@ -42,7 +52,7 @@ def consumer_to_proto(row: Consumer, secret: str | None = None) -> consumer_pb2.
     return consumer_pb2.Consumer(
         id=row.id,
         org_id=row.org_id,
-        name=row.name,
+        name=row.name or None,  # unset strings answer null, not ""
         stream_id=row.stream_id,
         filters=[consumer_pb2.ConsumerFilter(**f) for f in row.filters],
         deliver_policy=row.deliver_policy,
@@ -50,8 +60,8 @@ def consumer_to_proto(row: Consumer, secret: str | None = None) -> consumer_pb2.
         max_deliver=row.max_deliver,
         max_ack_pending=row.max_ack_pending,
         kind=row.kind,
-        webhook_url=row.webhook_url,
-        webhook_secret=secret or (SECRET_MASK if row.webhook_secret else ""),
+        webhook_url=row.webhook_url or None,
+        webhook_secret=secret or (SECRET_MASK if row.webhook_secret else None),
         webhook_batch_size=row.webhook_batch_size if row.kind == "webhook" else None,
         created_at=timestamp(row.created_at),
         updated_at=timestamp(row.updated_at),
@@ -75,9 +85,10 @@ def _check_webhook_url(url: str) -> str | None:
     return None
 
 
-def _settings(consumer: consumer_pb2.Consumer, kind: str) -> dict:
-    """The consumer's own fields, validated; every problem reported at once."""
-    violations = []
+def _settings(consumer: consumer_pb2.Consumer, kind: str, found: list[tuple[str, str]] = ()) -> dict:
+    """The consumer's own fields, validated; every problem reported at once, after those `found`
+    already."""
+    violations = list(found)
     deliver_policy = consumer.deliver_policy or "all"
     if deliver_policy not in DELIVER_POLICIES:
         violations.append(("consumer.deliver_policy", "must be one of " + ", ".join(DELIVER_POLICIES)))
@@ -86,8 +97,10 @@ def _settings(consumer: consumer_pb2.Consumer, kind: str) -> dict:
     if not low <= ack_wait_ms <= high:
         violations.append(("consumer.ack_wait_ms", f"must be between {low} and {high} milliseconds"))
     max_deliver = consumer.max_deliver if consumer.HasField("max_deliver") else DEFAULT_MAX_DELIVER[kind]
+    if max_deliver == NO_LIMIT_AS_SEQUIN_SAYS:
+        max_deliver = 0
     if max_deliver < 0:
-        violations.append(("consumer.max_deliver", "must not be negative (0: no limit)"))
+        violations.append(("consumer.max_deliver", "must not be negative (0 or -1: no limit)"))
     if consumer.max_ack_pending < 0:
         violations.append(("consumer.max_ack_pending", "must not be negative (0: no limit)"))
     if kind == "webhook" and (problem := _check_webhook_url(consumer.webhook_url)):
@@ -101,8 +114,6 @@ def _settings(consumer: consumer_pb2.Consumer, kind: str) -> dict:
             )
         elif not 1 <= webhook_batch_size <= MAX_BATCH_SIZE:
             violations.append(("consumer.webhook_batch_size", f"must be between 1 and {MAX_BATCH_SIZE}"))
-    if len(consumer.name) > 255:
-        violations.append(("consumer.name", "must be at most 255 characters"))
     filters = []
     for i, f in enumerate(consumer.filters):
         values = {k: getattr(f, k).strip() for k in FILTER_KEYS if getattr(f, k).strip()}
@@ -161,10 +172,10 @@ def _take(org_id: str, consumer_id: str, batch_size: int) -> tuple[list[queue.De
     return batch, queue.info(consumer.id)
 
 
-def _batch_size(value: int) -> int:
+def _batch_size_violations(value: int) -> list[tuple[str, str]]:
     if not 0 <= value <= MAX_BATCH_SIZE:
-        raise invalid("batch_size", f"must be between 1 and {MAX_BATCH_SIZE} (default 1)")
-    return value or 1
+        return [("batch_size", f"must be between 1 and {MAX_BATCH_SIZE} (default 1)")]
+    return []
 
 
 class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
@@ -230,16 +241,18 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
             row = get_consumer(org_id, request.id)
             # The consumer as it would be, validated whole, as on create.
             merged = consumer_to_proto(row)
-            for name in sorted(FIXED & tops):
-                if getattr(given, name) != getattr(merged, name):
-                    raise invalid(f"consumer.{name}", "cannot change; create a new consumer instead")
+            fixed = [
+                (f"consumer.{name}", "cannot change; create a new consumer instead")
+                for name in sorted(FIXED & tops)
+                if getattr(given, name) != getattr(merged, name)
+            ]
             for name in sorted(UPDATABLE & tops):
                 merged.ClearField(name)  # in the mask but not given: back to the default
                 if name == "filters":
                     merged.filters.extend(given.filters)
                 elif not merged.DESCRIPTOR.fields_by_name[name].has_presence or given.HasField(name):
                     setattr(merged, name, getattr(given, name))
-            settings = _settings(merged, row.kind)
+            settings = _settings(merged, row.kind, fixed)
             _stream_of(org_id, row.stream_id, settings["filters"])  # the filters' syncs write to its stream
             for name in UPDATABLE:
                 setattr(row, name, settings[name])
@@ -263,9 +276,11 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
 
     async def Next(self, request, context):
         org_id = await self.backend.auth.org_id(context)
-        batch_size = _batch_size(request.batch_size)
+        violations = _batch_size_violations(request.batch_size)
         if not 0 <= request.wait_for <= MAX_WAIT_FOR_MS:
-            raise invalid("wait_for", f"must be between 0 and {MAX_WAIT_FOR_MS} milliseconds")
+            violations.append(("wait_for", f"must be between 0 and {MAX_WAIT_FOR_MS} milliseconds"))
+        raise_if_invalid(violations)
+        batch_size = request.batch_size or 1
         wait = request.wait_for / 1000
         remaining = context.time_remaining()
         if remaining is not None:
@@ -281,7 +296,8 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
 
     async def Receive(self, request, context):
         org_id = await self.backend.auth.org_id(context)
-        batch_size = _batch_size(request.batch_size)
+        raise_if_invalid(_batch_size_violations(request.batch_size))
+        batch_size = request.batch_size or 1
         with HUB.subscribe([request.id]) as woken:
             while not self._stopping:
                 batch, info = await self.store.run(_take, org_id, request.id, batch_size)
@@ -292,7 +308,8 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
 
     async def Ack(self, request, context):
         org_id = await self.backend.auth.org_id(context)
-        tokens = _tokens(request.ack_tokens)
+        raise_if_invalid(_token_violations(request.ack_tokens))
+        tokens = list(request.ack_tokens)
 
         def ack():
             return queue.ack(get_consumer(org_id, request.id).id, tokens)
@@ -304,9 +321,11 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
 
     async def Nack(self, request, context):
         org_id = await self.backend.auth.org_id(context)
-        tokens = _tokens(request.ack_tokens)
+        violations = _token_violations(request.ack_tokens)
         if not 0 <= request.delay_ms <= ACK_WAIT_RANGE_MS[1]:
-            raise invalid("delay_ms", f"must be between 0 and {ACK_WAIT_RANGE_MS[1]} milliseconds")
+            violations.append(("delay_ms", f"must be between 0 and {ACK_WAIT_RANGE_MS[1]} milliseconds"))
+        raise_if_invalid(violations)
+        tokens = list(request.ack_tokens)
 
         def nack():
             return queue.nack(get_consumer(org_id, request.id), tokens, request.delay_ms)
@@ -318,12 +337,12 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
 
     async def ListParkedMessages(self, request, context):
         org_id = await self.backend.auth.org_id(context)
-        size = page_size(request)
-        after = 0
-        if request.page_token:
-            if not request.page_token.isdigit():
-                raise invalid("page_token", "is not a next_page_token this server issued")
-            after = int(request.page_token)
+        after = _message_id(request.page_token) if request.page_token else 0
+        violations = page_size_violations(request)
+        if after is None:
+            violations.append(("page_token", NOT_OUR_PAGE_TOKEN))
+        raise_if_invalid(violations)
+        size = request.page_size or DEFAULT_PAGE_SIZE
 
         def page():
             get_consumer(org_id, request.id)
@@ -347,11 +366,10 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
 
     async def RedeliverParkedMessages(self, request, context):
         org_id = await self.backend.auth.org_id(context)
-        ids = []
-        for i, value in enumerate(request.message_ids):
-            if not value.isdigit():
-                raise invalid(f"message_ids[{i}]", "is not the id of a parked message")
-            ids.append(int(value))
+        ids = [_message_id(value) for value in request.message_ids]
+        raise_if_invalid([
+            (f"message_ids[{i}]", "is not the id of a parked message") for i, id_ in enumerate(ids) if id_ is None
+        ])
 
         def redeliver():
             return queue.redeliver(get_consumer(org_id, request.id).id, ids)
@@ -360,12 +378,19 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
         return consumer_pb2.RedeliverParkedMessagesResponse(redelivered=count)
 
 
-def _tokens(values) -> list[str]:
+def _token_violations(values) -> list[tuple[str, str]]:
     if not values:
-        raise invalid("ack_tokens", "give at least one ack_token")
+        return [("ack_tokens", "give at least one ack_token")]
     if len(values) > MAX_BATCH_SIZE:
-        raise invalid("ack_tokens", f"at most {MAX_BATCH_SIZE} at once")
-    return list(values)
+        return [("ack_tokens", f"at most {MAX_BATCH_SIZE} at once")]
+    return []
+
+
+def _message_id(text: str) -> int | None:
+    """A parked message's id (a positive 64-bit row id) from its decimal text, else None."""
+    if not re.fullmatch(r"[0-9]{1,18}", text):
+        return None
+    return int(text)
 
 
 def _info(info: queue.QueueInfo) -> consumer_pb2.ConsumerInfo:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from headwater.crypto import SECRET_MASK
 from headwater.errors import failed_precondition, invalid, not_found, raise_if_invalid
 from headwater.services._common import (
@@ -15,7 +13,9 @@ from headwater.services._common import (
     update_paths,
 )
 from headwater.store import Credential, Sync, utcnow
-from headwater.upstream.catalogue import BASE_URL_PROPERTY, ProviderCatalogue
+from headwater.upstream.accounts import open_properties, seal_properties
+from headwater.upstream.catalogue import BASE_URL_PROPERTY, CredentialKind, ProviderCatalogue
+from headwater.upstream.requests import url_problem
 from headwater.v1 import credential_pb2, credential_pb2_grpc
 
 # Fields a caller may set; the rest of Credential is output only.
@@ -24,14 +24,13 @@ OUTPUT_ONLY = {"id", "org_id", "oauth_app", "created_at", "updated_at"}
 
 
 class CredentialInput:
-    """A credential as validated from a request: which kind, which properties are secret."""
+    """A credential as validated from a request: its provider, its kind and every property
+    (stored with `seal_properties`, which keeps the kind's secrets encrypted)."""
 
-    def __init__(self, provider: str, kind: str, properties: dict, secret_names: tuple[str, ...]):
+    def __init__(self, provider: str, kind: CredentialKind, properties: dict):
         self.provider = provider
         self.kind = kind
-        self.secrets = {k: v for k, v in properties.items() if k in secret_names}
-        # Stored in the clear with each secret replaced by the mask, so showing needs no key.
-        self.public = {k: (SECRET_MASK if k in secret_names else v) for k, v in properties.items()}
+        self.properties = properties
 
 
 def check_properties(
@@ -55,25 +54,27 @@ def check_properties(
         for name in kind_spec.required
         if properties.get(name) in (None, "")
     ]
-    for name in (BASE_URL_PROPERTY, "token_url"):
+    own_base_url = [kind_spec.base_url_property] if kind_spec.base_url_property else []  # Salesforce's instance_url
+    for name in (BASE_URL_PROPERTY, "token_url", *own_base_url):
         url = properties.get(name)
-        if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
-            violations.append((f"{field}.{name}", "must be an http:// or https:// URL"))
-    return CredentialInput(provider, kind, properties, kind_spec.secret), violations
+        if url is not None and (problem := url_problem(url) if isinstance(url, str) else "must be a string"):
+            violations.append((f"{field}.{name}", problem))
+    return CredentialInput(provider, kind_spec, properties), violations
 
 
 def new_credential(backend: Backend, org_id: str, checked: CredentialInput, message) -> Credential:
     """Inserts a validated credential (inside the caller's transaction)."""
-    return Credential.create(
+    row = Credential(
         org=org_id,
         provider=checked.provider,
-        kind=checked.kind,
-        properties=checked.public,
-        secrets=backend.box.encrypt(json.dumps(checked.secrets)),
+        kind=checked.kind.name,
         oauth_app_id=message.oauth_app_id,
         metadata=struct_dict(message, "metadata"),
         external_id=message.external_id,
     )
+    seal_properties(row, checked.kind, checked.properties, backend.box)
+    row.save(force_insert=True)
+    return row
 
 
 def credential_to_proto(row: Credential) -> credential_pb2.Credential:
@@ -82,10 +83,10 @@ def credential_to_proto(row: Credential) -> credential_pb2.Credential:
         org_id=row.org_id,
         provider=row.provider,
         properties=struct(row.properties),
-        oauth_app_id=row.oauth_app_id,
+        oauth_app_id=row.oauth_app_id or None,  # unset strings answer null, not ""
         oauth_app=credential_pb2.OAuthApp(id=row.oauth_app_id) if row.oauth_app_id else None,
         metadata=struct(row.metadata),
-        external_id=row.external_id,
+        external_id=row.external_id or None,
         created_at=timestamp(row.created_at),
         updated_at=timestamp(row.updated_at),
     )
@@ -106,13 +107,13 @@ class CredentialServicer(credential_pb2_grpc.CredentialServiceServicer):
         org_id = await self.backend.auth.org_id(context)
         message = request.credential
         provider = message.provider
-        if not provider:
-            raise invalid("credential.provider", "is required")
-        if self.backend.catalogue.provider(provider) is None:
-            raise invalid("credential.provider", f"unknown provider {provider!r}")
         checked, violations = check_properties(
             self.backend.catalogue, provider, struct_dict(message, "properties"), "credential.properties"
         )
+        if not provider:
+            violations.insert(0, ("credential.provider", "is required"))
+        elif self.backend.catalogue.provider(provider) is None:
+            violations.insert(0, ("credential.provider", f"unknown provider {provider!r}"))
         raise_if_invalid(violations)
 
         row = await self.backend.store.run(new_credential, self.backend, org_id, checked, message)
@@ -142,16 +143,16 @@ class CredentialServicer(credential_pb2_grpc.CredentialServiceServicer):
     async def UpdateCredential(self, request, context):
         org_id = await self.backend.auth.org_id(context)
         message = request.credential
-        paths = update_paths(request.update_mask, message)
-        for path in paths:
-            top = path.split(".")[0]
+        tops = {p.split(".")[0] for p in update_paths(request.update_mask, message)}
+        violations = []
+        for top in sorted(tops - UPDATABLE):
             if top == "provider" and message.provider:
                 continue  # checked against the stored value below
             if top in OUTPUT_ONLY:
-                raise invalid(f"credential.{top}", "is output only")
-            if top not in UPDATABLE and top != "provider":
-                raise invalid(f"credential.{top}", "is not a field of Credential")
-        tops = {p.split(".")[0] for p in paths}
+                violations.append((f"credential.{top}", "is output only"))
+            elif top != "provider":
+                violations.append((f"credential.{top}", "is not a field of Credential"))
+        raise_if_invalid(violations)
 
         def update():
             row = get_credential(org_id, request.id)
@@ -178,8 +179,7 @@ class CredentialServicer(credential_pb2_grpc.CredentialServiceServicer):
 
         A secret sent back as "***********" (as a GET shows it) keeps its stored value.
         """
-        secrets = json.loads(self.backend.box.decrypt(row.secrets))
-        merged = {**row.properties, **secrets}
+        merged = open_properties(row, self.backend.box)
         for key, value in changes.items():
             if value is None:
                 merged.pop(key, None)
@@ -189,9 +189,8 @@ class CredentialServicer(credential_pb2_grpc.CredentialServiceServicer):
             self.backend.catalogue, row.provider, merged, "credential.properties"
         )
         raise_if_invalid(violations)
-        row.kind = checked.kind
-        row.properties = checked.public
-        row.secrets = self.backend.box.encrypt(json.dumps(checked.secrets))
+        row.kind = checked.kind.name
+        seal_properties(row, checked.kind, checked.properties, self.backend.box)
 
     async def DeleteCredential(self, request, context):
         org_id = await self.backend.auth.org_id(context)

@@ -4,38 +4,60 @@ until named consumers have processed them (read-your-writes).
 One call, in this order:
   1. validate the whole request (kind, sync, collection, every record, the consumers to await):
      a mistake answers 400 naming the field (`records[2].upstream_id`) and nothing goes upstream;
-  2. claim the idempotency key, if any: a row unique per (organisation, key) is inserted before
-     anything is sent, so of two concurrent calls with one key only one runs; a key already used
-     answers its stored first answer (or 409 while that call still runs, 400 for another mutation);
+  2. claim the idempotency key, if any (headwater.store.idempotency): a row unique per
+     (organisation, key) is inserted before anything is sent, so of two concurrent calls with one
+     key only one runs; a key already used answers its stored first answer (or 409 while that call
+     still runs, 400 for another mutation). The call holds the key under a lease it renews while it
+     runs; a key whose lease ran out (its process died) is taken over by the retry, which resumes;
   3. for each record in order: one upstream write (`upstream.writes.write_record`, through the
      credential's paced gateway), then at once `apply_changes` in one transaction (record +
-     stream event + consumer messages). A failure at record k stops the batch: records before k
-     stay applied, recorded and streamed, and the error's details (MutationFailure) list them;
+     stream event + consumer messages + the record kept against the key). A failure at record k
+     stops the batch: records before k stay applied, recorded and streamed, and the error's
+     details (MutationFailure) list them;
   4. with `await_consumer_ids`, wait (without holding a database connection) until those
      consumers have acked the events this mutation produced: `backend.acks.wait`;
   5. store the answer under the idempotency key, and answer {"records": [...]}.
+
+Resuming a call that died: the records it applied are not written again; the one it may have been
+writing when it died (the next) is sent again only where that cannot write it twice (the provider
+dedupes by the catalogue's `idempotency_header`, which gets the same key; an update sends the same
+data; a delete that finds the record gone, 404, is done). A create at a provider without
+deduplication cannot be learnt: the answer is an error saying so (UNKNOWN, 500).
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
+import contextlib
 import hashlib
 import json
+import logging
 import uuid
 from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf import json_format
 from google.rpc import status_pb2
-from playhouse.pwasyncio import AsyncPostgresqlDatabase
 
 from headwater.errors import ApiError, invalid, not_found, raise_if_invalid
+from headwater.inputs import string_problem
 from headwater.rest import integral_numbers
 from headwater.services._common import Backend
-from headwater.store import Sync, utcnow
-from headwater.store.models import Consumer, IdempotencyKey, database
-from headwater.store.records import apply_changes, record_document
+from headwater.store import Sync, new_id
+from headwater.store.idempotency import (
+    Claim,
+    KeyTakenOver,
+    claim_key,
+    forget_expired_keys,
+    give_up_key,
+    record_applied,
+    release_key,
+    renew_key,
+    store_answer,
+)
+from headwater.store.models import Consumer
+from headwater.store.records import Change, apply_changes, record_document
+from headwater.upstream.accounts import UpstreamAccount
 from headwater.upstream.catalogue import Collection
 from headwater.upstream.writes import KINDS, write_record
 from headwater.v1 import common_pb2, mutation_pb2, mutation_pb2_grpc
@@ -45,10 +67,10 @@ DEFAULT_AWAIT_MS = 30_000
 MAX_AWAIT_MS = 600_000
 DEFAULT_TIMEOUT = 30.0  # seconds for the upstream calls when a gRPC caller sets no deadline
 ANSWER_MARGIN = 0.2  # seconds kept before the caller's deadline to record and answer
-IDEMPOTENCY_TTL = datetime.timedelta(hours=24)
 MAX_KEY_CHARS = 255
-EXPIRED_KEYS_PER_CLAIM = 100  # each new key clears up to this many expired ones of its organisation
 IDEMPOTENCY_HEADER = "idempotency-key"  # over REST; the bridge passes headers on as metadata
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,11 +93,20 @@ class Progress:
     applied: list[dict] = field(default_factory=list)  # record documents, in order
     event_seqs: list[int] = field(default_factory=list)  # the events they produced
     uncertain: bool = False  # a write is in flight, or failed in a way that may have changed the upstream
+    in_doubt: int | None = None  # the record a call that died may have been writing (taking over)
+
+    @classmethod
+    def left_by(cls, claim: Claim) -> Progress:
+        """Where the call whose key was taken over stopped: what it applied; the next record may
+        have been in flight."""
+        applied = claim.applied or {"records": [], "event_seqs": []}
+        return cls(list(applied["records"]), list(applied["event_seqs"]), in_doubt=len(applied["records"]))
 
 
 class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: Backend, lease_seconds: float):
         self.backend = backend
+        self.lease_seconds = lease_seconds  # of an idempotency key, renewed every third of it
 
     async def RunMutation(self, request, context):
         org_id = await self.backend.auth.org_id(context)
@@ -86,26 +117,30 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
         plan = await self.backend.store.run(self._plan, org_id, request, key)
         account = await self.backend.accounts.for_sync(org_id, plan.sync.id)
 
-        if plan.key:
-            stored = await self._claim(org_id, plan)
-            if stored is not None:
-                return _replay(stored)
-        progress = Progress()
+        claim = await self._claim(org_id, plan) if plan.key else None
+        if claim is not None and claim.answer is not None:
+            return _replay(claim.answer)
+        progress = Progress.left_by(claim) if claim is not None and claim.taken_over else Progress()
         try:
-            await self._apply(plan, account, call_deadline or loop.time() + DEFAULT_TIMEOUT, progress)
-            await self._await_consumers(org_id, plan, progress, call_deadline)
+            async with self._lease_kept(claim):
+                await self._apply(plan, account, call_deadline or loop.time() + DEFAULT_TIMEOUT, progress, claim)
+                await self._await_consumers(org_id, plan, progress, call_deadline)
+        except KeyTakenOver:
+            raise ApiError(grpc.StatusCode.ABORTED, (
+                "a retry took this mutation over while this call was stalled; "
+                "retry with the idempotency key for its answer"
+            )) from None
         except ApiError as error:
-            await self._settle(org_id, plan, progress, error)
+            await self._settle(claim, progress, error)
             raise
         except BaseException:
-            await asyncio.shield(self._settle(org_id, plan, progress, ApiError(
-                grpc.StatusCode.INTERNAL, "the mutation was interrupted",
-                details=[_failure_detail(plan, progress, len(progress.applied), "interrupted")],
-            )))
+            # Interrupted (a gRPC caller cancelled, the server stops, a fault): a retry takes over now.
+            if claim is not None:
+                await asyncio.shield(self.backend.store.run(give_up_key, claim))
             raise
         answer = {"records": progress.applied}
-        if plan.key:
-            await self.backend.store.run(_store_answer, org_id, plan.key, answer)
+        if claim is not None:
+            await self.backend.store.run(store_answer, claim, answer)
         return _replay(answer)
 
     # --- 1. validation ----------------------------------------------------------------------
@@ -154,8 +189,8 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
             await_ms = request.await_consumers_timeout
             if not 1 <= await_ms <= MAX_AWAIT_MS:
                 violations.append(("await_consumers_timeout", f"must be 1 to {MAX_AWAIT_MS} milliseconds"))
-        if len(key) > MAX_KEY_CHARS:
-            violations.append(("idempotency_key", f"must be at most {MAX_KEY_CHARS} characters"))
+        if problem := string_problem(key, MAX_KEY_CHARS):  # the header's value is no message field
+            violations.append(("idempotency_key", problem))
         raise_if_invalid(violations)
 
         sync = Sync.get_or_none((Sync.id == request.sync_id) & (Sync.org == org_id))
@@ -187,17 +222,41 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
 
     # --- 2. the idempotency key ----------------------------------------------------------------
 
-    async def _claim(self, org_id: str, plan: Plan) -> dict | None:
-        """Claims the key for this call (None), or returns the stored answer of its first call."""
-        stored = await self.backend.store.run(_claim_key, org_id, plan.key, plan.request_hash)
-        if stored is None:
-            await self.backend.store.run(_forget_expired_keys, org_id)
-        return stored
+    async def _claim(self, org_id: str, plan: Plan) -> Claim:
+        """The key, held by this call (new or taken over), or with the stored answer of its first call."""
+        claim = await self.backend.store.run(
+            claim_key, org_id, plan.key, plan.request_hash, new_id(), self.lease_seconds
+        )
+        if claim.answer is None and not claim.taken_over:
+            await self.backend.store.run(forget_expired_keys, org_id)
+        return claim
 
-    async def _settle(self, org_id: str, plan: Plan, progress: Progress, error: ApiError) -> None:
+    @contextlib.asynccontextmanager
+    async def _lease_kept(self, claim: Claim | None):
+        """Renews the key's lease every third of its ttl while the block runs (the heartbeat)."""
+        if claim is None:
+            yield
+            return
+        heartbeat = asyncio.create_task(self._renew_lease(claim))
+        try:
+            yield
+        finally:
+            heartbeat.cancel()
+            await asyncio.wait([heartbeat])  # a renewal in flight lands before the key is settled
+
+    async def _renew_lease(self, claim: Claim) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                if not await self.backend.store.run(renew_key, claim, self.lease_seconds):
+                    return  # taken over: the next record's write finds it out and stops the call
+            except Exception:
+                log.exception("could not renew idempotency key %s; the next renewal tries again", claim.key_id)
+
+    async def _settle(self, claim: Claim | None, progress: Progress, error: ApiError) -> None:
         """After a failure: keep the error as the key's answer if the upstream may have changed;
         else free the key, so that a retry with it runs afresh."""
-        if not plan.key:
+        if claim is None:
             return
         if progress.applied or progress.uncertain:
             stored = {"error": {
@@ -205,18 +264,25 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
                 "http_status": error.http_status,
                 "headers": error.headers,
             }}
-            await self.backend.store.run(_store_answer, org_id, plan.key, stored)
+            await self.backend.store.run(store_answer, claim, stored)
         else:
-            await self.backend.store.run(_release_key, org_id, plan.key)
+            await self.backend.store.run(release_key, claim)
 
     # --- 3. the writes -------------------------------------------------------------------------
 
-    async def _apply(self, plan: Plan, account, deadline: float, progress: Progress) -> None:
+    async def _apply(self, plan: Plan, account: UpstreamAccount, deadline: float, progress: Progress,
+                     claim: Claim | None) -> None:
         # One key per record where the upstream dedupes writes (Stripe): the caller's for a single
         # record, "<key>:<index>" in a batch; without a key of the caller's, a fresh one per call,
         # which lets the gateway retry a write that failed on the way safely.
         base_key = plan.key or f"hw-{uuid.uuid4()}"
         for index, (upstream_id, data) in enumerate(plan.items):
+            if index < len(progress.applied):
+                continue  # applied by the call whose key this one took over
+            in_doubt = index == progress.in_doubt
+            if in_doubt and not _safe_to_send_again(plan):
+                progress.uncertain = True
+                raise _unknown_outcome(plan, account, progress, index)
             upstream_key = base_key if len(plan.items) == 1 else f"{base_key}:{index}"
             progress.uncertain = True  # until the upstream has answered
             try:
@@ -225,21 +291,28 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
                     deadline,
                 )
             except ApiError as error:
-                progress.uncertain = error.code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
-                raise ApiError(
-                    error.code,
-                    error.message,  # the upstream's, e.g. "Salesforce validation error: `Invalid email`"
-                    field_violations=[(f"{plan.field}[{index}]", error.message)]
-                    if error.code == grpc.StatusCode.INVALID_ARGUMENT else (),
-                    details=[*error.details, _failure_detail(plan, progress, index, error.message)],
-                    headers=error.headers,
-                    http_status=error.http_status,
-                ) from None
+                if not (in_doubt and plan.kind == "delete" and error.code == grpc.StatusCode.NOT_FOUND):
+                    progress.uncertain = error.code in (grpc.StatusCode.DEADLINE_EXCEEDED,
+                                                        grpc.StatusCode.UNAVAILABLE)
+                    raise _record_failed(plan, progress, index, error) from None
+                change = Change.delete(upstream_id)  # the delete of the call that died went through
             progress.uncertain = False
-            [written] = await self.backend.store.run(apply_changes, plan.sync, plan.collection.id, [change])
-            progress.applied.append(record_document(written.record))
-            if written.event is not None:
-                progress.event_seqs.append(written.event.seq)
+            document, event_seq = await self.backend.store.run(self._apply_change, plan, change, progress, claim)
+            progress.applied.append(document)
+            if event_seq is not None:
+                progress.event_seqs.append(event_seq)
+
+    def _apply_change(self, plan: Plan, change: Change, progress: Progress, claim: Claim | None):
+        """Applies the record's change, and keeps it against the key (call inside store.run):
+        one transaction, so a retry that takes the key over knows exactly what was applied."""
+        [written] = apply_changes(plan.sync, plan.collection.id, [change])
+        document = record_document(written.record)
+        event_seq = None if written.event is None else written.event.seq
+        if claim is not None:
+            applied = {"records": [*progress.applied, document],
+                       "event_seqs": [*progress.event_seqs, *([] if event_seq is None else [event_seq])]}
+            record_applied(claim, applied, self.lease_seconds)
+        return document, event_seq
 
     # --- 4. read-your-writes ---------------------------------------------------------------------
 
@@ -278,48 +351,6 @@ def _batch_size(name: str, values, what: str) -> list[tuple[str, str]]:
     return []
 
 
-def _claim_key(org_id: str, key: str, request_hash: str) -> dict | None:
-    """Inserts the key's row unless a live one exists (call inside store.run). Written first, so
-    that a concurrent claim waits on the unique index rather than racing a read."""
-    now = utcnow()
-    mine = str(uuid.uuid4())
-    IdempotencyKey.delete().where(
-        (IdempotencyKey.org == org_id) & (IdempotencyKey.key == key) & (IdempotencyKey.expires_at <= now)
-    ).execute()
-    IdempotencyKey.insert(
-        id=mine, org=org_id, key=key, request_hash=request_hash, created_at=now, expires_at=now + IDEMPOTENCY_TTL,
-    ).on_conflict_ignore().execute()
-    row = IdempotencyKey.get((IdempotencyKey.org == org_id) & (IdempotencyKey.key == key))
-    if row.id == mine:
-        return None
-    if row.request_hash != request_hash:
-        raise invalid("idempotency_key", "was used for another mutation within the last 24 hours; use a new key")
-    if row.answer is None:
-        raise ApiError(grpc.StatusCode.ABORTED, "a mutation with this idempotency key is still running; retry later")
-    return row.answer
-
-
-def _forget_expired_keys(org_id: str) -> None:
-    """Deletes some of the organisation's expired keys. On PostgreSQL rows another call is
-    working on are skipped (SKIP LOCKED), so this never waits and never deadlocks."""
-    expired = (
-        IdempotencyKey.select(IdempotencyKey.id)
-        .where((IdempotencyKey.org == org_id) & (IdempotencyKey.expires_at <= utcnow()))
-        .limit(EXPIRED_KEYS_PER_CLAIM)
-    )
-    if isinstance(database.obj, AsyncPostgresqlDatabase):
-        expired = expired.for_update("FOR UPDATE SKIP LOCKED")
-    IdempotencyKey.delete().where(IdempotencyKey.id.in_(expired)).execute()
-
-
-def _store_answer(org_id: str, key: str, answer: dict) -> None:
-    IdempotencyKey.update(answer=answer).where((IdempotencyKey.org == org_id) & (IdempotencyKey.key == key)).execute()
-
-
-def _release_key(org_id: str, key: str) -> None:
-    IdempotencyKey.delete().where((IdempotencyKey.org == org_id) & (IdempotencyKey.key == key)).execute()
-
-
 def _replay(answer: dict) -> mutation_pb2.RunMutationResponse:
     """The answer of a call: its records, or its error raised again."""
     if "error" in answer:
@@ -333,6 +364,35 @@ def _replay(answer: dict) -> mutation_pb2.RunMutationResponse:
 
 def _record(document: dict) -> common_pb2.Record:
     return json_format.ParseDict(document, common_pb2.Record())
+
+
+def _safe_to_send_again(plan: Plan) -> bool:
+    """Whether a write that may already have reached the upstream can be sent again without
+    writing twice: the upstream dedupes it by our key, or it is an update or a delete."""
+    return bool(plan.collection.write.idempotency_header) or plan.kind in ("update", "delete")
+
+
+def _unknown_outcome(plan: Plan, account: UpstreamAccount, progress: Progress, index: int) -> ApiError:
+    """The answer for a create that a call which died may or may not have made upstream."""
+    name = account.provider.name
+    message = (
+        f"the call running this mutation stopped before {name} answered the create of {plan.field}[{index}], and "
+        f"{name} cannot tell whether it was made; the next sync will record the {plan.collection.name} if it was"
+    )
+    return ApiError(grpc.StatusCode.UNKNOWN, message, details=[_failure_detail(plan, progress, index, message)])
+
+
+def _record_failed(plan: Plan, progress: Progress, index: int, error: ApiError) -> ApiError:
+    """The upstream's error for record `index`, naming it and listing what was applied."""
+    return ApiError(
+        error.code,
+        error.message,  # the upstream's, e.g. "Salesforce validation error: `Invalid email`"
+        field_violations=[(f"{plan.field}[{index}]", error.message)]
+        if error.code == grpc.StatusCode.INVALID_ARGUMENT else (),
+        details=[*error.details, _failure_detail(plan, progress, index, error.message)],
+        headers=error.headers,
+        http_status=error.http_status,
+    )
 
 
 def _failure_detail(plan: Plan, progress: Progress, index: int, error: str) -> mutation_pb2.MutationFailure:

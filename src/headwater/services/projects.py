@@ -5,7 +5,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from headwater.errors import invalid, not_found
+from headwater.errors import invalid, not_found, raise_if_invalid
 from headwater.services._common import Backend, paginate, timestamp, update_paths
 from headwater.store import Project, utcnow
 from headwater.v1 import project_pb2, project_pb2_grpc
@@ -13,23 +13,23 @@ from headwater.v1 import project_pb2, project_pb2_grpc
 UPDATABLE = {"name", "signing_public_key"}
 
 
-def check_public_key(pem: str) -> str:
-    """The PEM, if it is an RSA public key of at least 2048 bits (what RS256 needs)."""
-    field = "project.signing_public_key"
+def public_key_problem(pem: str) -> str | None:
+    """What keeps the PEM from verifying user tokens (an RSA public key of at least 2048 bits, as
+    RS256 needs), or None."""
     if not pem.strip():
-        raise invalid(field, "is required: the PEM of the RSA public key that verifies user tokens")
+        return "is required: the PEM of the RSA public key that verifies user tokens"
     try:
         key = load_pem_public_key(pem.encode())
     except ValueError:
-        raise invalid(field, "is not a PEM public key (-----BEGIN PUBLIC KEY-----)") from None
+        return "is not a PEM public key (-----BEGIN PUBLIC KEY-----)"
     if not isinstance(key, rsa.RSAPublicKey) or key.key_size < 2048:
-        raise invalid(field, "must be an RSA key of at least 2048 bits (user tokens are RS256)")
-    return pem.strip() + "\n"
+        return "must be an RSA key of at least 2048 bits (user tokens are RS256)"
+    return None
 
 
 def project_to_proto(row: Project) -> project_pb2.Project:
     return project_pb2.Project(
-        id=row.id, org_id=row.org_id, name=row.name, signing_public_key=row.signing_public_key,
+        id=row.id, org_id=row.org_id, name=row.name or None, signing_public_key=row.signing_public_key,
         created_at=timestamp(row.created_at), updated_at=timestamp(row.updated_at),
     )
 
@@ -47,7 +47,9 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
 
     async def CreateProject(self, request, context):
         org_id = await self.backend.auth.org_id(context)
-        pem = check_public_key(request.project.signing_public_key)
+        if problem := public_key_problem(request.project.signing_public_key):
+            raise invalid("project.signing_public_key", problem)
+        pem = request.project.signing_public_key.strip() + "\n"
         row = await self.backend.store.run(
             lambda: Project.create(org=org_id, name=request.project.name, signing_public_key=pem)
         )
@@ -70,10 +72,17 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
     async def UpdateProject(self, request, context):
         org_id = await self.backend.auth.org_id(context)
         tops = {p.split(".")[0] for p in update_paths(request.update_mask, request.project)}
-        for top in sorted(tops - UPDATABLE):
-            raise invalid(f"project.{top}", "is output only" if top in project_pb2.Project.DESCRIPTOR.fields_by_name
-                          else "is not a field of Project")
-        pem = check_public_key(request.project.signing_public_key) if "signing_public_key" in tops else None
+        violations = [
+            (f"project.{top}", "is output only" if top in project_pb2.Project.DESCRIPTOR.fields_by_name
+             else "is not a field of Project")
+            for top in sorted(tops - UPDATABLE)
+        ]
+        pem = None
+        if "signing_public_key" in tops:
+            pem = request.project.signing_public_key.strip() + "\n"
+            if problem := public_key_problem(request.project.signing_public_key):
+                violations.append(("project.signing_public_key", problem))
+        raise_if_invalid(violations)
 
         def update():
             row = get_project(org_id, request.id)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from headwater.errors import ApiError, invalid
+from headwater.errors import ApiError, invalid, raise_if_invalid
+from headwater.inputs import request_violations
 from headwater.rest import RawRequest, RawResponse
 from headwater.services._common import Backend
 from headwater.upstream.accounts import UpstreamAccount
@@ -77,7 +78,7 @@ class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
             link_base=request.link_base,
             rewrite_body_urls=request.rewrite_body_urls,
         )
-        answer = await self.forward(call, context, lambda: self._account(request, context))
+        answer = await self.forward(call, context, lambda: self.account(request, context))
         return proxy_pb2.ForwardResponse(
             status=answer.status,
             headers=[proxy_pb2.Header(name=n, value=v) for n, v in answer.headers],
@@ -141,33 +142,27 @@ class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
         line.sent = sent
         response, account = sent.response, sent.account
 
-        rewriter = LinkRewriter(account.base_url, account.permitted_hosts, call.link_base) if call.link_base else None
-        answer_headers = inbound_headers(response.headers, rewriter)
+        # Links point back at the proxy if the caller gave a link base; a query key never comes back.
+        links = LinkRewriter(account.base_url, account.permitted_hosts, call.link_base, account.query_key)
+        answer_headers = inbound_headers(response.headers, links)
         body = response.body
-        if rewriter and call.rewrite_body_urls and _is_plain_json(answer_headers):
-            body = rewriter.json_body(body)
+        if (call.rewrite_body_urls or links.hidden) and _is_plain_json(answer_headers):
+            body = links.json_body(body, point_back=call.rewrite_body_urls)
         answer_headers.append((REQUEST_ID_HEADER, line.request_id))
         line.status = response.status
         return RawResponse(response.status, answer_headers, body)
 
-    async def _account(self, request: proxy_pb2.ForwardRequest, context) -> UpstreamAccount:
+    async def account(self, request: proxy_pb2.ForwardRequest, context) -> UpstreamAccount:
+        """The account the request's target names (authenticating the caller on the way)."""
         target = request.WhichOneof("target")
-        if target == "sync_id":
-            return await self.for_sync(context, request.sync_id)
-        if target == "credential_id":
-            return await self.for_credential(context, request.credential_id)
         if target == "connected_user":
             return await self.backend.connected_users.account(request.connected_user, context)
-        await self.backend.auth.org_id(context)  # an anonymous caller learns nothing more
+        org_id = await self.backend.auth.org_id(context)  # an anonymous caller learns nothing more
+        if target == "sync_id":
+            return await self.backend.accounts.for_sync(org_id, request.sync_id)
+        if target == "credential_id":
+            return await self.backend.accounts.for_credential(org_id, request.credential_id)
         raise invalid("target", "give one of sync_id, credential_id or connected_user")
-
-    async def for_sync(self, context, sync_id: str) -> UpstreamAccount:
-        org_id = await self.backend.auth.org_id(context)
-        return await self.backend.accounts.for_sync(org_id, sync_id)
-
-    async def for_credential(self, context, credential_id: str) -> UpstreamAccount:
-        org_id = await self.backend.auth.org_id(context)
-        return await self.backend.accounts.for_credential(org_id, credential_id)
 
 
 @dataclass(slots=True)
@@ -237,13 +232,16 @@ RAW_RESPONSE_HEADER = "x-paragon-use-raw-response"
 def rest_routes(servicer: ProxyServicer):
     """The proxy's REST paths, as raw routes of the bridge (any verb, bytes in and out)."""
 
-    def route(template: str, find_account, present=None):
+    def route(template: str, target_of: Callable[[dict[str, str]], proxy_pb2.ForwardRequest], present=None):
         # Links point back at this route: the request's path up to where {path} begins, as the
         # caller spelt it (so that it routes here again).
         prefix_segments = template[: template.index("{path=**}")].count("/")
 
         def handle(http: RawRequest) -> Awaitable[RawResponse]:
             params = http.path_params
+            # The ids in the path are what a gRPC caller's ForwardRequest names, checked the same way.
+            target = target_of(params)
+            raise_if_invalid(request_violations(target))
             headers = dict(http.headers)  # lower-case names
             origin = f"{headers.get('x-forwarded-proto', 'http')}://{headers.get('host', '127.0.0.1')}"
             call = Call(
@@ -255,26 +253,25 @@ def rest_routes(servicer: ProxyServicer):
                 link_base=origin + "/".join(http.path.split("/", prefix_segments)[:prefix_segments]) + "/",
                 rewrite_body_urls=_truthy(headers.get(REWRITE_BODY_HEADER)),
             )
-            answer = servicer.forward(call, http.context, lambda: find_account(params, http.context))
+            answer = servicer.forward(call, http.context, lambda: servicer.account(target, http.context))
             # The forward's own coroutine when the answer goes back as it is (no frame of ours
             # between the bridge and the proxy while the request runs).
             return answer if present is None else _presented(answer, headers, present)
 
         return (("*",), template, handle)
 
-    def connected_user(params, context):
-        target = proxy_pb2.ConnectedUserTarget(
+    def connected_user(params):
+        return proxy_pb2.ForwardRequest(connected_user=proxy_pb2.ConnectedUserTarget(
             project_id=params["project_id"],
             integration=params.get("integration", ""),
             integration_id=params.get("integration_id", ""),
-        )
-        return servicer.backend.connected_users.account(target, context)
+        ))
 
     return [
         route("/v1/proxy/sync/{sync_id}/{path=**}",
-              lambda params, context: servicer.for_sync(context, params["sync_id"])),
+              lambda params: proxy_pb2.ForwardRequest(sync_id=params["sync_id"])),
         route("/v1/proxy/credential/{credential_id}/{path=**}",
-              lambda params, context: servicer.for_credential(context, params["credential_id"])),
+              lambda params: proxy_pb2.ForwardRequest(credential_id=params["credential_id"])),
         route("/projects/{project_id}/sdk/proxy/{integration}/{path=**}", connected_user, _connected_user_answer),
         route("/projects/{project_id}/sdk/proxy/custom/{integration_id}/{path=**}", connected_user,
               _connected_user_answer),

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from headwater.errors import invalid, not_found, raise_if_invalid
-from headwater.services._common import Backend, paginate, struct, struct_dict, timestamp, update_paths
+from headwater.errors import not_found, raise_if_invalid, shown
+from headwater.services._common import (
+    Backend,
+    page_violations,
+    paginate,
+    struct,
+    struct_dict,
+    timestamp,
+    update_paths,
+)
 from headwater.services.credentials import (
     check_properties,
     credential_to_proto,
@@ -34,7 +42,7 @@ def progress_to_proto(collection_id: str, state: SyncCollection | None) -> sync_
         records_synced=state.records_synced,
         cursor=struct(state.cursor or {}),
         health=state.health,
-        last_error=state.last_error,
+        last_error=state.last_error or None,
         last_error_at=timestamp(state.last_error_at),
         backfill_completed_at=timestamp(state.backfill_completed_at),
         last_synced_at=timestamp(state.last_synced_at),
@@ -54,13 +62,13 @@ def sync_to_proto(row: Sync, credential: Credential, states: dict | None = None)
         id=row.id,
         provider=row.provider,
         stream_id=row.stream_id,
-        name=row.name,
+        name=row.name or None,  # unset strings answer null, not ""
         status=row.status,
         org_id=row.org_id,
         health=sync_pb2.SyncHealth(
             status=row.health_status,
             sync_id=row.id,
-            last_error=row.health_last_error,
+            last_error=row.health_last_error or None,
             last_error_at=timestamp(row.health_last_error_at),
         ),
         collection_ids=row.collection_ids,
@@ -75,7 +83,7 @@ def sync_to_proto(row: Sync, credential: Credential, states: dict | None = None)
         sync_frequency=row.sync_frequency,
         initial_backfill_completed_at=timestamp(row.initial_backfill_completed_at),
         metadata=struct(row.metadata),
-        external_id=row.external_id,
+        external_id=row.external_id or None,
         created_at=timestamp(row.created_at),
         updated_at=timestamp(row.updated_at),
         progress=[progress_to_proto(c, states.get((row.id, c))) for c in row.collection_ids],
@@ -173,18 +181,25 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
 
         # Then, in one transaction, the checks against stored rows and the writes.
         def create():
+            violations = []
             if not Stream.select().where((Stream.id == message.stream_id) & (Stream.org == org_id)).exists():
-                raise invalid("sync.stream_id", f"no stream {message.stream_id!r} in this organisation")
-            if has_inline:
-                credential = new_credential(backend, org_id, checked, message.credential)
-            else:
+                violations.append(("sync.stream_id", f"no stream {shown(message.stream_id)} in this organisation"))
+            credential = None
+            if not has_inline:
                 credential = Credential.get_or_none(
                     (Credential.id == message.credential_id) & (Credential.org == org_id)
                 )
                 if credential is None:
-                    raise invalid("sync.credential_id", f"no credential {message.credential_id!r} in this organisation")
-                if credential.provider != provider.key:
-                    raise invalid("sync.credential_id", f"is a {credential.provider} credential, not {provider.key}")
+                    violations.append(
+                        ("sync.credential_id", f"no credential {shown(message.credential_id)} in this organisation")
+                    )
+                elif credential.provider != provider.key:
+                    violations.append(
+                        ("sync.credential_id", f"is a {credential.provider} credential, not {provider.key}")
+                    )
+            raise_if_invalid(violations)
+            if has_inline:
+                credential = new_credential(backend, org_id, checked, message.credential)
             row = Sync.create(
                 org=org_id,
                 provider=provider.key,
@@ -220,8 +235,10 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
     async def ListSyncs(self, request, context):
         org_id = await self.backend.auth.org_id(context)
         health = request.health.status
+        violations = page_violations(request)
         if health and health not in HEALTH_STATUSES:
-            raise invalid("health.status", f"must be one of {', '.join(HEALTH_STATUSES)}")
+            violations.append(("health.status", f"must be one of {', '.join(HEALTH_STATUSES)}"))
+        raise_if_invalid(violations)
 
         def page():
             query = Sync.select(Sync, Credential).join(Credential).where(Sync.org == org_id)
@@ -261,11 +278,15 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
 
         def update():
             row = get_sync(org_id, request.id)
-            for field in sorted(FIXED & tops):
-                if getattr(message, field) != getattr(row, field):
-                    raise invalid(f"sync.{field}", "cannot change; create a new sync instead")
+            violations = [
+                (f"sync.{field}", "cannot change; create a new sync instead")
+                for field in sorted(FIXED & tops)
+                if getattr(message, field) != getattr(row, field)
+            ]
             if "collection_ids" in tops:
-                raise_if_invalid(check_collections(self.backend, row.provider, message.collection_ids))
+                violations += check_collections(self.backend, row.provider, message.collection_ids)
+            raise_if_invalid(violations)
+            if "collection_ids" in tops:
                 row.collection_ids = list(message.collection_ids)
             for field in ("name", "status", "sync_frequency", "external_id"):
                 if field in tops:

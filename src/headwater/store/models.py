@@ -64,6 +64,7 @@ class ApiToken(BaseModel):
     token_hash = CharField(unique=True)
     name = CharField(default="")
     created_at = DateTimeField(default=utcnow)
+    last_used_at = DateTimeField(null=True)  # to the minute (headwater.auth), migration 0010
 
 
 class Stream(BaseModel):
@@ -235,13 +236,18 @@ class SyncCollection(BaseModel):
 class IdempotencyKey(BaseModel):
     """A mutation's idempotency key. The row is inserted before anything is sent upstream (the
     unique (org, key) lets only one of two concurrent calls run) and holds the first call's
-    answer, replayed for 24 hours."""
+    answer, replayed for 24 hours. While the call runs, it holds the key under a lease and the
+    records it has applied, so that a retry can take over from a call whose process died
+    (headwater.store.idempotency)."""
 
-    id = CharField(primary_key=True, default=new_id)  # the call that inserted it knows it ran first
+    id = CharField(primary_key=True, default=new_id)
     org = ForeignKeyField(Org, on_delete="CASCADE")
     key = CharField()
     request_hash = CharField()  # sha256 of the mutation asked for: a reuse for another one is refused
-    answer = JSONField(null=True)  # None while the first call runs
+    answer = JSONField(null=True)  # None while the call runs
+    owner = CharField(default="")  # the call running it (migration 0009)
+    lease_expires_at = DateTimeField(null=True)  # renewed by the owner; past it, a retry takes over
+    applied = JSONField(null=True)  # {"records": [...], "event_seqs": [...]} the owner has applied so far
     created_at = DateTimeField(default=utcnow)
     expires_at = DateTimeField(index=True)
 

@@ -7,6 +7,10 @@ Resolving an account reads the credential, decrypts its secrets and works out it
 proxy does this on every call, so answers are cached for `ttl` seconds (2 by default). Changes
 made through this process are seen at once (`forget`); changes made on another replica within
 `ttl` seconds.
+
+A credential row keeps its properties in two parts: `properties` in the clear, each secret shown
+as "***********", and `secrets`, the secret ones encrypted. `seal_properties` writes both parts
+and `open_properties` joins them again; what is secret is the kind's (CredentialKind.secret).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from functools import cached_property
 from urllib.parse import quote, urlsplit
 
 from headwater.cache import TtlCache
-from headwater.crypto import SecretBox
+from headwater.crypto import SECRET_MASK, SecretBox
 from headwater.errors import not_found
 from headwater.store import Credential, Store, Sync
 from headwater.upstream.catalogue import BASE_URL_PROPERTY, CredentialKind, Provider, ProviderCatalogue
@@ -27,6 +31,29 @@ from headwater.upstream.requests import UnsafeRequest
 
 # A custom credential lists further hosts its fully-qualified proxied URLs may name.
 PERMITTED_HOSTS_PROPERTY = "permitted_hosts"
+# Credential rows the start-up pass reads per transaction (Accounts.seal_stored_secrets).
+SEAL_BATCH_ROWS = 500
+
+
+def open_properties(row: Credential, box: SecretBox) -> dict:
+    """Every property of a stored credential, its secrets decrypted."""
+    return {**row.properties, **json.loads(box.decrypt(row.secrets))}
+
+
+def seal_properties(row: Credential, kind: CredentialKind, properties: dict, box: SecretBox) -> None:
+    """Stores every one of `properties` on `row` (not saved): the secrets encrypted in
+    `row.secrets`, the rest in `row.properties` with each secret replaced by the mask.
+
+    Secret: the kind's secrets, and whatever the row kept encrypted already (so a kind changed
+    by PATCH does not reveal a property the old kind kept secret)."""
+    secret = kind.secret | (set(json.loads(box.decrypt(row.secrets))) if row.secrets else set())
+    row.properties = {name: SECRET_MASK if name in secret else value for name, value in properties.items()}
+    row.secrets = box.encrypt(json.dumps({name: value for name, value in properties.items() if name in secret}))
+
+
+def holds_secrets_in_the_clear(row: Credential, kind: CredentialKind) -> bool:
+    """Whether `row` was stored before one of its properties became secret."""
+    return any(name in kind.secret and value != SECRET_MASK for name, value in row.properties.items())
 
 
 @dataclass(frozen=True)
@@ -56,6 +83,16 @@ class UpstreamAccount:
         return (*self.provider.permitted_hosts, *([own] if own else []), *extra)
 
     @cached_property
+    def query_key(self) -> tuple[str, str] | None:
+        """The query parameter (name, value) this credential's auth adds to every URL, if any:
+        answers must never hand it back (requests.LinkRewriter removes it)."""
+        auth = self.kind.auth
+        if auth["type"] != "query":
+            return None
+        name = auth.get("name") or self.properties[auth["name_property"]]
+        return str(name), str(self.properties[auth["property"]])
+
+    @cached_property
     def _default_headers(self) -> dict[str, tuple[str, str]]:
         return {name.lower(): (name, value) for name, value in self.provider.headers.items()}
 
@@ -80,8 +117,8 @@ class UpstreamAccount:
             name = auth.get("name") or props[auth["name_property"]]
             headers.append((name, str(props[auth["property"]])))
         elif kind == "query":
-            name = auth.get("name") or props[auth["name_property"]]
-            param = f"{quote(str(name), safe='')}={quote(str(props[auth['property']]), safe='')}"
+            name, value = self.query_key
+            param = f"{quote(name, safe='')}={quote(value, safe='')}"
             query = f"{query}&{param}" if query else param
         return headers, query
 
@@ -142,5 +179,39 @@ class Accounts:
             provider=provider,
             kind=provider.credential_kinds[row.kind],
             budget=credential_budget(provider, syncs),
-            properties={**row.properties, **json.loads(self.box.decrypt(row.secrets))},
+            properties=open_properties(row, self.box),
         )
+
+    async def seal_stored_secrets(self) -> int:
+        """Encrypts every secret a credential row still holds in the clear, written before its
+        property was secret (older versions kept `client_secret` and some `refresh_token`s so).
+        The server runs this at start-up, after migrating; returns how many rows it sealed."""
+        sealed, after = 0, ""
+        while True:
+            count, after = await self.store.run(self._seal_batch, after)
+            sealed += count
+            if not after:
+                return sealed
+
+    def _seal_batch(self, after: str) -> tuple[int, str]:
+        """Seals the rows of one batch past id `after` (in `store.run`); (how many, the last id
+        read, or "" when no rows are left)."""
+        columns = (Credential.id, Credential.provider, Credential.kind, Credential.properties)
+        batch = list(Credential.select(*columns).where(Credential.id > after).order_by(Credential.id).limit(SEAL_BATCH_ROWS))
+        sealed = 0
+        for seen in batch:
+            kind = self._kind_of(seen)
+            if kind is None or not holds_secrets_in_the_clear(seen, kind):
+                continue
+            query = Credential.select().where(Credential.id == seen.id)
+            # PostgreSQL: under a row lock, so that a change made meanwhile is not lost (SQLite's
+            # transaction holds the write lock already); a PATCH may have changed its kind.
+            row = (query.for_update() if self.store.is_postgres else query).get()
+            seal_properties(row, self._kind_of(row), open_properties(row, self.box), self.box)
+            row.save()
+            sealed += 1
+        return sealed, batch[-1].id if len(batch) == SEAL_BATCH_ROWS else ""
+
+    def _kind_of(self, row: Credential) -> CredentialKind | None:
+        provider = self.catalogue.provider(row.provider)
+        return provider.credential_kinds.get(row.kind) if provider else None

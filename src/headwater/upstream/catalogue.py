@@ -2,21 +2,80 @@
 
     catalogue = ProviderCatalogue.default()
     stripe = catalogue.provider("stripe")
-    stripe.credential_kinds["stripe_oauth2"].secret    # ("secret", "refresh_token")
+    stripe.credential_kinds["stripe_oauth2"].secret    # {"secret", "refresh_token", "client_secret", "access_token"}
     catalogue.collection("stripe:customer").name        # "Customer"
+
+The catalogue is checked as it is read: an entry Headwater cannot use raises CatalogueError
+naming it, so `headwater serve` fails at start-up rather than on the first call.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 import yaml
 
+from headwater.settings import ConfigError
+
 # Accepted by every credential kind: where this credential's API calls go instead.
 BASE_URL_PROPERTY = "base_url"
+# Secret for every kind: what an OAuth2 refresh sends and writes back (headwater.upstream.oauth).
+REFRESH_PROPERTIES = frozenset({"refresh_token", "client_secret", "access_token"})
+
+
+class CatalogueError(ConfigError):
+    """An entry of catalogue.yaml that Headwater cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class AuthShape:
+    """What an `auth` block of one type gives besides `type` (catalogue.yaml's header says how
+    each reaches the upstream)."""
+
+    keys: tuple[str, ...]  # each names a property of the credential
+    proof: str | None  # the key whose property is sent as the credential's proof: always secret
+    named: bool = False  # also `name` (fixed) or `name_property` (read from the credential)
+
+
+AUTH_SHAPES = {
+    "none": AuthShape((), None),
+    "bearer": AuthShape(("property",), "property"),
+    "basic": AuthShape(("username", "password"), "password"),
+    "header": AuthShape(("property",), "property", named=True),
+    "query": AuthShape(("property",), "property", named=True),
+}
+
+
+def check_auth(where: str, auth: Any) -> dict[str, Any]:
+    """An `auth` block as the catalogue gives it, refused (CatalogueError) unless well formed."""
+    if not isinstance(auth, dict) or auth.get("type") not in AUTH_SHAPES:
+        raise CatalogueError(f"{where}: `type` must be one of {', '.join(AUTH_SHAPES)}")
+    shape = AUTH_SHAPES[auth["type"]]
+    unknown = set(auth) - {"type", *shape.keys, *(("name", "name_property") if shape.named else ())}
+    if unknown:
+        raise CatalogueError(f"{where}: unknown keys {sorted(unknown)} for type {auth['type']}")
+    for key in shape.keys:
+        if not isinstance(auth.get(key), str) or not auth[key]:
+            raise CatalogueError(f"{where}: give `{key}`, the name of a credential property")
+    names = [key for key in ("name", "name_property") if isinstance(auth.get(key), str) and auth[key]]
+    if shape.named and len(names) != 1:
+        raise CatalogueError(f"{where}: give one of `name` or `name_property`")
+    return dict(auth)
+
+
+def secret_properties(auth: dict[str, Any], extra: Iterable[str] = ()) -> frozenset[str]:
+    """What a credential kind keeps secret: the property its auth sends as proof, the OAuth2
+    refresh properties, and any `extra` the kind names. Nothing else decides it.
+
+        secret_properties({"type": "query", "name": "key", "property": "api_key"})
+        # {"api_key", "refresh_token", "client_secret", "access_token"}
+    """
+    proof = AUTH_SHAPES[auth["type"]].proof
+    return frozenset({*([auth[proof]] if proof else []), *REFRESH_PROPERTIES, *extra})
 
 
 @dataclass(frozen=True)
@@ -30,10 +89,24 @@ class RateLimitDefault:
 class CredentialKind:
     name: str
     required: tuple[str, ...]
-    secret: tuple[str, ...]
+    # Encrypted at rest and shown as the mask: `secret_properties` of the auth and the extras.
+    secret: frozenset[str]
     auth: dict[str, Any]
     # A property that holds this credential's own base URL (Salesforce's `instance_url`).
     base_url_property: str | None = None
+
+    @classmethod
+    def parse(cls, where: str, name: str, spec: dict[str, Any]) -> CredentialKind:
+        unknown = set(spec) - {"required", "secret", "auth", "base_url_property"}
+        if unknown:
+            raise CatalogueError(f"{where}: unknown keys {sorted(unknown)}")
+        for key in ("required", "secret"):
+            names = spec.get(key, [])
+            if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+                raise CatalogueError(f"{where}.{key}: must be a list of property names")
+        auth = check_auth(f"{where}.auth", spec.get("auth", {"type": "none"}))
+        secret = secret_properties(auth, spec.get("secret", ()))
+        return cls(name, tuple(spec.get("required", ())), secret, auth, spec.get("base_url_property"))
 
 
 @dataclass(frozen=True)
@@ -57,12 +130,12 @@ class Listing:
     def parse(cls, where: str, spec: dict[str, Any], **extra) -> Listing:
         unknown = set(spec) - {f for f in cls.__dataclass_fields__ if f != "deleted"}
         if unknown:
-            raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+            raise CatalogueError(f"{where}: unknown keys {sorted(unknown)}")
         if "path" not in spec:
-            raise ValueError(f"{where}: `path` is required")
+            raise CatalogueError(f"{where}: `path` is required")
         paging = spec.get("next") or {}
         if paging and not ("url" in paging or {"param", "value"} <= set(paging)):
-            raise ValueError(f"{where}.next: give `url`, or `param` and `value`")
+            raise CatalogueError(f"{where}.next: give `url`, or `param` and `value`")
         return cls(**{**spec, "method": spec.get("method", "GET").upper(), "next": dict(paging)}, **extra)
 
 
@@ -80,7 +153,7 @@ class ReadSpec:
     def parse(cls, where: str, spec: dict[str, Any]) -> ReadSpec:
         unknown = set(spec) - {"list", "changes", "deletions", "fields"}
         if unknown or "list" not in spec:
-            raise ValueError(f"{where}: `list` is required; unknown keys {sorted(unknown)}")
+            raise CatalogueError(f"{where}: `list` is required; unknown keys {sorted(unknown)}")
         listing = Listing.parse(f"{where}.list", spec["list"])
         return cls(
             list=listing,
@@ -104,7 +177,7 @@ class WriteRequest:
     def parse(cls, where: str, spec: dict[str, Any]) -> WriteRequest:
         unknown = set(spec) - {"method", "path", "query"}
         if unknown or not {"method", "path"} <= set(spec):
-            raise ValueError(f"{where}: give `method` and `path` (and `query`); unknown keys {sorted(unknown)}")
+            raise CatalogueError(f"{where}: give `method` and `path` (and `query`); unknown keys {sorted(unknown)}")
         return cls(spec["method"].upper(), spec["path"], dict(spec.get("query") or {}))
 
 
@@ -131,9 +204,9 @@ class WriteSpec:
     def parse(cls, where: str, spec: dict[str, Any]) -> WriteSpec:
         unknown = set(spec) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+            raise CatalogueError(f"{where}: unknown keys {sorted(unknown)}")
         if spec.get("format", "json") not in ("json", "form"):
-            raise ValueError(f"{where}.format: must be json or form")
+            raise CatalogueError(f"{where}.format: must be json or form")
         values = {
             key: WriteRequest.parse(f"{where}.{key}", value) if key in cls.OPERATIONS else value
             for key, value in spec.items()
@@ -175,13 +248,7 @@ class ProviderCatalogue:
         providers = {}
         for key, entry in data["providers"].items():
             kinds = {
-                kind: CredentialKind(
-                    name=kind,
-                    required=tuple(spec.get("required", ())),
-                    secret=tuple(spec.get("secret", ())),
-                    auth=dict(spec.get("auth", {"type": "none"})),
-                    base_url_property=spec.get("base_url_property"),
-                )
+                kind: CredentialKind.parse(f"{key}.credential_kinds.{kind}", kind, spec)
                 for kind, spec in entry["credential_kinds"].items()
             }
             collections = {}

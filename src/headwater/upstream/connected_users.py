@@ -15,6 +15,7 @@ import jwt
 
 from headwater.cache import TtlCache
 from headwater.errors import invalid, not_found, unauthenticated
+from headwater.inputs import string_problem
 from headwater.store import Credential, Project, Store
 from headwater.upstream.accounts import Accounts, UpstreamAccount
 
@@ -58,7 +59,8 @@ class ConnectedUsers:
             )
             return row.id if row else None
 
-        credential_id = await self.store.run(find)
+        # A `sub` no external_id can hold (a NUL, longer than the column) names nobody's account.
+        credential_id = None if string_problem(user_id) else await self.store.run(find)
         if credential_id is None:
             name = integration_id or integration
             raise not_found(f"{name} account of connected user", user_id)

@@ -28,10 +28,10 @@ import grpc
 from playhouse.pwasyncio import await_
 
 from headwater.cache import TtlCache
-from headwater.crypto import SECRET_MASK, SecretBox
+from headwater.crypto import SecretBox
 from headwater.errors import ApiError
 from headwater.store import Credential, Store, utcnow
-from headwater.upstream.accounts import Accounts, UpstreamAccount
+from headwater.upstream.accounts import Accounts, UpstreamAccount, open_properties, seal_properties
 from headwater.upstream.forwarder import Forwarder, UpstreamError, UpstreamRequest
 
 log = logging.getLogger("headwater.oauth")
@@ -42,7 +42,13 @@ REFRESH_TIMEOUT_SECONDS = 15
 
 
 def can_refresh(account: UpstreamAccount) -> bool:
-    return bool(account.properties.get("refresh_token")) and bool(token_url(account))
+    """A refresh token, somewhere to spend it, and an auth that sends the access token it buys
+    (basic auth sends a password: nothing to refresh)."""
+    return (
+        "property" in account.kind.auth
+        and bool(account.properties.get("refresh_token"))
+        and bool(token_url(account))
+    )
 
 
 def token_url(account: UpstreamAccount) -> str | None:
@@ -148,14 +154,6 @@ class TokenRefresher:
 
     def _save(self, account: UpstreamAccount, changes: dict) -> None:
         row = Credential.get_by_id(account.credential_id)
-        secrets = json.loads(self.box.decrypt(row.secrets))
-        secret_names = set(account.kind.secret)
-        for key, value in changes.items():
-            if key in secret_names:
-                secrets[key] = value
-                row.properties = {**row.properties, key: SECRET_MASK}
-            else:
-                row.properties = {**row.properties, key: value}
-        row.secrets = self.box.encrypt(json.dumps(secrets))
+        seal_properties(row, account.kind, {**open_properties(row, self.box), **changes}, self.box)
         row.updated_at = utcnow()
         row.save()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, unquote_plus, urlsplit
 
 HOST_NOT_PERMITTED = "This domain is invalid for the current integration"
 
@@ -29,13 +29,16 @@ DROPPED_REQUEST = HOP_BY_HOP | frozenset({
 })
 DROPPED_REQUEST_PREFIXES = ("x-headwater-",)
 DROPPED_RESPONSE = HOP_BY_HOP | frozenset({"content-length"})
-# Answer headers whose URLs the LinkRewriter points back at the proxy.
+# Answer headers whose URLs the LinkRewriter rewrites (see there).
 LINK_HEADERS = frozenset({"link", "location", "content-location"})
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 _CONTROL_BUT_TAB = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# One query parameter of a URL, absolute or relative: its separator, name and value. JSON from Go
+# escapes "&" as "\u0026", which separates parameters too.
+_QUERY_PARAM = re.compile(r"(\?|&|\\u0026)([^?&#=\s<>\"',;\\]+)=([^&#\s<>\"',;\\]*)")
 
 
 class UnsafeRequest(ValueError):
@@ -58,6 +61,18 @@ def host_permitted(host: str, permitted: Iterable[str]) -> bool:
         elif host == pattern:
             return True
     return False
+
+
+def url_problem(url: str) -> str | None:
+    """What keeps `url` from being an absolute http(s) URL Headwater can call, or None."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return "must be an absolute http:// or https:// URL"
+    try:
+        parts.port  # noqa: B018 (urlsplit checks the port when it is read)
+    except ValueError:
+        return "must have a port from 0 to 65535, if any"
+    return None
 
 
 def _check_path(path: str) -> None:
@@ -88,6 +103,8 @@ def upstream_url(base_url: str, path: str, query: str, permitted_hosts: Iterable
             raise UnsafeRequest("URLs with user information are not allowed")
         if not parts.hostname or not host_permitted(parts.hostname, permitted_hosts):
             raise HostNotPermitted()
+        if url_problem(url):
+            raise UnsafeRequest("the URL's port must be a number from 0 to 65535")
         _check_path(parts.path)
         if query:
             url = f"{url}&{query}" if parts.query else f"{url}?{query}"
@@ -124,7 +141,7 @@ def outbound_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]
 
 def inbound_headers(headers: Iterable[tuple[str, str]], links: LinkRewriter | None = None) -> list[tuple[str, str]]:
     """The upstream's answer headers that go back to the caller, with `links` rewriting the URLs
-    in Link and Location headers (see LinkRewriter)."""
+    in Link, Location and Content-Location headers (see LinkRewriter)."""
     kept = []
     for name, value in headers:
         lower = name.lower()
@@ -136,21 +153,56 @@ def inbound_headers(headers: Iterable[tuple[str, str]], links: LinkRewriter | No
     return kept
 
 
+def without_query_param(text: str, name: str, value: str) -> str:
+    """`text` without the query parameter `name=value` in any URL it holds (absolute or relative,
+    however the value is percent-encoded), the rest of each URL as it was.
+
+        without_query_param('<https://api.x.com/items?api_key=k%2B1&page=2>; rel="next"', "api_key", "k+1")
+        # '<https://api.x.com/items?page=2>; rel="next"'
+    """
+    if name not in text and quote(name, safe="") not in text:
+        return text  # the common case: nothing to look for
+    kept: list[str] = []
+    last = 0  # text[last:] is not in `kept` yet
+    promote = False  # a removed parameter was its URL's first: the next one takes over its "?"
+    for param in _QUERY_PARAM.finditer(text):
+        separator, start = param.group(1), param.start()
+        promote = promote and start == last
+        if unquote(param.group(2)) == name and value in (unquote(param.group(3)), unquote_plus(param.group(3))):
+            kept.append(text[last:start])
+            promote = promote or separator == "?"
+            last = param.end()
+        elif promote:
+            kept.append("?")
+            last = start + len(separator)
+            promote = False
+    kept.append(text[last:])
+    return "".join(kept)
+
+
 class LinkRewriter:
     """Points absolute upstream URLs back at the proxy route, so SDKs that follow `Link` and
-    `Location` (PyGithub, Stripe's auto-pagination) keep going through Headwater.
+    `Location` (PyGithub, Stripe's auto-pagination) keep going through Headwater; and removes the
+    credential's query-parameter key (`hidden`: its name and value) from every URL first, whatever
+    its host, so that an answer never hands the key back.
 
         r = LinkRewriter("https://api.github.com", ["api.github.com"], "http://hw:8080/v1/proxy/sync/S/")
         r.rewrite('<https://api.github.com/repos/o/r/issues?page=2>; rel="next"')
         # '<http://hw:8080/v1/proxy/sync/S/repos/o/r/issues?page=2>; rel="next"'
+        LinkRewriter("https://api.x.com", [], hidden=("api_key", "K")).rewrite("https://api.x.com/a?api_key=K")
+        # 'https://api.x.com/a'   (no proxy_base: links keep pointing upstream, only the key goes)
     """
 
     _URL = re.compile(r"https?://[^\s<>\"',;]+", re.IGNORECASE)
 
-    def __init__(self, base_url: str, permitted_hosts: Iterable[str], proxy_base: str):
+    def __init__(
+        self, base_url: str, permitted_hosts: Iterable[str], proxy_base: str = "",
+        hidden: tuple[str, str] | None = None,
+    ):
         self.base_url = base_url.rstrip("/") + "/"
         self.permitted_hosts = tuple(permitted_hosts)
-        self.proxy_base = proxy_base.rstrip("/") + "/"
+        self.proxy_base = proxy_base.rstrip("/") + "/" if proxy_base else ""
+        self.hidden = hidden
 
     def _one(self, match: re.Match) -> str:
         url = match.group(0)
@@ -163,14 +215,19 @@ class LinkRewriter:
             return self.proxy_base + url
         return url
 
-    def rewrite(self, text: str) -> str:
-        return self._URL.sub(self._one, text)
+    def rewrite(self, text: str, point_back: bool = True) -> str:
+        if self.hidden:
+            text = without_query_param(text, *self.hidden)
+        return self._URL.sub(self._one, text) if point_back and self.proxy_base else text
 
-    def json_body(self, body: bytes) -> bytes:
-        """URLs inside a JSON body (opt-in: a body is data, and rewriting it is a choice)."""
+    def json_body(self, body: bytes, point_back: bool) -> bytes:
+        """URLs inside a JSON body: the key always removed, the URLs pointed back at the proxy only
+        if `point_back` (opt-in: a body is data, and rewriting it is a choice)."""
+        if not (self.hidden or point_back and self.proxy_base):
+            return body
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             return body  # not the JSON it claimed to be: pass it on untouched
         # JSON may escape "/" as "\/"; rewrite the plain form, which is what APIs send.
-        return self.rewrite(text).encode()
+        return self.rewrite(text, point_back).encode()
