@@ -3,6 +3,7 @@ verbatim, against stateful emulators of Stripe, Salesforce and HubSpot (tests/fa
 
 from __future__ import annotations
 
+import datetime
 import json
 from urllib.parse import parse_qsl
 
@@ -48,7 +49,9 @@ async def test_salesforce_create_update_delete_as_documented(server, client, fak
     assert record["sync_id"] == sync["id"] and record["collection_id"] == "salesforce:contact"
     assert record["data"]["Id"] == contact_id and record["data"]["Email"] == "paul@arrakis.org"
     assert record["data"]["attributes"]["type"] == "Contact"
-    assert record["upstream_updated_at"].startswith(record["data"]["SystemModstamp"][:23])  # "2024-01-15T10:30:00.123"
+    # "2024-01-15T10:30:00.123+0000" is "2024-01-15T10:30:00.123Z", and ".000" is no fraction at all ("...:00Z")
+    when = datetime.datetime.fromisoformat
+    assert when(record["upstream_updated_at"]) == when(record["data"]["SystemModstamp"])
     assert record["deleted"] is False
     assert salesforce.get("Contact", contact_id)["LastName"] == "Atreides"
 
