@@ -448,6 +448,7 @@ class StripeFake(FakeProvider):
     filterable by `type` (a trailing `*` matches a prefix) or `types[]`.
     An `Idempotency-Key` on a POST or DELETE replays the first successful answer for the same
     parameters (header `Idempotent-Replayed: true`); other parameters -> 400 idempotency_error.
+    GET /v1/balance answers the account's (empty) balance: what checks a key.
     """
 
     name = "stripe"
@@ -498,7 +499,9 @@ class StripeFake(FakeProvider):
         return stripe_error(status, message, "api_error" if status >= 500 else "invalid_request_error")
 
     def routes(self):
-        routes = []
+        balance = {"object": "balance", "livemode": False, "available": [{"amount": 0, "currency": "usd"}],
+                   "pending": [{"amount": 0, "currency": "usd"}]}
+        routes = [_route("GET", "/v1/balance", lambda r: Answer(200, balance))]
         for collection in ("customers", "subscriptions", "invoices", "events"):
             base = f"/v1/{collection}"
             routes += [
@@ -1425,7 +1428,8 @@ class GitHubFake(FakeProvider):
     of the form GitHub uses: {base}/repositories/{repo id}/issues?...&page=N, rel next/last/prev/first.
     Times have whole seconds ("2024-01-15T10:30:00Z"). Tokens go as `Bearer` or `token`.
     Also GET/PATCH /repos/{owner}/{repo}/issues/{number} and POST /repos/{owner}/{repo}/issues;
-    an issue deleted behind the API's back answers 410, as GitHub does.
+    an issue deleted behind the API's back answers 410, as GitHub does. GET /user answers the
+    token's user (`octocat`): what checks a token.
     """
 
     name = "github"
@@ -1461,7 +1465,9 @@ class GitHubFake(FakeProvider):
         return name
 
     def routes(self):
+        user = {"login": "octocat", "id": 1, "type": "User", "name": "The Octocat"}
         return [
+            _route("GET", "/user", lambda r: Answer(200, user)),
             _route("GET", "/repos/{owner}/{repo}/issues", lambda r, owner, repo: self.list(r, f"{owner}/{repo}")),
             _route("GET", "/repositories/{repo_id}/issues", lambda r, repo_id: self.list(r, self._by_id(repo_id))),
             _route("POST", "/repos/{owner}/{repo}/issues", lambda r, owner, repo: self.create(r, f"{owner}/{repo}")),
