@@ -11,6 +11,7 @@ which builds the request message from JSON and calls the servicer in-process.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 
@@ -26,8 +27,7 @@ from headwater.engine.sync import SyncEngine
 from headwater.errors import ApiError, invalid, raise_if_invalid
 from headwater.inputs import request_violations
 from headwater.rest import HttpServer, build_app, serve
-from headwater.services import Backend, rest_routes, servicers
-from headwater.services.proxy import ProxyServicer
+from headwater.services import Backend, raw_routes, servicers
 from headwater.settings import Settings
 from headwater.store import Store
 from headwater.store.notify import AckWaiter, Listener
@@ -216,6 +216,17 @@ class Server:
             ),
             acks=AckWaiter(store),
         )
+        # The REST socket is bound first, so port 0 works and is known: the connect page's links
+        # and OAuth callback name it unless HEADWATER_PUBLIC_URL says how browsers reach us.
+        host, port = _split_address(settings.http_address)
+        # IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on
+        # sockets that say TCP (without it every answer waited ~40 ms for a delayed ACK).
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        bound = f"[{host}]" if ":" in host else host
+        settings = dataclasses.replace(settings, http_address=f"{bound}:{sock.getsockname()[1]}")
         services = servicers(backend, settings)
 
         # gRPC, with reflection and the standard health service.
@@ -241,18 +252,10 @@ class Server:
         for name in ["", *names]:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-        # REST, on the same loop, from a socket we bind so port 0 works and is known.
-        host, port = _split_address(settings.http_address)
-        # IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on
-        # sockets that say TCP (without it every answer waited ~40 ms for a delayed ACK).
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        proxy = next(s for _, s, _ in services if isinstance(s, ProxyServicer))
+        # REST, on the same loop, on the socket bound above.
         bridge = build_app(
             [(d, s) for d, s, _ in services],
-            raw_routes=rest_routes(proxy),
+            raw_routes=raw_routes(services),
             max_body_bytes=settings.max_request_bytes,
         )
         http_server = await serve(bridge, sock)
