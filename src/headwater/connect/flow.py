@@ -74,11 +74,18 @@ class Session:
     id: str
     org_id: str
     end_user_id: str
+    end_user_name: str  # how the page names the user: the display name, else the email, else the id
     integrations: tuple[str, ...]
     redirect_url: str
     preset: dict  # {integration: {property: value}}: the session's integration_properties
     csrf_token: str
     expires_at: datetime.datetime
+
+
+def session_of(row: ConnectSession) -> Session:
+    name = row.end_user_display_name or row.end_user_email or row.end_user_id
+    return Session(row.id, row.org_id, row.end_user_id, name, tuple(row.allowed_integrations), row.redirect_url,
+                   dict(row.integration_properties), row.csrf_token, row.expires_at)
 
 
 def cookie_name(session_id: str) -> str:
@@ -165,8 +172,7 @@ class ConnectFlow:
                             "Open the connect link the application gave you, in this browser.")
         if row.expires_at <= utcnow():
             raise PageError(410, "This page has expired", "Ask the application for a new connect link.")
-        return Session(row.id, row.org_id, row.end_user_id, tuple(row.allowed_integrations), row.redirect_url,
-                       dict(row.integration_properties), row.csrf_token, row.expires_at)
+        return session_of(row)
 
     async def options(self, session: Session) -> list[sessions.ConnectOptions]:
         """How the page can connect each of the session's integrations, in its order."""
@@ -258,8 +264,7 @@ class ConnectFlow:
         if not browser or not secrets.compare_digest(row.browser_hash or "", sessions.token_hash(browser)):
             raise PageError(400, "This sign-in was started in another browser",
                             "Finish it in the browser that opened the connect link.")
-        return attempt, Session(row.id, row.org_id, row.end_user_id, tuple(row.allowed_integrations),
-                                row.redirect_url, dict(row.integration_properties), row.csrf_token, row.expires_at)
+        return attempt, session_of(row)
 
     async def _exchange(self, app: OAuthAppClient, provider: Provider, code: str, redirect_uri: str,
                         verifier: str | None) -> tuple[dict | None, str]:

@@ -183,7 +183,7 @@ def page_routes(flow: ConnectFlow) -> list[RawRoute]:
             o.oauth_app.authorization_url or o.provider.oauth.authorization_url for o in options if o.oauth_app]
         return html(status, "page.html", {
             "base": base, "title": "Connect an account", "session_id": session.id, "csrf_token": session.csrf_token,
-            "end_user": session.end_user_id, "options": listed, "errors": errors or {},
+            "end_user": session.end_user_name, "options": listed, "errors": errors or {},
             "expires_at": session.expires_at.strftime("%Y-%m-%d %H:%M"),
         }, form_targets=targets)
 
