@@ -21,14 +21,16 @@ async def create_consumer(rest, stream_id: str) -> str:
 
 
 async def receive_and_ack(rest, consumer_id: str, pause: float = 0.0) -> tuple[dict, float]:
-    """Pulls one message (long-polling), waits `pause` seconds, acks it; returns the record and when it acked."""
+    """Pulls one message (long-polling), waits `pause` seconds, acks it; returns the record and when
+    the ack was sent (the ack's own answer may reach us after a mutation's that waited for it)."""
     answer = await rest.post(f"/v1/http-consumers/{consumer_id}/next", json={"batch_size": 1, "wait_for": 10_000})
     assert answer.status_code == 200, answer.text
     [message] = answer.json()["data"]
     await asyncio.sleep(pause)
+    sent = time.monotonic()
     acked = await rest.post(f"/v1/http-consumers/{consumer_id}/ack", json={"ack_tokens": [message["ack_token"]]})
     assert acked.status_code == 200, acked.text
-    return message["record"], time.monotonic()
+    return message["record"], sent
 
 
 def create_company(sync: dict, name: str, **fields) -> dict:
