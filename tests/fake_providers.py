@@ -47,11 +47,9 @@ import hashlib
 import itertools
 import json
 import operator
-import os
 import re
 import secrets
 import shlex
-import signal
 import string
 import sys
 import threading
@@ -64,7 +62,7 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode
 
 import uvicorn
-from emulators import Received, read_request, serve_on_loopback
+from emulators import Received, read_request, serve_in_background, serve_on_loopback, serve_until_stopped
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1599,18 +1597,19 @@ DEMO = {
 async def serve_demo(ready) -> None:
     """Serves every fake provider with 3 records each until SIGINT or SIGTERM; calls
     `ready(lines)` with the shell assignments of their URLs and keys once they listen."""
-    fakes = [await start_fake_provider(name) for name in DEMO]
-    lines = []
-    for fake in fakes:
-        url_variable, key_variable, collection = DEMO[fake.name]
-        fake.seed(collection, n=3)
-        lines += [f"export {url_variable}={shlex.quote(fake.base_url)}",
-                  f"export {key_variable}={shlex.quote(fake.token)}"]
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    ready(lines)
-    await stop.wait()
+    fakes = []
+
+    async def start() -> list[str]:
+        lines = []
+        for name, (url_variable, key_variable, collection) in DEMO.items():
+            fake = await start_fake_provider(name)
+            fakes.append(fake)
+            fake.seed(collection, n=3)
+            lines += [f"export {url_variable}={shlex.quote(fake.base_url)}",
+                      f"export {key_variable}={shlex.quote(fake.token)}"]
+        return lines
+
+    await serve_until_stopped(start, ready)
     for fake in fakes:
         await fake.close()
 
@@ -1625,27 +1624,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.background:
         asyncio.run(serve_demo(lambda lines: print(*lines, sep="\n", flush=True)))
         return 0
-
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:  # the server: it tells the parent when it listens, and keeps nothing of its stdout
-        os.close(read_end)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # `$(...)` ends with the parent
-
-        def ready(lines):
-            with os.fdopen(write_end, "w") as parent:
-                parent.write("\n".join(lines) + "\n")
-
-        asyncio.run(serve_demo(ready))
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as child_says:
-        lines = child_says.read()
-    if not lines:
-        print("fake_providers: the background server did not start (see above)", file=sys.stderr)
-        return 1
-    print(lines + f"export FAKE_PROVIDERS_PID={child}", flush=True)
-    return 0
+    return serve_in_background(serve_demo, "FAKE_PROVIDERS_PID")
 
 
 if __name__ == "__main__":
