@@ -335,6 +335,20 @@ async def test_a_redirect_url_outside_the_allowed_origins_is_refused(server, cli
     assert "not one of the organisation's allowed redirect origins" in answers[0].json()["message"]
 
 
+async def test_a_long_redirect_url_is_fine_and_one_past_2048_characters_is_refused(server, client):
+    await allow_app_origin(client)
+    long_url = f"{APP_ORIGIN}/connected?state=" + "x" * 1900
+
+    fine = await client.rest.post("/v1/connect/sessions", json={
+        "end_user": {"id": "user-42"}, "allowed_integrations": ["github"], "redirect_url": long_url})
+    refused = await client.rest.post("/v1/connect/sessions", json={
+        "end_user": {"id": "user-42"}, "allowed_integrations": ["github"], "redirect_url": long_url + "x" * 200})
+
+    assert fine.status_code == 200, fine.text
+    assert fine.json()["redirect_url"] == long_url
+    assert refused.status_code == 400 and "at most 2048" in refused.json()["message"]
+
+
 async def test_a_session_lists_every_mistake_and_stores_nothing(server, client):
     answer = await client.rest.post("/v1/connect/sessions", json={
         "end_user": {"email": "x@example.com"}, "allowed_integrations": ["github", "nosuch", "custom", "slack"],
@@ -359,6 +373,36 @@ async def test_the_session_answer_carries_its_token_connect_url_and_expiry(serve
     assert session["end_user"] == {"id": "user-42", "email": "paul@arrakis.org", "display_name": None}
     assert session["allowed_integrations"] == ["github"] and session["redirect_url"] == REDIRECT_URL
     assert session["expires_at"].endswith("Z")
+
+
+async def test_a_session_is_made_over_grpc_as_over_rest(server, client, oauth_server):
+    from headwater.v1 import connect_pb2, connect_pb2_grpc
+
+    await github_app(client, server, oauth_server)
+    await allow_app_origin(client)
+    sessions = connect_pb2_grpc.ConnectServiceStub(client.channel)
+
+    answer = await sessions.CreateConnectSession(connect_pb2.CreateConnectSessionRequest(
+        end_user=connect_pb2.EndUser(id="user-42"), allowed_integrations=["github"], redirect_url=REDIRECT_URL,
+    ), metadata=client.metadata)
+
+    assert answer.session.connect_url == f"{server.http_url}/v1/connect?session_token={answer.session.token}"
+    async with httpx.AsyncClient() as browser:
+        assert (await browser.get(answer.session.connect_url)).status_code == 303
+
+
+async def test_the_page_connects_only_the_sessions_integrations(server, client, oauth_server, fake_provider, browser):
+    await github_app(client, server, oauth_server)
+    await allow_app_origin(client)
+    page = await browser.open((await new_session(client, oauth_server))["connect_url"])  # github only
+    action, fields = browser.form(page, "connect-github")
+    stripe = await fake_provider("stripe")
+
+    answer = await browser.http.post(action.removesuffix("github") + "stripe", data={
+        **fields, "method": "key", "kind": "stripe_api_key", "secret": stripe.token})
+
+    assert answer.status_code == 404 and "location" not in answer.headers
+    assert (await client.rest.get("/v1/credentials")).json()["data"] == []
 
 
 async def test_allowed_redirect_origins_are_origins_alone_and_each_organisations_own(server, client, other_client):
