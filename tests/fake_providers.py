@@ -1126,6 +1126,11 @@ class HubSpotFake(FakeProvider):
     and updates answer with every stored property. DELETE archives (204): the object leaves the
     list and GET answers 404 unless `archived=true`. Contacts' emails are unique (409 CONFLICT).
 
+    OAuth (v1): POST /oauth/v1/token, form-encoded `grant_type=refresh_token&refresh_token=...`
+    with the refresh token an installed app holds (`fake.refresh_token`), answers a new access token
+    (`{"token_type": "bearer", "refresh_token", "access_token", "expires_in": 1800}`), accepted from
+    then on beside `fake.token`; any other refresh token, 400 `{"status": "BAD_REFRESH_TOKEN", ...}`.
+
     Lists: `limit` (max 100, default 10) and `after` (the `paging.next.after` of the previous page),
     ordered by id. Search: POST .../search {"filterGroups":[{"filters":[{"propertyName","operator",
     "value"}]}], "sorts":[{"propertyName","direction"}], "properties", "limit" (max 200), "after"};
@@ -1159,6 +1164,31 @@ class HubSpotFake(FakeProvider):
 
     def new_id(self, collection: str) -> str:
         return str(10_000_000_000 + next(self._serial))
+
+    def __init__(self):
+        super().__init__()
+        self.refresh_token = str(uuid.uuid4())  # an installed app's: /oauth/v1/token trades it for access tokens
+        self.refreshed_tokens: set[str] = set()  # the access tokens it bought
+
+    def answer(self, request: Received) -> Answer:
+        if request.path == "/oauth/v1/token":  # the app's own credentials go in the form, no bearer token
+            return self.oauth_token(request)
+        return super().answer(request)
+
+    def authorized(self, request: Received) -> bool:
+        sent = request.header("authorization")
+        return super().authorized(request) or sent in {f"Bearer {token}" for token in self.refreshed_tokens}
+
+    def oauth_token(self, request: Received) -> Answer:
+        form = dict(parse_qsl(request.body.decode(errors="replace")))
+        if request.method != "POST" or form.get("grant_type") != "refresh_token" \
+                or form.get("refresh_token") != self.refresh_token:
+            return Answer(400, {"status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token",
+                                "correlationId": str(uuid.uuid4())})
+        access_token = "hubspot-oauth-" + str(uuid.uuid4())
+        self.refreshed_tokens.add(access_token)
+        return Answer(200, {"token_type": "bearer", "refresh_token": self.refresh_token,
+                            "access_token": access_token, "expires_in": 1800})
 
     def unauthorized(self) -> Answer:
         return hubspot_error(401, "Authentication credentials not found. This API supports OAuth 2.0 authentication "

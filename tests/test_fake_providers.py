@@ -264,6 +264,22 @@ async def test_hubspot_contacts_are_created_patched_and_archived(fake_provider):
         assert rejected.status_code == 401 and rejected.json()["category"] == "INVALID_AUTHENTICATION"
 
 
+async def test_hubspot_trades_the_apps_refresh_token_for_access_tokens_and_refuses_others(fake_provider):
+    hubspot = await fake_provider("hubspot")
+    async with httpx.AsyncClient(base_url=hubspot.base_url) as http:
+        form = {"grant_type": "refresh_token", "client_id": "app", "client_secret": "shh"}
+        granted = await http.post("/oauth/v1/token", data={**form, "refresh_token": hubspot.refresh_token})
+        refused = await http.post("/oauth/v1/token", data={**form, "refresh_token": "revoked"})
+
+        assert granted.status_code == 200
+        tokens = granted.json()
+        assert tokens["token_type"] == "bearer" and tokens["expires_in"] == 1800
+        assert tokens["refresh_token"] == hubspot.refresh_token  # HubSpot's v1 keeps the refresh token
+        assert refused.status_code == 400 and refused.json()["status"] == "BAD_REFRESH_TOKEN"
+    async with api(hubspot, token=tokens["access_token"]) as http:
+        assert (await http.get(CONTACTS)).status_code == 200
+
+
 async def test_hubspot_lists_page_with_after_and_search_finds_recent_changes(fake_provider):
     hubspot = await fake_provider("hubspot")
     contacts = hubspot.seed("contacts", n=25, at=datetime.now(UTC) - timedelta(hours=1))

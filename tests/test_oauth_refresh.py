@@ -221,7 +221,8 @@ async def test_a_refresh_token_the_provider_revoked_is_an_invalid_grant_to_recon
 
     assert response.status_code == 401
     assert response.json()["message"] == (
-        "GitHub rejected the credential's refresh token (invalid_grant); reconnect the account"
+        "GitHub refused the credential's refresh token (HTTP 400 invalid_grant); reconnect the account, "
+        "or update its tokens"
     )
 
 

@@ -249,6 +249,15 @@ def test_a_consumer_receives_the_syncs_changes_acks_and_nacks_them(readme):
     assert '"nacked": 2, "unknown_ack_tokens": []' in consumers.out
 
 
+def test_an_event_endpoint_hears_of_the_refused_refresh_in_posts_signed_with_its_secret(readme):
+    (events,) = readme.section("Events")
+
+    assert "HubSpot refused the credential's refresh token (HTTP 400); reconnect the account" in events.out
+    assert '"status": "error"' in events.out  # the credential's health
+    verified = [line for line in events.out.splitlines() if line.startswith('{"type":')]
+    assert [line.split('"')[3] for line in verified] == ["credential.refresh_failed", "credential.health_changed"]
+
+
 def test_only_what_serves_or_runs_the_suite_is_left_out(readme):
     reasons = [ran.block.not_run_because for ran in readme.ran if ran.block.not_run_because]
 

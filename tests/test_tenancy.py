@@ -8,13 +8,14 @@ import pytest
 from google.api import annotations_pb2
 
 from headwater.store import ApiToken
-from headwater.v1 import credential_pb2, stream_pb2, sync_pb2
+from headwater.v1 import credential_pb2, event_pb2, stream_pb2, sync_pb2
 from test_syncs import create_sync, make_stream
 
 SERVICES = [
     sync_pb2.DESCRIPTOR.services_by_name["SyncService"],
     credential_pb2.DESCRIPTOR.services_by_name["CredentialService"],
     stream_pb2.DESCRIPTOR.services_by_name["StreamService"],
+    event_pb2.DESCRIPTOR.services_by_name["EventEndpointService"],
 ]
 
 

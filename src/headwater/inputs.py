@@ -30,6 +30,7 @@ STRING_LIMITS: dict[str, int | None] = {
     # An application's page with its own query (connect sessions send the browser back to it).
     "headwater.v1.CreateConnectSessionRequest.redirect_url": 2_048,
     "headwater.v1.CreateConnectedUserSessionRequest.redirect_url": 2_048,
+    "headwater.v1.EventEndpoint.url": 2_048,
     # What the proxy passes upstream as it came.
     "headwater.v1.ForwardRequest.path": None,
     "headwater.v1.ForwardRequest.query": None,

@@ -212,7 +212,7 @@ class Server:
             upstream=Upstream(
                 forwarder,
                 make_pacer(settings.redis_url, settings.pacing_margin),
-                TokenRefresher(store, box, accounts, forwarder),
+                TokenRefresher(store, box, accounts, forwarder, settings.refused_refresh_retry_seconds),
             ),
             acks=AckWaiter(store),
         )

@@ -77,6 +77,9 @@ class Settings:
     # Webhook consumers (headwater.engine.delivery): the backoff of failed POSTs.
     webhook_retry_seconds: float = 1.0  # the first retry's delay; doubles with each attempt
     webhook_retry_max_seconds: float = 300.0
+    # OAuth refresh (headwater.upstream.oauth): a refresh token the provider refused is tried again
+    # after this long at the earliest; calls in between are answered the refusal at once.
+    refused_refresh_retry_seconds: float = 60.0
     # Mutations with an idempotency key (headwater.services.mutations): the key's lease.
     idempotency_lease_seconds: float = 15.0  # renewed every third of it while the call runs
     # The instance's default OAuth app of each provider (headwater.upstream.oauth_apps), by provider.

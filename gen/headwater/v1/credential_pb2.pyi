@@ -13,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Credential(_message.Message):
-    __slots__ = ("id", "org_id", "provider", "properties", "oauth_app_id", "oauth_app", "metadata", "external_id", "created_at", "updated_at")
+    __slots__ = ("id", "org_id", "provider", "properties", "oauth_app_id", "oauth_app", "metadata", "external_id", "created_at", "updated_at", "health")
     ID_FIELD_NUMBER: _ClassVar[int]
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,7 @@ class Credential(_message.Message):
     EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     id: str
     org_id: str
     provider: str
@@ -34,7 +35,18 @@ class Credential(_message.Message):
     external_id: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., org_id: _Optional[str] = ..., provider: _Optional[str] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., oauth_app_id: _Optional[str] = ..., oauth_app: _Optional[_Union[OAuthApp, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., external_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    health: CredentialHealth
+    def __init__(self, id: _Optional[str] = ..., org_id: _Optional[str] = ..., provider: _Optional[str] = ..., properties: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., oauth_app_id: _Optional[str] = ..., oauth_app: _Optional[_Union[OAuthApp, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., external_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., health: _Optional[_Union[CredentialHealth, _Mapping]] = ...) -> None: ...
+
+class CredentialHealth(_message.Message):
+    __slots__ = ("status", "last_error", "last_error_at")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_AT_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    last_error: str
+    last_error_at: _timestamp_pb2.Timestamp
+    def __init__(self, status: _Optional[str] = ..., last_error: _Optional[str] = ..., last_error_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class OAuthApp(_message.Message):
     __slots__ = ("id", "kind", "provider", "client_id")

@@ -1,4 +1,9 @@
-"""Webhook consumers: POSTing their messages, retrying with backoff, parking what keeps failing.
+"""Webhook consumers and event endpoints: POSTing their messages, retrying with backoff, parking
+what keeps failing.
+
+An event endpoint is a webhook consumer of its organisation's events stream
+(headwater.store.org_events), so both are delivered here, the same way; only the items of the body
+differ (a change as `GET /next` answers it, or an event as endpoints receive it).
 
 One loop per server process. It sleeps until a webhook consumer's queue changes (`HUB`), a retry
 falls due, or a poll interval passes (a webhook consumer created meanwhile is noticed then); then,
@@ -6,7 +11,7 @@ for each webhook consumer with deliverable messages, it drains the queue, one ba
 consumer:
 
     batch = claim(consumer, consumer.webhook_batch_size)   # the same claim as pull consumers use
-    POST webhook_url  {"data": [...]}                      # the items of GET /next, as JSON
+    POST webhook_url  {"data": [...]}                      # the items of GET /next, or the events
         X-Headwater-Signature: sha256=<hex HMAC-SHA256 of the body with the consumer's secret>
     2xx  -> ack the batch
     else -> nack it with a delay of retry_seconds * 2^(attempt-1) (at most retry_max_seconds);
@@ -35,7 +40,7 @@ from headwater.crypto import SecretBox
 from headwater.engine import queue
 from headwater.rest._transcode import message_json
 from headwater.store import Store, utcnow
-from headwater.store.models import Consumer, ConsumerMessage
+from headwater.store.models import ORG_EVENTS, Consumer, ConsumerMessage
 from headwater.store.notify import HUB, POLL_SECONDS, Waiter
 from headwater.upstream.forwarder import Forwarder, UpstreamError, UpstreamRequest
 
@@ -43,6 +48,7 @@ log = logging.getLogger("headwater.delivery")
 
 SIGNATURE_HEADER = "X-Headwater-Signature"
 MAX_CONCURRENT_CONSUMERS = 16
+PUSHED_KINDS = ("webhook", ORG_EVENTS)  # the consumers this loop POSTs to
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -50,8 +56,13 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def webhook_body(batch: list[queue.Delivery]) -> bytes:
-    return json.dumps({"data": [message_json(d.to_proto()) for d in batch]}, ensure_ascii=False).encode()
+def webhook_body(consumer: Consumer, batch: list[queue.Delivery]) -> bytes:
+    """`{"data": [...]}`: the changes as `GET /next` answers them, or an endpoint's events as stored."""
+    if consumer.kind == ORG_EVENTS:
+        items = [d.record for d in batch]
+    else:
+        items = [message_json(d.to_proto()) for d in batch]
+    return json.dumps({"data": items}, ensure_ascii=False).encode()
 
 
 def _claim_next(consumer_id: str) -> tuple[Consumer | None, list[queue.Delivery]]:
@@ -139,7 +150,7 @@ class WebhookDelivery:
 
     async def _post(self, consumer: Consumer, secret: str, batch: list[queue.Delivery]) -> str | None:
         """POSTs one batch; None when the receiver took it (2xx), else what went wrong."""
-        body = webhook_body(batch)
+        body = webhook_body(consumer, batch)
         headers = [
             ("content-type", "application/json"),
             ("user-agent", "Headwater-Webhook/1"),
@@ -156,10 +167,10 @@ class WebhookDelivery:
 
 
 def _due_consumers() -> tuple[list[str], list[Consumer], datetime.datetime | None]:
-    """The webhook consumers' ids, those with messages deliverable now, and when the next falls due."""
+    """The pushed consumers' ids, those with messages deliverable now, and when the next falls due."""
     now = utcnow()
     M = ConsumerMessage
-    webhook_ids = [row.id for row in Consumer.select(Consumer.id).where(Consumer.kind == "webhook")]
+    webhook_ids = [row.id for row in Consumer.select(Consumer.id).where(Consumer.kind.in_(PUSHED_KINDS))]
     if not webhook_ids:
         return [], [], None
     queued = M.select().where(M.consumer.in_(webhook_ids) & M.state.in_([queue.AVAILABLE, queue.DELIVERED]))

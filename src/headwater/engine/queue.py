@@ -81,7 +81,7 @@ def filter_condition(filters: list[dict]):
     condition = None
     for f in filters:
         term = Value(True)
-        for key in ("sync_id", "collection_id", "record_id"):
+        for key in ("sync_id", "collection_id", "record_id", "action"):
             if f.get(key):
                 term &= getattr(Event, key) == f[key]
         condition = term if condition is None else (condition | term)

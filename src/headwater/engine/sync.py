@@ -26,7 +26,8 @@ the background share that leaves interactive calls at least 20% of it.
 Failures: 429, 5xx, timeouts and unreachable upstreams make the collection `degraded`; 401, 403
 and answers the engine cannot use make it `error`, with a message saying what to fix. Either way
 it is retried with exponential backoff (at most `sync_retry_max_seconds` apart) and becomes
-`healthy` again by itself on the next page that reads. A sync's health is its worst collection's.
+`healthy` again by itself on the next page that reads. A sync's health is its worst collection's
+(or its credential's, if worse: headwater.store.health), and a change of it raises `sync.health_changed`.
 
 `max_age_days`: records whose change time is older are skipped, and at the end of every pass
 the collection's stored records older than that are pruned, without events (they aged out of the
@@ -52,6 +53,7 @@ from headwater.engine import leases
 from headwater.engine.reading import EPOCH, Page, ReadError, page_request, parse_page
 from headwater.errors import ApiError
 from headwater.settings import Settings
+from headwater.store.health import refresh_sync_health
 from headwater.store.models import Record, Sync, SyncCollection, utcnow
 from headwater.store.records import Change, apply_changes
 from headwater.upstream.accounts import UpstreamAccount
@@ -336,7 +338,7 @@ class SyncEngine:
             if done == len(sync.collection_ids):
                 Sync.update(initial_backfill_completed_at=now).where(Sync.id == sync.id).execute()
         if not was_healthy:
-            _refresh_sync_health(sync)
+            refresh_sync_health(sync)
         return due_in
 
     def _fail(self, unit_id: int, failure: SyncFailure) -> float:
@@ -355,7 +357,7 @@ class SyncEngine:
         leases.release(row)
         row.save()
         Sync.update(health_last_error=failure.message, health_last_error_at=now).where(Sync.id == row.sync_id).execute()
-        _refresh_sync_health(Sync.get_by_id(row.sync_id))
+        refresh_sync_health(Sync.get_by_id(row.sync_id))
         return delay
 
     @staticmethod
@@ -363,18 +365,6 @@ class SyncEngine:
         if not sync.max_age_days:
             return None
         return utcnow() - datetime.timedelta(days=sync.max_age_days)
-
-
-def _refresh_sync_health(sync: Sync) -> None:
-    """A sync is as healthy as its least healthy collection."""
-    states = {
-        health for collection_id, health in SyncCollection.select(SyncCollection.collection_id, SyncCollection.health)
-        .where(SyncCollection.sync == sync.id).tuples()
-        if collection_id in sync.collection_ids
-    }
-    worst = "error" if "error" in states else "degraded" if "degraded" in states else "healthy"
-    if worst != sync.health_status:
-        Sync.update(health_status=worst).where(Sync.id == sync.id).execute()
 
 
 def _status_failure(status: int, body: bytes, provider: str, job: Job, had_token: bool) -> SyncFailure:

@@ -6,6 +6,7 @@ from headwater.services._common import Backend
 from headwater.services.connect import ConnectServicer, page_routes
 from headwater.services.consumers import ConsumerServicer
 from headwater.services.credentials import CredentialServicer
+from headwater.services.event_endpoints import EventEndpointServicer
 from headwater.services.mutations import MutationServicer
 from headwater.services.oauth_apps import OAuthAppServicer
 from headwater.services.projects import ProjectServicer
@@ -20,6 +21,8 @@ from headwater.v1 import (
     consumer_pb2_grpc,
     credential_pb2,
     credential_pb2_grpc,
+    event_pb2,
+    event_pb2_grpc,
     mutation_pb2,
     mutation_pb2_grpc,
     oauth_app_pb2,
@@ -59,6 +62,8 @@ def servicers(backend: Backend, settings: Settings):
          consumer_pb2_grpc.add_ConsumerServiceServicer_to_server),
         (connect_pb2.DESCRIPTOR.services_by_name["ConnectService"], ConnectServicer(backend, connect),
          connect_pb2_grpc.add_ConnectServiceServicer_to_server),
+        (event_pb2.DESCRIPTOR.services_by_name["EventEndpointService"], EventEndpointServicer(backend),
+         event_pb2_grpc.add_EventEndpointServiceServicer_to_server),
     ]
 
 

@@ -27,7 +27,7 @@ from headwater.services._common import (
     update_paths,
 )
 from headwater.store import Stream, Sync, utcnow
-from headwater.store.models import Consumer
+from headwater.store.models import Consumer, ConsumerMessage, Event
 from headwater.store.notify import HUB, POLL_SECONDS, announce
 from headwater.v1 import consumer_pb2, consumer_pb2_grpc
 
@@ -69,14 +69,15 @@ def consumer_to_proto(row: Consumer, secret: str | None = None) -> consumer_pb2.
 
 
 def get_consumer(org_id: str, consumer_id: str) -> Consumer:
-    row = Consumer.get_or_none((Consumer.id == consumer_id) & (Consumer.org == org_id))
+    row = Consumer.visible_to(org_id).where(Consumer.id == consumer_id).first()
     if row is None:
         raise not_found("consumer", consumer_id)
     return row
 
 
-def _check_webhook_url(url: str) -> str | None:
-    """What is wrong with a webhook URL, or None."""
+def webhook_url_problem(url: str) -> str | None:
+    """What is wrong with a URL Headwater is to POST to (a webhook consumer's, an event
+    endpoint's), or None."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "must be an absolute http:// or https:// URL"
@@ -103,7 +104,7 @@ def _settings(consumer: consumer_pb2.Consumer, kind: str, found: list[tuple[str,
         violations.append(("consumer.max_deliver", "must not be negative (0 or -1: no limit)"))
     if consumer.max_ack_pending < 0:
         violations.append(("consumer.max_ack_pending", "must not be negative (0: no limit)"))
-    if kind == "webhook" and (problem := _check_webhook_url(consumer.webhook_url)):
+    if kind == "webhook" and (problem := webhook_url_problem(consumer.webhook_url)):
         violations.append(("consumer.webhook_url", problem))
     webhook_batch_size = DEFAULT_WEBHOOK_BATCH_SIZE
     if consumer.HasField("webhook_batch_size"):
@@ -138,7 +139,7 @@ def _stream_of(org_id: str, stream_id: str, filters: list[dict]) -> str:
     """The stream a consumer reads: `stream_id`, or the one stream of the syncs its filters name."""
     streams = set()
     if stream_id:
-        if not Stream.select().where((Stream.id == stream_id) & (Stream.org == org_id)).exists():
+        if not Stream.visible_to(org_id).where(Stream.id == stream_id).exists():
             raise not_found("stream", stream_id)
         streams.add(stream_id)
     for i, f in enumerate(filters):
@@ -211,7 +212,7 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
     async def ListConsumers(self, request, context):
         org_id = await self.backend.auth.org_id(context)
         rows, next_token = await self.store.run(
-            lambda: paginate(Consumer.select().where(Consumer.org == org_id), Consumer, request)
+            lambda: paginate(Consumer.visible_to(org_id), Consumer, request)
         )
         return consumer_pb2.ListConsumersResponse(
             data=[consumer_to_proto(r) for r in rows], next_page_token=next_token
@@ -329,19 +330,12 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
 
     async def ListParkedMessages(self, request, context):
         org_id = await self.backend.auth.org_id(context)
-        after = _message_id(request.page_token) if request.page_token else 0
-        violations = page_size_violations(request)
-        if after is None:
-            violations.append(("page_token", NOT_OUR_PAGE_TOKEN))
-        raise_if_invalid(violations)
-        size = request.page_size or DEFAULT_PAGE_SIZE
+        after, size = parked_page_request(request)
 
         def page():
-            get_consumer(org_id, request.id)
-            return queue.parked(request.id, after, size + 1)
+            return parked_page(get_consumer(org_id, request.id).id, after, size)
 
-        rows = await self.store.run(page)
-        next_token = str(rows[size - 1][0].id) if len(rows) > size else ""
+        rows, next_token = await self.store.run(page)
         return consumer_pb2.ListParkedMessagesResponse(
             data=[
                 consumer_pb2.ParkedMessage(
@@ -351,17 +345,14 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
                     deliver_count=message.deliver_count,
                     last_error=message.last_error,
                 )
-                for message, event in rows[:size]
+                for message, event in rows
             ],
             next_page_token=next_token,
         )
 
     async def RedeliverParkedMessages(self, request, context):
         org_id = await self.backend.auth.org_id(context)
-        ids = [_message_id(value) for value in request.message_ids]
-        raise_if_invalid([
-            (f"message_ids[{i}]", "is not the id of a parked message") for i, id_ in enumerate(ids) if id_ is None
-        ])
+        ids = parked_message_ids(request.message_ids, "message_ids")
 
         def redeliver():
             return queue.redeliver(get_consumer(org_id, request.id).id, ids)
@@ -376,6 +367,34 @@ def _token_violations(values) -> list[tuple[str, str]]:
     if len(values) > MAX_BATCH_SIZE:
         return [("ack_tokens", f"at most {MAX_BATCH_SIZE} at once")]
     return []
+
+
+# --- parked messages: what consumers and event endpoints share ------------------------------------
+
+
+def parked_page_request(request) -> tuple[int, int]:
+    """(the id a page of parked messages starts after, its size) from the request's `page_token`
+    and `page_size`, or INVALID_ARGUMENT."""
+    after = _message_id(request.page_token) if request.page_token else 0
+    violations = page_size_violations(request)
+    if after is None:
+        violations.append(("page_token", NOT_OUR_PAGE_TOKEN))
+    raise_if_invalid(violations)
+    return after, request.page_size or DEFAULT_PAGE_SIZE
+
+
+def parked_page(consumer_id: str, after: int, size: int) -> tuple[list[tuple[ConsumerMessage, Event]], str]:
+    """One page of the consumer's parked messages, with their events, and the next page's token."""
+    rows = queue.parked(consumer_id, after, size + 1)
+    return rows[:size], str(rows[size - 1][0].id) if len(rows) > size else ""
+
+
+def parked_message_ids(values, field: str, what: str = "message") -> list[int]:
+    """The parked messages' ids that `values` name (all of them when empty), or INVALID_ARGUMENT
+    naming each one that is not such an id (`what`: "message", "event")."""
+    ids = [_message_id(value) for value in values]
+    raise_if_invalid([(f"{field}[{i}]", f"is not the id of a parked {what}") for i, id_ in enumerate(ids) if id_ is None])
+    return ids
 
 
 def _message_id(text: str) -> int | None:

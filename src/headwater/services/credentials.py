@@ -14,6 +14,7 @@ from headwater.services._common import (
 )
 from headwater.services.oauth_apps import app_summary
 from headwater.store import Credential, Sync, utcnow
+from headwater.store.health import credential_healthy
 from headwater.upstream.accounts import open_properties, seal_properties
 from headwater.upstream.catalogue import BASE_URL_PROPERTY, CredentialKind, ProviderCatalogue
 from headwater.upstream.oauth_apps import OAuthAppClient
@@ -22,7 +23,7 @@ from headwater.v1 import credential_pb2, credential_pb2_grpc
 
 # Fields a caller may set; the rest of Credential is output only.
 UPDATABLE = {"properties", "oauth_app_id", "metadata", "external_id"}
-OUTPUT_ONLY = {"id", "org_id", "oauth_app", "created_at", "updated_at"}
+OUTPUT_ONLY = {"id", "org_id", "oauth_app", "health", "created_at", "updated_at"}
 
 
 class CredentialInput:
@@ -100,6 +101,11 @@ def credential_to_proto(row: Credential, apps: dict[str, OAuthAppClient]) -> cre
         external_id=row.external_id or None,
         created_at=timestamp(row.created_at),
         updated_at=timestamp(row.updated_at),
+        health=credential_pb2.CredentialHealth(
+            status=row.health_status,
+            last_error=row.health_last_error or None,
+            last_error_at=timestamp(row.health_last_error_at),
+        ),
     )
 
 
@@ -182,8 +188,7 @@ class CredentialServicer(credential_pb2_grpc.CredentialServiceServicer):
             row = get_credential(org_id, request.id)
             if "provider" in tops and message.provider != row.provider:
                 raise invalid("credential.provider", "cannot change; create a new credential instead")
-            if "properties" in tops:
-                self._merge_properties(row, struct_dict(message, "properties") or {})
+            new_secrets = "properties" in tops and self._merge_properties(row, struct_dict(message, "properties") or {})
             if "oauth_app_id" in tops:
                 raise_if_invalid(oauth_app_violations(
                     self.backend, org_id, row.provider, message.oauth_app_id, "credential.oauth_app_id"
@@ -195,18 +200,22 @@ class CredentialServicer(credential_pb2_grpc.CredentialServiceServicer):
                 row.external_id = message.external_id
             row.updated_at = utcnow()
             row.save()
+            if new_secrets:
+                credential_healthy(row)  # new tokens (or a new client secret) may well work
             return row, self.backend.oauth_apps.find_all(org_id, [row.oauth_app_id])
 
         row, apps = await self.backend.store.run(update)
         self.backend.accounts.forget()
         return credential_pb2.UpdateCredentialResponse(credential=credential_to_proto(row, apps))
 
-    def _merge_properties(self, row: Credential, changes: dict) -> None:
+    def _merge_properties(self, row: Credential, changes: dict) -> bool:
         """PATCH semantics inside `properties`: keys sent replace, `null` removes, others stay.
+        Returns whether a secret changed.
 
         A secret sent back as "***********" (as a GET shows it) keeps its stored value.
         """
-        merged = open_properties(row, self.backend.box)
+        stored = open_properties(row, self.backend.box)
+        merged = dict(stored)
         for key, value in changes.items():
             if value is None:
                 merged.pop(key, None)
@@ -218,6 +227,7 @@ class CredentialServicer(credential_pb2_grpc.CredentialServiceServicer):
         raise_if_invalid(violations)
         row.kind = checked.kind.name
         seal_properties(row, checked.kind, checked.properties, self.backend.box)
+        return any(stored.get(name) != merged.get(name) for name in checked.kind.secret)
 
     async def DeleteCredential(self, request, context):
         org_id = await self.backend.auth.org_id(context)

@@ -203,7 +203,7 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
         if collection.write is None or getattr(collection.write, kind) is None:
             raise invalid("kind", f"Headwater cannot {kind} {collection.id} records upstream")
         consumer_ids = list(dict.fromkeys(request.await_consumer_ids))
-        consumers = {c.id: c for c in Consumer.select().where((Consumer.id.in_(consumer_ids)) & (Consumer.org == org_id))}
+        consumers = {c.id: c for c in Consumer.visible_to(org_id).where(Consumer.id.in_(consumer_ids))}
         for i, consumer_id in enumerate(consumer_ids):
             if consumer_id not in consumers:
                 raise not_found("consumer", consumer_id)

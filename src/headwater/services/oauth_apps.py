@@ -6,6 +6,7 @@ from headwater.crypto import SECRET_MASK
 from headwater.errors import failed_precondition, not_found, raise_if_invalid
 from headwater.services._common import Backend, page_violations, paginate, struct, struct_dict, timestamp, update_paths
 from headwater.store import Credential, utcnow
+from headwater.store.health import credential_healthy
 from headwater.store.models import OAuthApp
 from headwater.upstream.oauth_apps import CUSTOM, INSTANCE, INSTANCE_APP_PREFIX, OAuthAppClient
 from headwater.upstream.requests import url_problem
@@ -154,6 +155,12 @@ class OAuthAppServicer(oauth_app_pb2_grpc.OAuthAppServiceServicer):
             row.metadata = struct_dict(merged, "metadata")
             row.updated_at = utcnow()
             row.save()
+            if tops & {"client_id", "client_secret", "token_url"}:
+                # A fixed client may well make refused refreshes work: they are tried again at once.
+                for credential in Credential.select().where(
+                    (Credential.org == org_id) & (Credential.oauth_app_id == row.id)
+                ):
+                    credential_healthy(credential)
             return row
 
         row = await self.backend.store.run(update)

@@ -22,7 +22,7 @@ def stream_to_proto(row: Stream) -> stream_pb2.Stream:
 
 
 def get_stream(org_id: str, stream_id: str) -> Stream:
-    row = Stream.get_or_none((Stream.id == stream_id) & (Stream.org == org_id))
+    row = Stream.visible_to(org_id).where(Stream.id == stream_id).first()
     if row is None:
         raise not_found("stream", stream_id)
     return row
@@ -57,7 +57,7 @@ class StreamServicer(stream_pb2_grpc.StreamServiceServicer):
     async def ListStreams(self, request, context):
         org_id = await self.backend.auth.org_id(context)
         rows, next_token = await self.backend.store.run(
-            lambda: paginate(Stream.select().where(Stream.org == org_id), Stream, request)
+            lambda: paginate(Stream.visible_to(org_id), Stream, request)
         )
         return stream_pb2.ListStreamsResponse(
             data=[stream_to_proto(r) for r in rows], next_page_token=next_token

@@ -191,7 +191,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
         # Then, in one transaction, the checks against stored rows and the writes.
         def create():
             violations = []
-            if not Stream.select().where((Stream.id == message.stream_id) & (Stream.org == org_id)).exists():
+            if not Stream.visible_to(org_id).where(Stream.id == message.stream_id).exists():
                 violations.append(("sync.stream_id", f"no stream {shown(message.stream_id)} in this organisation"))
             credential = None
             if not has_inline:
@@ -228,6 +228,10 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                 sync_frequency=settings.sync_frequency,
                 metadata=struct_dict(message, "metadata"),
                 external_id=message.external_id,
+                # No collection has been read yet: the sync is as healthy as its credential.
+                health_status=credential.health_status,
+                health_last_error=credential.health_last_error,
+                health_last_error_at=credential.health_last_error_at,
             )
             return row, credential, backend.oauth_apps.find_all(org_id, [credential.oauth_app_id])
 

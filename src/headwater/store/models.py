@@ -36,6 +36,16 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
+def iso(value: datetime.datetime | None) -> str | None:
+    """A timestamp column's value as JSON documents carry it: "2024-01-31T12:00:00.123456Z"."""
+    return None if value is None else value.replace(tzinfo=datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+# The kind of an organisation's internal events stream and of the consumers that read it (its
+# event endpoints: headwater.store.org_events). Neither is shown by the stream and consumer APIs.
+ORG_EVENTS = "events"
+
+
 class JSONField(TextField):
     """JSON in a text column, the same on SQLite and PostgreSQL."""
 
@@ -71,11 +81,17 @@ class Stream(BaseModel):
     id = CharField(primary_key=True, default=new_id)
     org = ForeignKeyField(Org, on_delete="CASCADE")
     name = CharField()
+    kind = CharField(default="records")  # records | events (ORG_EVENTS), migration 0012
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
 
     class Meta:
         indexes = ((("org", "name"), True),)
+
+    @classmethod
+    def visible_to(cls, org_id: str):
+        """The organisation's streams as the API shows them: not its internal events stream."""
+        return cls.select().where((cls.org == org_id) & (cls.kind != ORG_EVENTS))
 
 
 class Credential(BaseModel):
@@ -91,6 +107,10 @@ class Credential(BaseModel):
     external_id = CharField(default="", index=True)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+    # healthy | error (its refresh was refused: headwater.store.health), migration 0012
+    health_status = CharField(default="healthy")
+    health_last_error = TextField(default="")
+    health_last_error_at = DateTimeField(null=True)
 
 
 class OAuthApp(BaseModel):
@@ -227,7 +247,11 @@ class Record(BaseModel):
 
 class Event(BaseModel):
     """One change of one record, in its stream's order (`seq`). Outlives the sync and the record:
-    sync and record are named by id, not by foreign key."""
+    sync and record are named by id, not by foreign key.
+
+    In an organisation's events stream (ORG_EVENTS), one event of the organisation: `action` is its
+    type, `record` the event as endpoints receive it, `record_id` what it is about (its subject),
+    so that one subject's events are delivered in order (headwater.store.org_events)."""
 
     seq = BigAutoField()
     stream = ForeignKeyField(Stream, on_delete="CASCADE")
@@ -241,13 +265,14 @@ class Event(BaseModel):
 
 
 class Consumer(BaseModel):
-    """A reader of one stream: pulled over HTTP/gRPC (`pull`) or pushed to a URL (`webhook`)."""
+    """A reader of one stream: pulled over HTTP/gRPC (`pull`) or pushed to a URL (`webhook`), or
+    an event endpoint, pushed the organisation's events (`events`, ORG_EVENTS)."""
 
     id = CharField(primary_key=True, default=new_id)
     org = ForeignKeyField(Org, on_delete="CASCADE")
     stream = ForeignKeyField(Stream, on_delete="CASCADE")
     name = CharField(default="")
-    kind = CharField(default="pull")  # pull | webhook
+    kind = CharField(default="pull")  # pull | webhook | events
     # [{"sync_id": ..., "collection_id": ..., "record_id": ...}, ...]: an event is delivered when
     # it matches every key of at least one filter; no filters, every event.
     filters = JSONField(default=list)
@@ -260,6 +285,11 @@ class Consumer(BaseModel):
     webhook_batch_size = IntegerField(default=50)  # changes per POST (migration 0007)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+
+    @classmethod
+    def visible_to(cls, org_id: str):
+        """The organisation's consumers as the consumer API shows them: not its event endpoints."""
+        return cls.select().where((cls.org == org_id) & (cls.kind != ORG_EVENTS))
 
 
 class ConsumerMessage(BaseModel):

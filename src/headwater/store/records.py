@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from peewee import chunked
 from playhouse.pwasyncio import AsyncPostgresqlDatabase
 
-from headwater.store.models import Consumer, ConsumerMessage, Event, Record, Stream, Sync, database, utcnow
+from headwater.store.models import Consumer, ConsumerMessage, Event, Record, Stream, Sync, database, iso, utcnow
 from headwater.store.notify import announce
 
 INSERT, UPDATE, DELETE = "insert", "update", "delete"
@@ -59,11 +59,11 @@ def record_document(record: Record) -> dict:
         "sync_id": record.sync_id,
         "collection_id": record.collection_id,
         "upstream_id": record.upstream_id,
-        "upstream_updated_at": _iso(record.upstream_updated_at),
+        "upstream_updated_at": iso(record.upstream_updated_at),
         "data": record.data,
         "deleted": record.deleted,
-        "inserted_at": _iso(record.inserted_at),
-        "updated_at": _iso(record.updated_at),
+        "inserted_at": iso(record.inserted_at),
+        "updated_at": iso(record.updated_at),
     }
 
 
@@ -153,10 +153,12 @@ def _apply(
 
 
 def matches(filters: list[dict], event: Event) -> bool:
-    """Whether a consumer with these filters receives the event (no filters: every event)."""
+    """Whether a consumer with these filters receives the event (no filters: every event). Event
+    endpoints filter on `action`, their events' type."""
     if not filters:
         return True
-    values = {"sync_id": event.sync_id, "collection_id": event.collection_id, "record_id": event.record_id}
+    values = {"sync_id": event.sync_id, "collection_id": event.collection_id, "record_id": event.record_id,
+              "action": event.action}
     return any(all(values.get(k) == v for k, v in f.items() if v) for f in filters)
 
 
@@ -189,7 +191,3 @@ def _enqueue(rows: list[dict]) -> None:
     for chunk in chunked(rows, 500):
         ConsumerMessage.insert_many(chunk).execute()
     announce(row["consumer"] for row in rows)
-
-
-def _iso(value: datetime.datetime | None) -> str | None:
-    return None if value is None else value.replace(tzinfo=datetime.UTC).isoformat().replace("+00:00", "Z")

@@ -16,6 +16,7 @@ and `open_properties` joins them again; what is secret is the kind's (Credential
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,6 +26,7 @@ from headwater.cache import TtlCache
 from headwater.crypto import SECRET_MASK, SecretBox
 from headwater.errors import not_found
 from headwater.store import Credential, Store, Sync
+from headwater.store.health import ERROR
 from headwater.upstream.catalogue import BASE_URL_PROPERTY, CredentialKind, Provider, ProviderCatalogue
 from headwater.upstream.oauth_apps import OAuthAppClient, OAuthApps
 from headwater.upstream.pacer import Budget
@@ -58,6 +60,14 @@ def holds_secrets_in_the_clear(row: Credential, kind: CredentialKind) -> bool:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """The provider refused the credential's refresh token: what the caller was told, and when."""
+
+    note: str
+    at: datetime.datetime
+
+
+@dataclass(frozen=True)
 class UpstreamAccount:
     credential_id: str
     org_id: str
@@ -67,6 +77,8 @@ class UpstreamAccount:
     # Every property, secrets included: never log or show it.
     properties: dict = field(repr=False)
     oauth_app: OAuthAppClient | None = None  # the app it names (`oauth_app_id`), refreshed through
+    # Set while the credential's health is `error` (its refresh was refused): headwater.store.health.
+    refresh_refusal: Refusal | None = None
 
     # Computed once per account (an account is immutable; a refreshed token makes a new one).
     @cached_property
@@ -185,6 +197,8 @@ class Accounts:
             budget=credential_budget(provider, syncs),
             properties=open_properties(row, self.box),
             oauth_app=self.oauth_apps.find(row.org_id, row.oauth_app_id) if row.oauth_app_id else None,
+            refresh_refusal=Refusal(row.health_last_error, row.health_last_error_at)
+            if row.health_status == ERROR else None,
         )
 
     async def seal_stored_secrets(self) -> int:

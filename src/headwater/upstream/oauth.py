@@ -18,12 +18,20 @@ REFRESH_TIMEOUT_SECONDS). SQLite is the one-process deployment, so the shared ta
 
 Each caller waits for the refresh at most until its own deadline (then: 504, "<Provider> API timed
 out"); giving up does not cancel the refresh, which the other callers, and later ones, still use.
+
+A refresh the token endpoint refuses (400, 401 or 403, or an OAuth `error` such as invalid_grant)
+is refused for good: the caller gets 401 saying to reconnect the account, the credential's health
+becomes `error` (headwater.store.health, which tells its syncs and the organisation's event
+endpoints), and for `refused_retry_seconds` (60) its calls get that answer at once rather than ask
+the token endpoint again. A token endpoint that cannot answer (5xx, 429, a timeout) is no refusal:
+the caller gets 502 and the next call tries again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 
 import grpc
@@ -33,6 +41,7 @@ from headwater.cache import TtlCache
 from headwater.crypto import SecretBox
 from headwater.errors import ApiError
 from headwater.store import Credential, Store, utcnow
+from headwater.store.health import credential_healthy, refresh_refused
 from headwater.upstream.accounts import Accounts, UpstreamAccount, open_properties, seal_properties
 from headwater.upstream.catalogue import OAuthSpec
 from headwater.upstream.forwarder import Forwarder
@@ -43,6 +52,33 @@ log = logging.getLogger("headwater.oauth")
 # Refresh this long before the access token expires.
 EXPIRY_MARGIN_SECONDS = 60
 REFRESH_TIMEOUT_SECONDS = 15
+# Token endpoint answers that refuse a refresh token for good (RFC 6749 5.2: 400, or 401 for a
+# client that failed to authenticate; some providers say 403).
+REFUSING_STATUSES = frozenset({400, 401, 403})
+OAUTH_ERROR_CODE = re.compile(r"[a-z_]{1,40}")  # RFC 6749 5.2's `error` values: invalid_grant, ...
+
+
+class RefreshRefused(ApiError):
+    """The token endpoint refused the refresh token: only new tokens (a reconnected account, a
+    PATCH) or a fixed OAuth client make the credential usable again."""
+
+    def __init__(self, note: str):
+        super().__init__(grpc.StatusCode.UNAUTHENTICATED, note, http_status=401)
+
+
+def refresh_failure(provider: str, status: int | None, code: str | None = None) -> ApiError:
+    """What a refresh that got no new access token answers: RefreshRefused when the token endpoint
+    refused it (an RFC 6749 error `code`, or a refusing `status`), else a 502 to try again later."""
+    code = code if isinstance(code, str) and OAUTH_ERROR_CODE.fullmatch(code) else None
+    if code or status in REFUSING_STATUSES:
+        detail = " ".join(part for part in (f"HTTP {status}" if status else "", code or "") if part)
+        return RefreshRefused(f"{provider} refused the credential's refresh token ({detail}); reconnect the "
+                              f"account, or update its tokens")
+    return ApiError(
+        grpc.StatusCode.UNAVAILABLE,
+        f"{provider}'s token endpoint could not refresh the access token ({status or 'no answer'}); try again",
+        http_status=502,
+    )
 
 
 def can_refresh(account: UpstreamAccount) -> bool:
@@ -93,11 +129,14 @@ def access_token(account: UpstreamAccount) -> str | None:
 
 
 class TokenRefresher:
-    def __init__(self, store: Store, box: SecretBox, accounts: Accounts, forwarder: Forwarder):
+    def __init__(
+        self, store: Store, box: SecretBox, accounts: Accounts, forwarder: Forwarder, refused_retry_seconds: float = 60.0
+    ):
         self.store = store
         self.box = box
         self.accounts = accounts
         self.forwarder = forwarder
+        self.refused_retry_seconds = refused_retry_seconds  # a refused refresh token is tried again after this
         # credential id -> its refresh in flight, shared by every caller meanwhile; nothing kept after
         self._refreshing: TtlCache[UpstreamAccount] = TtlCache(ttl=0)
 
@@ -109,6 +148,9 @@ class TokenRefresher:
         `deadline` (event loop time) bounds this caller's wait, not the refresh itself."""
         if not can_refresh(account) or not (rejected or expiring(account)):
             return account
+        refusal = account.refresh_refusal
+        if refusal is not None and (utcnow() - refusal.at).total_seconds() < self.refused_retry_seconds:
+            raise RefreshRefused(refusal.note)  # refused a moment ago: the answer is the same
         try:
             async with asyncio.timeout_at(deadline) as waiting:
                 return await self._refreshing.get(account.credential_id, lambda: self._refresh(account))
@@ -122,14 +164,19 @@ class TokenRefresher:
 
     async def _refresh(self, account: UpstreamAccount) -> UpstreamAccount:
         stale = access_token(account)
-        if self.store.is_postgres:
-            await self.store.run(self._refresh_locked, account.org_id, account.credential_id, stale)
-        else:
-            # Another refresh may have finished since this caller read the account.
-            current = await self.accounts.reload(account.org_id, account.credential_id)
-            if access_token(current) != stale and not expiring(current):
-                return current
-            await self.store.run(self._save, current, await self._exchange(current))
+        try:
+            if self.store.is_postgres:
+                await self.store.run(self._refresh_locked, account.org_id, account.credential_id, stale)
+            else:
+                # Another refresh may have finished since this caller read the account.
+                current = await self.accounts.reload(account.org_id, account.credential_id)
+                if access_token(current) != stale and not expiring(current):
+                    return current
+                await self.store.run(self._save, current, await self._exchange(current))
+        except RefreshRefused as refused:
+            await self.store.run(refresh_refused, account.credential_id, refused.message)
+            self.accounts.forget()
+            raise
         self.accounts.forget()
         return await self.accounts.reload(account.org_id, account.credential_id)
 
@@ -144,21 +191,20 @@ class TokenRefresher:
     async def _exchange(self, account: UpstreamAccount) -> dict:
         """Asks the token endpoint for new tokens; the property changes to store."""
         client = TokenClient(self.forwarder, *client_credentials(account), timeout=REFRESH_TIMEOUT_SECONDS)
-        token, reason = None, "no access token"
+        failure = None
         try:
             token = await client.refresh_token(token_url(account), refresh_token=account.properties["refresh_token"])
-        except OAuth2Error as refused:
-            reason = refused.error  # RFC 6749's code (invalid_grant, invalid_client): no secret in it
+        except OAuth2Error as refused:  # RFC 6749's `error` (invalid_grant, invalid_client): no secret in it
+            failure = refresh_failure(account.provider.name, client.status, refused.error)
         except TokenEndpointFailed as failed:
-            reason = failed.status or "no answer"
-        if token is None or not token.get("access_token"):
+            failure = refresh_failure(account.provider.name, failed.status)
+        else:
+            if not token.get("access_token"):
+                failure = refresh_failure(account.provider.name, client.status)
+        if failure is not None:
             # Never log the answer: it may carry tokens.
-            log.warning("token refresh failed for credential %s: %s", account.credential_id, reason)
-            raise ApiError(
-                grpc.StatusCode.UNAUTHENTICATED,
-                f"{account.provider.name} rejected the credential's refresh token ({reason}); reconnect the account",
-                http_status=401,
-            )
+            log.warning("token refresh failed for credential %s: %s", account.credential_id, failure.message)
+            raise failure
 
         changes = {account.kind.auth["property"]: token["access_token"]}
         if token.get("refresh_token"):
@@ -172,3 +218,5 @@ class TokenRefresher:
         seal_properties(row, account.kind, {**open_properties(row, self.box), **changes}, self.box)
         row.updated_at = utcnow()
         row.save()
+        credential_healthy(row)
+

@@ -74,12 +74,16 @@ class TokenClient(OAuth2Client):
         )
         self.forwarder = forwarder
         self.timeout = timeout
+        self.status: int | None = None  # of the token endpoint's last answer (None: none yet)
 
     def parse_response_token(self, resp) -> OAuth2Token:
         try:
-            return super().parse_response_token(resp)
+            token = super().parse_response_token(resp)
         except (ValueError, TypeError):  # not a JSON object, or an `expires_in` that is no number
             raise TokenEndpointFailed(resp.status_code) from None
+        if resp.status_code >= 400:  # an error answer without RFC 6749's `error` (HubSpot's BAD_REFRESH_TOKEN)
+            raise TokenEndpointFailed(resp.status_code)
+        return token
 
     async def _fetch_token(self, url, body="", headers=None, auth=None, method="POST", **kwargs) -> OAuth2Token:
         return self.parse_response_token(await self._post(url, body, headers, auth))
@@ -95,4 +99,5 @@ class TokenClient(OAuth2Client):
             ))
         except UpstreamError:
             raise TokenEndpointFailed(None) from None  # its message may name the host only; nothing to add
+        self.status = response.status
         return _Answer(response)
