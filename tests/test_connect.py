@@ -5,7 +5,10 @@ The same flow in a real browser is tests/test_connect_browser.py."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
+import json
 import logging
 import re
 import time
@@ -16,7 +19,9 @@ import httpx
 import jwt
 import pytest
 from conftest import Running, _client_for, settings_for
+from sync_support import eventually
 from test_connected_users import key_pair
+from test_webhooks import Receiver, receiver  # noqa: F401 (fixture: a webhook receiver on loopback)
 
 from headwater.server import Server
 
@@ -473,3 +478,62 @@ async def test_a_wrong_api_key_shows_the_providers_error_and_stores_nothing(serv
     assert 'role="alert"' in answer.text and "Stripe refused it (HTTP 401): " in answer.text
     assert "sk_test_wrong" not in answer.text
     assert (await client.rest.get("/v1/credentials")).json()["data"] == []
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+async def event_endpoint(client, receiver: Receiver) -> str:
+    """An event endpoint of the organisation at the receiver; its secret."""
+    made = await client.rest.post("/v1/event-endpoints", json={"url": receiver.url})
+    assert made.status_code == 200, made.text
+    return made.json()["secret"]
+
+
+async def received(receiver: Receiver, secret: str, count: int) -> list[dict]:
+    """The first `count` events the receiver got, each POST's signature checked."""
+    await eventually(lambda: sum(len(json.loads(post.body)["data"]) for _, post in receiver.posts) >= count, timeout=10)
+    for _, post in receiver.posts:
+        signed = "sha256=" + hmac.new(secret.encode(), post.body, hashlib.sha256).hexdigest()
+        assert post.header("x-headwater-signature") == signed
+    return [event for body in receiver.bodies() for event in body["data"]][:count]
+
+
+async def test_a_connection_raises_connection_created_for_the_organisations_endpoints(
+        server, client, oauth_server, browser, receiver):
+    secret = await event_endpoint(client, receiver)
+    await github_app(client, server, oauth_server)
+    await allow_app_origin(client)
+    session = await new_session(client, oauth_server)
+
+    landed = await browser.connect_with_oauth(session["connect_url"])
+
+    credential_id = query_of(landed.headers["location"])["credential_id"]
+    (event,) = await received(receiver, secret, 1)
+    assert event["type"] == "connection.created"
+    assert event["data"] == {
+        "credential_id": credential_id, "provider": "github", "end_user_id": "user-42",
+        "session_id": session["id"], "reconnected": False,
+    }
+
+
+async def test_a_denied_consent_and_a_wrong_key_raise_connection_failed_saying_why(
+        server, client, oauth_server, fake_provider, browser, receiver):
+    secret = await event_endpoint(client, receiver)
+    await github_app(client, server, oauth_server)
+    stripe = await fake_provider("stripe")
+    await allow_app_origin(client)
+    denied = await new_session(client, oauth_server)
+    await browser.connect_with_oauth(denied["connect_url"], "deny")
+    wrong = await stripe_session(client, stripe)
+    page = await browser.open(wrong["connect_url"])
+    await browser.submit(page, "submit-stripe_api_key", secret="sk_test_wrong")
+
+    events = await received(receiver, secret, 2)
+
+    assert [(e["type"], e["data"]["provider"], e["data"]["session_id"]) for e in events] == [
+        ("connection.failed", "github", denied["id"]), ("connection.failed", "stripe", wrong["id"])]
+    assert events[0]["data"]["end_user_id"] == "user-42"
+    assert events[0]["data"]["message"] == "GitHub did not authorize the connection (access_denied)"
+    assert events[1]["data"]["message"].startswith("Stripe refused it (HTTP 401): Invalid API Key provided")
+    assert "sk_test_wrong" not in json.dumps(events)

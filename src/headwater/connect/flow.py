@@ -17,7 +17,9 @@ What each step guarantees:
   request goes through the forwarder like every upstream call; a typed-in key is checked with the
   kind's `verification` request before anything is stored;
 - the credential is the end user's (`external_id`), named after the app it came through
-  (`oauth_app_id`), its tokens encrypted; a second connection replaces the tokens in place.
+  (`oauth_app_id`), its tokens encrypted; a second connection replaces the tokens in place;
+- the organisation's event endpoints hear `connection.created` in the transaction that stores it,
+  `connection.failed` (with the reason shown to the user) when the provider refused.
 Tokens, codes, keys and the verifier never reach a log line nor the browser.
 """
 
@@ -27,6 +29,7 @@ import asyncio
 import datetime
 import json
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
@@ -38,6 +41,7 @@ from headwater.services._common import Backend
 from headwater.services.credentials import check_properties
 from headwater.store import Credential, utcnow
 from headwater.store.models import ConnectAttempt, ConnectSession
+from headwater.store.org_events import emit
 from headwater.upstream.accounts import UpstreamAccount, credential_budget, open_properties, seal_properties
 from headwater.upstream.catalogue import CredentialKind, Provider
 from headwater.upstream.connected_users import users_credential
@@ -220,21 +224,18 @@ class ConnectFlow:
         state = query.get("state", "")
         attempt, session = await self.backend.store.run(self._spend_state, state, cookies)
         provider = self.backend.catalogue.provider(attempt.integration)
-        back = {"integration": provider.key}
         if query.get("error") or not query.get("code"):
-            error = query.get("error") or "invalid_request"
-            log.info("connect: %s refused the authorization of session %s: %s", provider.name, session.id, error[:80])
-            return with_query(session.redirect_url, {**back, "error": error[:80],
-                                                     "error_description": f"{provider.name} did not authorize the connection ({error[:80]})"})
+            # RFC 6749's error codes are printable ASCII; anything else is the sender's, not shown.
+            error = re.sub(r"[^\x20-\x7e]", "", query.get("error") or "invalid_request")[:80]
+            return await self._failed(session, provider, error, f"{provider.name} did not authorize the connection ({error})")
         app = await self.backend.store.run(self.backend.oauth_apps.find, session.org_id, attempt.oauth_app_id)
         verifier = self.backend.box.decrypt(attempt.code_verifier) if attempt.code_verifier else None
         token, reason = None, "no access token"
         if app is not None:
             token, reason = await self._exchange(app, provider, query["code"], attempt.redirect_uri, verifier)
         if token is None:
-            log.warning("connect: code exchange failed for session %s (%s): %s", session.id, provider.name, reason)
-            return with_query(session.redirect_url, {**back, "error": "token_exchange_failed",
-                                                     "error_description": f"{provider.name} did not issue a token ({reason})"})
+            return await self._failed(session, provider, "token_exchange_failed",
+                                      f"{provider.name} did not issue a token ({reason})")
         kind = provider.credential_kinds[provider.oauth.credential_kind]
         issued = {kind.auth["property"]: token["access_token"]}
         if token.get("refresh_token"):
@@ -293,7 +294,12 @@ class ConnectFlow:
         if missing := [name for name, value in typed.items() if not value]:
             raise KeyRefused(f"Fill in {', '.join(label(name) for name in missing)}.")
         properties = {**preset, **typed, "kind": kind.name}
-        await self._verify(session, option.provider, kind, properties)
+        try:
+            await self._verify(session, option.provider, kind, properties)
+        except KeyRefused as refused:
+            await self.backend.store.run(emit, session.org_id, "connection.failed", failure(
+                session, option.provider, "key_refused", str(refused)))
+            raise
         return await self._connected(session, option.provider, kind, typed, "")
 
     async def _verify(self, session: Session, provider: Provider, kind: CredentialKind, properties: dict) -> None:
@@ -315,7 +321,15 @@ class ConnectFlow:
             said = message_at(sent.response.body, check.error_message)
             raise KeyRefused(f"{provider.name} refused it (HTTP {status})" + (f": {said}" if said else "."))
 
-    # --- the credential --------------------------------------------------------------------------
+    # --- the outcome ----------------------------------------------------------------------------
+
+    async def _failed(self, session: Session, provider: Provider, error: str, message: str) -> str:
+        """Tells the organisation (`connection.failed`), and answers the redirect to the
+        application with `error` and `error_description`."""
+        log.info("connect: session %s did not connect %s: %s", session.id, provider.name, message)
+        await self.backend.store.run(emit, session.org_id, "connection.failed", failure(session, provider, error, message))
+        return with_query(session.redirect_url, {"integration": provider.key, "error": error,
+                                                 "error_description": message})
 
     async def _connected(self, session: Session, provider: Provider, kind: CredentialKind, issued: dict,
                          oauth_app_id: str) -> str:
@@ -354,7 +368,17 @@ class ConnectFlow:
         row.updated_at = utcnow()
         seal_properties(row, checked.kind, checked.properties, self.backend.box)
         row.save(force_insert=not reconnected)
+        emit(session.org_id, "connection.created", {
+            "credential_id": row.id, "provider": provider.key, "end_user_id": session.end_user_id,
+            "session_id": session.id, "reconnected": reconnected,
+        })
         return row.id, reconnected
+
+
+def failure(session: Session, provider: Provider, error: str, message: str) -> dict:
+    """A `connection.failed` event's data: `message` is what the user was shown."""
+    return {"provider": provider.key, "end_user_id": session.end_user_id, "session_id": session.id,
+            "error": error, "message": message}
 
 
 def label(name: str) -> str:
