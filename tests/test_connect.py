@@ -186,6 +186,35 @@ async def test_connecting_again_replaces_the_tokens_of_the_same_credential(serve
     assert len(oauth_server.token_requests) == 2 and old_token["grant_type"] == "authorization_code"
 
 
+@pytest.mark.parametrize("provider, expected, absent", [
+    # Google: a refresh token only with offline access and consent asked again; PKCE
+    ("googledrive", {"access_type": "offline", "prompt": "consent", "code_challenge_method": "S256",
+                     "scope": "https://www.googleapis.com/auth/drive.readonly"}, []),
+    ("slack", {"scope": "channels:read,users:read", "code_challenge_method": "S256"}, []),  # commas
+    ("stripe", {"scope": "read_write"}, ["code_challenge", "code_challenge_method"]),  # no PKCE at Stripe
+])
+async def test_the_authorization_request_follows_the_catalogue(server, client, oauth_server, browser,
+                                                              provider, expected, absent):
+    oauth_server.register("client-1", "secret-1", redirect_uris=[f"{server.http_url}/v1/connect/callback"])
+    made = await client.rest.post("/v1/oauth-apps", json={
+        "provider": provider, "client_id": "client-1", "client_secret": "secret-1",
+        "authorization_url": oauth_server.authorization_url, "token_url": oauth_server.token_url,
+    })
+    await allow_app_origin(client)
+    page = await browser.open((await new_session(client, allowed_integrations=[provider]))["connect_url"])
+
+    started = await browser.submit(page, f"connect-{provider}")
+
+    assert made.status_code == 200 and started.status_code == 303, started.text
+    location = started.headers["location"]
+    assert location.startswith(oauth_server.authorization_url + "?")
+    asked = query_of(location)
+    assert asked.items() >= {"response_type": "code", "client_id": "client-1",
+                             "redirect_uri": f"{server.http_url}/v1/connect/callback", **expected}.items()
+    assert len(asked["state"]) >= 43 and not [name for name in absent if name in asked]
+    assert (await browser.consent(location)).status_code == 302  # the emulator takes the request
+
+
 async def test_a_denied_consent_goes_back_with_the_error_and_stores_nothing(server, client, oauth_server, browser):
     await github_app(client, server, oauth_server)
     await allow_app_origin(client)
