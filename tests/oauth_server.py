@@ -95,6 +95,7 @@ class OAuthServer:
     refresh_tokens: dict[str, Token] = field(default_factory=dict)
     requests: list[Received] = field(default_factory=list)
     token_requests: list[dict[str, str]] = field(default_factory=list)  # each /token form, client auth included
+    token_extras: dict = field(default_factory=dict)  # more in every token answer (Salesforce's instance_url)
 
     @property
     def base_url(self) -> str:
@@ -245,7 +246,7 @@ class OAuthServer:
         self.access_tokens[access] = Token(client_id, scopes, account, time.time() + self.access_token_lifetime)
         self.refresh_tokens[refresh] = Token(client_id, scopes, account)
         return {"access_token": access, "token_type": "Bearer", "expires_in": self.access_token_lifetime,
-                "refresh_token": refresh, "scope": " ".join(scopes)}
+                "refresh_token": refresh, "scope": " ".join(scopes), **self.token_extras}
 
     def _me(self, request: Received) -> dict:
         authorization = request.header("authorization") or ""

@@ -93,10 +93,11 @@ class Browser:
         return await self.http.post(urlsplit(authorization_url)._replace(path=action, query="").geturl(),
                                     data={**fields, "decision": decision})
 
-    async def connect_with_oauth(self, connect_url: str, decision: str = "approve") -> httpx.Response:
+    async def connect_with_oauth(self, connect_url: str, decision: str = "approve",
+                                 integration: str = "github") -> httpx.Response:
         """The whole flow: the page, the provider's consent, the callback: its answer."""
         page = await self.open(connect_url)
-        started = await self.submit(page, "connect-github")
+        started = await self.submit(page, f"connect-{integration}")
         assert started.status_code == 303, started.text
         back = await self.consent(started.headers["location"], decision)
         assert back.status_code == 302, back.text
@@ -184,6 +185,26 @@ async def test_connecting_again_replaces_the_tokens_of_the_same_credential(serve
     proxied = await client.rest.get(f"/v1/proxy/credential/{second_id}/me")
     assert proxied.status_code == 200
     assert len(oauth_server.token_requests) == 2 and old_token["grant_type"] == "authorization_code"
+
+
+async def test_the_accounts_facts_in_the_token_answer_are_kept_salesforces_instance_url(
+        server, client, oauth_server, browser):
+    oauth_server.register("client-1", "secret-1", redirect_uris=[f"{server.http_url}/v1/connect/callback"])
+    oauth_server.token_extras = {"instance_url": f"{oauth_server.base_url}/api"}  # the org's own API host
+    await client.rest.post("/v1/oauth-apps", json={
+        "provider": "salesforce", "client_id": "client-1", "client_secret": "secret-1",
+        "authorization_url": oauth_server.authorization_url, "token_url": oauth_server.token_url,
+    })
+    await allow_app_origin(client)
+    session = await new_session(client, allowed_integrations=["salesforce"])
+
+    landed = await browser.connect_with_oauth(session["connect_url"], integration="salesforce")
+
+    credential_id = query_of(landed.headers["location"])["credential_id"]
+    properties = (await client.rest.get(f"/v1/credentials/{credential_id}")).json()["properties"]
+    assert properties["kind"] == "salesforce_oauth2" and properties["instance_url"] == f"{oauth_server.base_url}/api"
+    proxied = await client.rest.get(f"/v1/proxy/credential/{credential_id}/me")  # to the instance
+    assert proxied.status_code == 200, proxied.text
 
 
 @pytest.mark.parametrize("provider, expected, absent", [
