@@ -5,6 +5,7 @@ The same flow in a real browser is tests/test_connect_browser.py."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import html
@@ -329,7 +330,7 @@ async def test_an_expired_session_opens_nothing(database_url, oauth_server):
         await github_app(client, running, oauth_server)
         await allow_app_origin(client)
         session = await new_session(client, oauth_server)
-        time.sleep(0.6)
+        await asyncio.sleep(0.6)
         async with httpx.AsyncClient() as http:
             answer = await http.get(session["connect_url"])
         await client.rest.aclose()
