@@ -10,6 +10,7 @@ they skip, and the summary of every run says why (`-rs` in pyproject.toml), nami
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from dataclasses import dataclass
@@ -37,6 +38,22 @@ from headwater.v1 import (
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
+TEARDOWN_SECONDS = 60  # the longest one teardown step may take (Server.stop bounds its own steps)
+
+
+async def finish(what: str, step, seconds: float = TEARDOWN_SECONDS):
+    """Awaits one teardown step for at most `seconds`: a step that hangs fails the test with its
+    name rather than holding the whole run until pytest-timeout kills it.
+
+        await finish("closing the REST client", client.rest.aclose())
+    """
+    try:
+        async with asyncio.timeout(seconds) as limit:
+            return await step
+    except TimeoutError:
+        if not limit.expired():
+            raise
+        raise TimeoutError(f"teardown: {what} did not finish within {seconds} s") from None
 
 
 async def redis_unavailable_reason() -> str | None:
@@ -58,7 +75,7 @@ async def _postgres_reachable() -> str | None:
         return "TEST_DATABASE_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/test)"
     try:
         conn = await asyncpg.connect(TEST_DATABASE_URL, timeout=3)
-        await conn.close()
+        await conn.close(timeout=3)
     except (OSError, asyncpg.PostgresError) as exc:
         return f"PostgreSQL at TEST_DATABASE_URL is not reachable: {exc}"
     return None
@@ -74,13 +91,15 @@ async def database_url(request, tmp_path):
     if reason:
         pytest.skip(reason)
     name = f"headwater_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(TEST_DATABASE_URL)
+    admin = await asyncpg.connect(TEST_DATABASE_URL, timeout=10)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"', timeout=30)
         yield urlunparse(urlparse(TEST_DATABASE_URL)._replace(path=f"/{name}"))
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', timeout=30)
+        finally:
+            await admin.close(timeout=10)
 
 
 @dataclass
@@ -161,7 +180,7 @@ async def server(database_url):
     try:
         yield Running(server, settings)
     finally:
-        await server.stop(grace=1)
+        await finish("stopping the server", server.stop(grace=1))
 
 
 async def _client_for(running: Running, org_name: str):
@@ -178,8 +197,7 @@ async def client(server):
     """A client of organisation 'acme'."""
     c = await _client_for(server, "acme")
     yield c
-    await c.rest.aclose()
-    await c.channel.close()
+    await _close_client(c)
 
 
 @pytest.fixture
@@ -187,8 +205,12 @@ async def other_client(server):
     """A client of another organisation, 'globex'."""
     c = await _client_for(server, "globex")
     yield c
-    await c.rest.aclose()
-    await c.channel.close()
+    await _close_client(c)
+
+
+async def _close_client(c: Client) -> None:
+    await finish("closing the REST client", c.rest.aclose())
+    await finish("closing the gRPC channel", c.channel.close())
 
 
 @pytest.fixture
@@ -199,7 +221,7 @@ async def upstream():
     emulator, server, task = await start_upstream()
     yield emulator
     server.should_exit = True
-    await task
+    await finish("stopping the upstream emulator", task)
 
 
 @pytest.fixture
@@ -219,7 +241,7 @@ async def fake_provider():
 
     yield start
     for fake in started:
-        await fake.close()
+        await finish(f"stopping the {type(fake).__name__} emulator", fake.close())
 
 
 @pytest.fixture
@@ -229,4 +251,4 @@ async def oauth_server():
 
     server = await start_oauth_server()
     yield server
-    await server.close()
+    await finish("stopping the OAuth2 authorization server", server.close())

@@ -140,7 +140,9 @@ async def serve_on_loopback(app) -> tuple[int, uvicorn.Server, asyncio.Task]:
     # (without it every answer written in two parts waits ~40 ms for a delayed ACK).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    # Stopping waits for answers in flight (a /slow one, a fake's delayed one) at most 2 s, then
+    # cancels them: uvicorn would otherwise wait for them however long they take.
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=2))
     server.install_signal_handlers = lambda: None
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

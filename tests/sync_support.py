@@ -14,7 +14,7 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import Running, _client_for, settings_for
+from conftest import Running, _client_for, _close_client, finish, settings_for
 
 from headwater.server import Server
 from headwater.store.models import Event, Record
@@ -48,9 +48,8 @@ async def engine(database_url):
     running = await start_engine_server(database_url)
     client = await _client_for(running, "acme")
     yield running, client
-    await client.rest.aclose()
-    await client.channel.close()
-    await running.server.stop(grace=1)
+    await _close_client(client)
+    await finish("stopping the server", running.server.stop(grace=1))
 
 
 def credential_for(fake, token: str | None = None) -> dict:

@@ -95,6 +95,7 @@ async def test_non_json_answer_needs_the_raw_response_header(client, keys, proje
 
     assert refused.status_code == 400
     assert "X-Paragon-Use-Raw-Response: 1" in refused.json()["message"]
+    assert len(refused.headers["x-headwater-request-id"]) == 32
     assert raw.status_code == 200
     assert raw.content == bytes(range(256))
     assert raw.headers["content-type"] == "application/octet-stream"

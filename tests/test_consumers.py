@@ -423,7 +423,7 @@ async def test_a_long_poll_without_changes_answers_empty_when_wait_for_ends(serv
     assert batch["data"] == [] and 0.45 < time.monotonic() - started < 1.5
 
 
-async def test_a_long_poll_does_not_hold_up_a_server_stopping(database_url):
+async def test_a_server_stopping_answers_waiting_long_polls_at_once_with_their_empty_batch(database_url):
     from conftest import Running, _client_for, settings_for
 
     from headwater.server import Server
@@ -434,17 +434,27 @@ async def test_a_long_poll_does_not_hold_up_a_server_stopping(database_url):
     try:
         sync = await make_sync(client)
         consumer = await make_consumer(client, filters=[{"sync_id": sync["id"]}])
-        polling = asyncio.create_task(client.rest.get(f"/v1/http-consumers/{consumer['id']}/next?wait_for=20000"))
-        await asyncio.sleep(0.3)
+        polling = asyncio.create_task(
+            client.rest.get(f"/v1/http-consumers/{consumer['id']}/next", params={"wait_for": 30000}, timeout=60)
+        )
+        receiving = client.consumers.Receive(consumer_pb2.ReceiveRequest(id=consumer["id"]), metadata=client.metadata)
+        received = asyncio.create_task(receiving.read())
+        await asyncio.sleep(0.5)
 
         started = time.monotonic()
-        await running.server.stop(grace=1)
-
-        assert time.monotonic() - started < 3
-        await asyncio.gather(polling, return_exceptions=True)
+        await running.server.stop()  # as SIGTERM does: calls in flight get up to 5 s
+        stopped = time.monotonic() - started
+        answer = await polling
+        await received
+        status = await receiving.code()
     finally:
         await client.rest.aclose()
         await client.channel.close()
+
+    assert answer.status_code == 200
+    assert answer.json()["data"] == []
+    assert status == grpc.StatusCode.OK  # the stream ends, it is not cut
+    assert stopped < 1.5
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ can trust that what works against the emulator is what the provider does.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -370,3 +371,23 @@ async def test_injected_failures_delay_and_the_request_log(fake_provider, provid
             await http.get(path, timeout=0.1)
     assert [r.path for r in fake.requests] == [path] * 5
     assert fake.requests[0].header("user-agent") == "tests"
+
+
+# -- the emulators' own lifecycle -----------------------------------------------------------------
+
+
+async def test_an_emulator_stops_within_seconds_with_an_answer_still_pending():
+    from emulators import start_upstream
+
+    emulator, server, task = await start_upstream()
+    async with httpx.AsyncClient(timeout=60) as http:
+        pending = asyncio.create_task(http.get(f"{emulator.base_url}/slow", params={"seconds": "600"}))
+        while not emulator.requests:  # it has arrived: the emulator sleeps on it
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)  # uvicorn waited for the answer: ten minutes
+        stopped = time.monotonic() - started
+        await asyncio.gather(pending, return_exceptions=True)
+
+    assert stopped < 5

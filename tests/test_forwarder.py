@@ -473,6 +473,21 @@ async def test_loopback_is_refused_and_the_upstream_sees_nothing(upstream):
     assert upstream.connections == 0
 
 
+async def test_loopback_spelt_in_a_legacy_numeric_form_is_refused(upstream):
+    # The C library reads "127.1", "2130706433" and "0x7f.1" as 127.0.0.1; aiohttp refuses to
+    # connect to such hosts itself, before our resolver sees them: the guard names them first.
+    guarded = Forwarder()
+    try:
+        for host in ("127.1", "2130706433", "0x7f000001", "017700000001", "127.0.1"):
+            with pytest.raises(ForbiddenAddress) as caught:
+                await guarded.send(UpstreamRequest("GET", upstream.url("/admin", host), [], timeout=5))
+            assert caught.value.host == host
+            assert str(caught.value).startswith(f"{host} resolves to 127.0.0.1, which is not a public address")
+    finally:
+        await guarded.aclose()
+    assert upstream.connections == 0
+
+
 async def test_allow_private_networks_reaches_loopback(upstream):
     upstream.routes["/x"] = response(body=b"ok")
     open_forwarder = Forwarder(allow_private_networks=True)

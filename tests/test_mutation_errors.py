@@ -108,6 +108,24 @@ async def test_upstream_timeout_is_504(client, salesforce, sync):
     assert response.json()["error"] == "Error: Salesforce API timed out"
 
 
+# aiohttp rounds timeouts over 5 s up to the next whole second: the upstream call must still end
+# before the caller's deadline, so that the answer is the mutation's own 504 with its details.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("timeout", ["0.5", "6"])
+async def test_an_upstream_that_never_answers_is_504_with_the_mutations_details_whatever_the_deadline(
+    client, salesforce, sync, timeout
+):
+    salesforce.delay = 600  # it answers only when the emulator closes, after the test
+
+    response = await client.rest.post("/v1/mutations/run", json={
+        "kind": "create", "sync_id": sync["id"], "collection_id": "salesforce:contact", "records": [{"data": CONTACT}],
+    }, headers={"X-Headwater-Timeout": timeout}, timeout=30)
+
+    assert response.status_code == 504, response.text
+    assert response.json()["error"] == "Error: Salesforce API timed out"
+    assert [f["error"] for f in failure(response)["failed"]] == ["Salesforce API timed out"]
+
+
 async def test_a_batch_failing_at_record_k_keeps_the_records_before_it(server, client, salesforce, sync):
     records = [{"data": {**CONTACT, "LastName": "One"}}, {"data": {"LastName": "Two", "Email": "bad"}},
                {"data": {**CONTACT, "LastName": "Three"}}]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 
 import grpc
 import httpx
@@ -14,8 +16,9 @@ import pytest
 
 from conftest import settings_for
 from emulators import reset_server
+from headwater.auth import Auth
 from headwater.server import Server
-from headwater.v1 import proxy_pb2
+from headwater.v1 import proxy_pb2, proxy_pb2_grpc
 from test_syncs import make_stream
 
 SECRET = "sk_test_SECRET_51H"
@@ -150,6 +153,32 @@ async def test_upstream_timeout_answers_504_naming_the_provider(client, upstream
 
     assert response.status_code == 504
     assert response.json()["error"] == "Error: Stripe API timed out"
+
+
+# gRPC sends a deadline rounded up (to three significant figures: 5.999 s goes as 6 s), so the
+# server keeps a moment to answer: the caller gets our 504, not its own channel's deadline error.
+async def test_an_upstream_timeout_reaches_a_grpc_caller_as_ours_before_its_deadline(client, upstream):
+    sync = await stripe_sync(client, upstream.base_url)
+
+    with pytest.raises(grpc.aio.AioRpcError) as timed_out:
+        await client.proxy.Forward(
+            proxy_pb2.ForwardRequest(sync_id=sync["id"], method="GET", path="slow", query="seconds=600"),
+            metadata=client.metadata, timeout=6,
+        )
+
+    assert timed_out.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert timed_out.value.details() == "Stripe API timed out"
+    assert "x-headwater-request-id" in dict(timed_out.value.trailing_metadata())
+
+
+async def test_an_expired_deadline_answers_504_at_once_and_sends_nothing(client, upstream):
+    sync = await stripe_sync(client, upstream.base_url)
+
+    response = await client.rest.get(f"/v1/proxy/sync/{sync['id']}/echo", headers={"x-headwater-timeout": "0"})
+
+    assert response.status_code == 504
+    assert response.json()["error"] == "Error: Stripe API timed out"
+    assert upstream.requests == []
 
 
 async def test_refused_and_reset_connections_answer_502(client):
@@ -340,23 +369,88 @@ async def test_each_proxied_request_leaves_one_log_line_without_secrets(client, 
     assert SECRET not in caplog.text and "q-secret" not in caplog.text
 
 
-async def test_loopback_upstreams_are_refused_unless_the_operator_allows_them(database_url, upstream):
-    server = await Server.start(settings_for(database_url, allow_private_networks=False))
-    try:
-        from headwater.auth import Auth
+@dataclass
+class Acme:
+    """Organisation 'acme' on a server of its own: REST, and the proxy over gRPC."""
 
+    rest: httpx.AsyncClient
+    proxy: proxy_pb2_grpc.ProxyServiceStub
+    metadata: tuple[tuple[str, str], ...]
+
+    async def custom_credential(self, base_url: str) -> str:
+        response = await self.rest.post("/v1/credentials", json={
+            "provider": "custom", "properties": {"kind": "custom_bearer", "token": "t", "base_url": base_url}})
+        assert response.status_code == 200, response.text
+        return response.json()["id"]
+
+
+@contextlib.asynccontextmanager
+async def acme_on_a_server(database_url: str, **settings):
+    server = await Server.start(settings_for(database_url, **settings))
+    try:
         auth = Auth(server.store)
         await auth.create_org("acme")
         token = await auth.issue_token("acme")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}",
-                                     headers={"authorization": f"Bearer {token}"}) as rest:
-            credential = (await rest.post("/v1/credentials", json={
-                "provider": "custom", "properties": {"kind": "custom_bearer", "token": "t",
-                                                     "base_url": f"http://localhost:{upstream.port}"}})).json()
-            response = await rest.get(f"/v1/proxy/credential/{credential['id']}/echo")
+                                     headers={"authorization": f"Bearer {token}"}) as rest, \
+                grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            yield Acme(rest, proxy_pb2_grpc.ProxyServiceStub(channel), (("authorization", f"Bearer {token}"),))
     finally:
         await server.stop()
 
-    assert response.status_code == 403
-    assert "private or loopback" in response.json()["message"]
+
+@pytest.mark.parametrize("host", ["localhost", "127.1", "2130706433"])
+async def test_loopback_upstreams_are_refused_unless_the_operator_allows_them(database_url, upstream, host):
+    async with acme_on_a_server(database_url, allow_private_networks=False) as acme:
+        credential = await acme.custom_credential(f"http://{host}:{upstream.port}")
+        response = await acme.rest.get(f"/v1/proxy/credential/{credential}/echo")
+
+    assert response.status_code == 403, response.text
+    assert response.json()["error"] == (
+        "Error: Custom API host resolves to a private or loopback address, which Headwater does not call"
+    )
     assert upstream.requests == []
+
+
+# Answers Headwater makes itself, over both fronts: each leaves its log line and carries its id
+# (a REST header; gRPC trailing metadata).
+@pytest.mark.parametrize("case, settings, status, code", [
+    ("unknown credential", {}, 404, grpc.StatusCode.NOT_FOUND),
+    ("private address", {"allow_private_networks": False}, 403, grpc.StatusCode.PERMISSION_DENIED),
+    ("unreachable", {}, 502, grpc.StatusCode.UNAVAILABLE),
+    ("shared pacer unreachable", {"redis_url": f"redis://127.0.0.1:{socket_port_closed()}/0"}, 503,
+     grpc.StatusCode.UNAVAILABLE),
+])
+async def test_answers_headwater_makes_itself_carry_a_request_id_and_leave_a_log_line(
+    database_url, upstream, caplog, case, settings, status, code
+):
+    caplog.set_level(logging.INFO, logger="headwater.proxy")
+    base_url = f"http://127.0.0.1:{socket_port_closed() if case == 'unreachable' else upstream.port}"
+    async with acme_on_a_server(database_url, **settings) as acme:
+        credential = "no-such-credential" if case == "unknown credential" else await acme.custom_credential(base_url)
+
+        over_rest = await acme.rest.get(f"/v1/proxy/credential/{credential}/echo/headwater-made")
+        with pytest.raises(grpc.aio.AioRpcError) as over_grpc:
+            await acme.proxy.Forward(proxy_pb2.ForwardRequest(credential_id=credential, method="GET", path="echo"),
+                                     metadata=acme.metadata)
+
+    assert over_rest.status_code == status, over_rest.text
+    assert over_grpc.value.code() == code
+    rest_id = over_rest.headers["x-headwater-request-id"]
+    grpc_id = dict(over_grpc.value.trailing_metadata())["x-headwater-request-id"]
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "headwater.proxy"]
+    assert [(line["request_id"], line["method"], line["status"]) for line in lines] == [
+        (rest_id, "GET", status), (grpc_id, "GET", status),
+    ]
+    assert upstream.requests == []
+
+
+async def test_errors_name_a_custom_api_once(client):
+    credential = (await client.rest.post("/v1/credentials", json={
+        "provider": "custom", "properties": {"kind": "custom_bearer", "token": "t",
+                                             "base_url": f"http://127.0.0.1:{socket_port_closed()}"}})).json()
+
+    response = await client.rest.get(f"/v1/proxy/credential/{credential['id']}/x")
+
+    assert response.status_code == 502
+    assert response.json()["error"] == "Error: Custom API could not be reached (connection refused or reset)"

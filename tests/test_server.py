@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from headwater.auth import Auth
-from headwater.server import Server
+from headwater.server import CannotListen, Server
 from conftest import settings_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,6 +105,40 @@ async def test_serve_on_a_fresh_sqlite_file_prints_where_it_listens_and_a_first_
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 15)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("front, variable", [("gRPC", "HEADWATER_GRPC_ADDRESS"), ("REST", "HEADWATER_HTTP_ADDRESS")])
+async def test_serve_on_a_busy_port_exits_with_one_line_naming_the_address(tmp_path, front, variable):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        env = os.environ | {"HEADWATER_DATA_DIR": str(tmp_path), "HEADWATER_GRPC_ADDRESS": "127.0.0.1:0",
+                            "HEADWATER_HTTP_ADDRESS": "127.0.0.1:0", variable: address}
+        env.pop("HEADWATER_DATABASE_URL", None)
+        env.pop("HEADWATER_SECRET_KEY", None)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "headwater", "serve", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+
+    assert proc.returncode == 1
+    assert err.decode().splitlines() == [f"headwater: cannot listen for {front} on {address}: address already in use"]
+    assert out == b""
+
+
+async def test_a_second_server_on_a_taken_grpc_address_does_not_start_rather_than_share_it(database_url):
+    first = await Server.start(settings_for(database_url))
+    try:
+        taken = f"127.0.0.1:{first.grpc_port}"
+        with pytest.raises(CannotListen) as refused:
+            second = await Server.start(settings_for(database_url, grpc_address=taken))
+            await second.stop()
+    finally:
+        await first.stop()
+
+    assert str(refused.value) == f"cannot listen for gRPC on {taken}: address already in use"
 
 
 async def test_cli_creates_organisations_and_tokens(tmp_path):

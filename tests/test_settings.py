@@ -29,6 +29,15 @@ def test_the_pacing_margin_is_given_in_milliseconds_and_may_be_zero(tmp_path):
     assert settings(tmp_path, HEADWATER_PACING_MARGIN_MS="0").pacing_margin == 0.0
 
 
+def test_rest_connection_limits_come_from_the_environment(tmp_path):
+    default = settings(tmp_path)
+    chosen = settings(tmp_path, HEADWATER_HTTP_HEADER_TIMEOUT="5", HEADWATER_HTTP_IDLE_TIMEOUT="300",
+                      HEADWATER_HTTP_MAX_CONNECTIONS="2000")
+
+    assert (default.http_header_timeout, default.http_idle_timeout, default.http_max_connections) == (10, 75, 10_000)
+    assert (chosen.http_header_timeout, chosen.http_idle_timeout, chosen.http_max_connections) == (5, 300, 2000)
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -36,6 +45,8 @@ def test_the_pacing_margin_is_given_in_milliseconds_and_may_be_zero(tmp_path):
         ("HEADWATER_PACING_MARGIN_MS", "0.5"),
         ("HEADWATER_SYNC_INTERVAL", "soon"),
         ("HEADWATER_SYNC_WORKERS", "0"),
+        ("HEADWATER_HTTP_HEADER_TIMEOUT", "0"),
+        ("HEADWATER_HTTP_MAX_CONNECTIONS", "many"),
         ("HEADWATER_ALLOW_PRIVATE_NETWORKS", "maybe"),
         ("HEADWATER_SECRET_KEY", "not-a-fernet-key"),
         ("HEADWATER_PUBLIC_URL", "headwater.example.com"),

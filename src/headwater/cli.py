@@ -30,7 +30,7 @@ import httpx
 from peewee import IntegrityError
 
 from headwater.auth import Auth
-from headwater.server import Server
+from headwater.server import CannotListen, Server
 from headwater.settings import ConfigError, Settings
 from headwater.store import Store
 
@@ -206,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, LookupError) as exc:
         print(f"headwater: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
+    except CannotListen as exc:
+        print(f"headwater: {exc}", file=sys.stderr)
+        return 1
     except IntegrityError:
         print(f"headwater: an organisation named {args.name!r} already exists", file=sys.stderr)
         return 2

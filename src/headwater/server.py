@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import socket
+from collections.abc import Awaitable
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -26,8 +27,9 @@ from headwater.engine.delivery import WebhookDelivery
 from headwater.engine.sync import SyncEngine
 from headwater.errors import ApiError, invalid, raise_if_invalid
 from headwater.inputs import request_violations
-from headwater.rest import HttpServer, build_app, serve
+from headwater.rest import ConnectionLimits, HttpServer, build_app, serve
 from headwater.services import Backend, raw_routes, servicers
+from headwater.services.consumers import ConsumerServicer
 from headwater.settings import Settings
 from headwater.store import Store
 from headwater.store.notify import AckWaiter, Listener
@@ -163,6 +165,41 @@ def _split_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+class CannotListen(Exception):
+    """A listen address cannot be bound (taken by another `headwater serve`, say): one line says so.
+
+        CannotListen("REST", "127.0.0.1:8080", "address already in use")
+    """
+
+    def __init__(self, front: str, address: str, reason: str):
+        super().__init__(f"cannot listen for {front} on {address}: {reason}")
+
+
+def _bound_socket(front: str, address: str) -> socket.socket:
+    """A TCP socket bound to `address` ("host:port"; port 0 picks a free one), not yet listening.
+    CannotListen if the address is taken or not ours to bind."""
+    host, port = _split_address(address)
+    # IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on
+    # sockets that say TCP (without it every answer waited ~40 ms for a delayed ACK).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free; a listening one is not
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise CannotListen(front, address, (exc.strerror or str(exc)).lower()) from None
+    return sock
+
+
+def _bind_grpc(grpc_server, address: str) -> int:
+    """Binds the gRPC server's port (SO_REUSEPORT is off: see its options). CannotListen if taken."""
+    try:
+        return grpc_server.add_insecure_port(address)
+    except RuntimeError:  # gRPC says only "Failed to bind to address"
+        raise CannotListen("gRPC", address, "gRPC could not bind it") from None
+
+
 class Server:
     def __init__(self, backend: Backend, grpc_server, http_server: HttpServer, grpc_port, http_port):
         self.backend = backend
@@ -171,6 +208,7 @@ class Server:
         self.http_server = http_server
         self.grpc_port = grpc_port
         self.http_port = http_port
+        self.consumers: ConsumerServicer | None = None  # its long-polls answer at once on stop
         self.first_token: str | None = None
         self.engine: SyncEngine | None = None
         self.listener: Listener | None = None  # other processes' consumer announcements (PostgreSQL)
@@ -178,15 +216,26 @@ class Server:
 
     @classmethod
     async def start(cls, settings: Settings) -> Server:
-        store = Store.open(settings.database_url)  # shared with any other server of this process
+        """Binds both addresses, migrates the database and serves. A taken address raises
+        CannotListen before the database is touched."""
+        http_socket = _bound_socket("REST", settings.http_address)
         try:
-            return await cls._start(settings, store)
+            if _split_address(settings.grpc_address)[1]:
+                # Tried with a socket of ours first: gRPC's own failure also logs a line of its own.
+                _bound_socket("gRPC", settings.grpc_address).close()
+            store = Store.open(settings.database_url)  # shared with any other server of this process
         except BaseException:
+            http_socket.close()
+            raise
+        try:
+            return await cls._start(settings, store, http_socket)
+        except BaseException:
+            http_socket.close()
             await store.close()
             raise
 
     @classmethod
-    async def _start(cls, settings: Settings, store: Store) -> Server:
+    async def _start(cls, settings: Settings, store: Store, http_socket: socket.socket) -> Server:
         catalogue = ProviderCatalogue.default()  # checked as it is read: a bad entry stops us here
         await store.migrate()
         box = SecretBox(settings.secret_key)
@@ -216,17 +265,10 @@ class Server:
             ),
             acks=AckWaiter(store),
         )
-        # The REST socket is bound first, so port 0 works and is known: the connect page's links
-        # and OAuth callback name it unless HEADWATER_PUBLIC_URL says how browsers reach us.
-        host, port = _split_address(settings.http_address)
-        # IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on
-        # sockets that say TCP (without it every answer waited ~40 ms for a delayed ACK).
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        bound = f"[{host}]" if ":" in host else host
-        settings = dataclasses.replace(settings, http_address=f"{bound}:{sock.getsockname()[1]}")
+        # The connect page's links and OAuth callback name the REST address bound in `start` (port
+        # 0 resolved), unless HEADWATER_PUBLIC_URL says how browsers reach us.
+        host, port = http_socket.getsockname()[:2]
+        settings = dataclasses.replace(settings, http_address=f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
         services = servicers(backend, settings)
 
         # gRPC, with reflection and the standard health service.
@@ -236,6 +278,9 @@ class Server:
             options=[
                 ("grpc.max_receive_message_length", message_limit),
                 ("grpc.max_send_message_length", settings.max_response_bytes + 64 * 1024),
+                # gRPC's default lets a second server bind the same address and take part of its
+                # calls (answering them from its own database): a taken address must fail instead.
+                ("grpc.so_reuseport", 0),
             ],
         )
         for descriptor, servicer, add in services:
@@ -247,19 +292,26 @@ class Server:
             [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             grpc_server,
         )
-        grpc_port = grpc_server.add_insecure_port(settings.grpc_address)
+        grpc_port = _bind_grpc(grpc_server, settings.grpc_address)
         await grpc_server.start()
-        for name in ["", *names]:
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        try:
+            for name in ["", *names]:
+                await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-        # REST, on the same loop, on the socket bound above.
-        bridge = build_app(
-            [(d, s) for d, s, _ in services],
-            raw_routes=raw_routes(services),
-            max_body_bytes=settings.max_request_bytes,
-        )
-        http_server = await serve(bridge, sock)
+            # REST, on the same loop, from the socket bound in `start` (so port 0 works and is known).
+            bridge = build_app(
+                [(d, s) for d, s, _ in services],
+                raw_routes=raw_routes(services),
+                max_body_bytes=settings.max_request_bytes,
+            )
+            limits = ConnectionLimits(settings.http_header_timeout, settings.http_idle_timeout,
+                                      settings.http_max_connections)
+            http_server = await serve(bridge, http_socket, limits)
+        except BaseException:
+            await grpc_server.stop(None)
+            raise
         server = cls(backend, grpc_server, http_server, grpc_port, http_server.port)
+        server.consumers = next(s for _, s, _ in services if isinstance(s, ConsumerServicer))
         server.listener = await Listener.start(store)
         server.webhooks = WebhookDelivery(
             store, box, forwarder, settings.webhook_retry_seconds, settings.webhook_retry_max_seconds
@@ -271,14 +323,36 @@ class Server:
         return server
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stops taking new calls, lets calls in flight finish (up to `grace` s), closes the store."""
-        await asyncio.gather(self.grpc_server.stop(grace), self.http_server.stop(grace), return_exceptions=True)
+        """Stops taking new calls, answers waiting long-polls at once (their empty batch), lets
+        other calls in flight finish (up to `grace` s), closes the store.
+
+        Every step is bounded (STOP_STEP_SECONDS, the fronts' past the grace): one that hangs is
+        abandoned with a warning naming it, so stopping always ends."""
+        if self.consumers is not None:
+            self.consumers.stop()
+        fronts = asyncio.gather(self.grpc_server.stop(grace), self.http_server.stop(grace), return_exceptions=True)
+        await _bounded("the gRPC and REST servers", grace + STOP_STEP_SECONDS, fronts)
         if self.engine is not None:
-            await self.engine.stop()
+            await _bounded("the sync engine", STOP_STEP_SECONDS, self.engine.stop())
         if self.webhooks is not None:
-            await self.webhooks.stop()
+            await _bounded("webhook delivery", STOP_STEP_SECONDS, self.webhooks.stop())
         if self.listener is not None:
-            await self.listener.stop()
-        await self.backend.upstream.forwarder.aclose()
-        await self.backend.upstream.pacer.aclose()
-        await self.store.close()
+            await _bounded("the PostgreSQL listener", STOP_STEP_SECONDS, self.listener.stop())
+        await _bounded("the upstream forwarder", STOP_STEP_SECONDS, self.backend.upstream.forwarder.aclose())
+        await _bounded("the pacer", STOP_STEP_SECONDS, self.backend.upstream.pacer.aclose())
+        await _bounded("the store", STOP_STEP_SECONDS, self.store.close())
+
+
+STOP_STEP_SECONDS = 6.0  # the longest one step of Server.stop may take (the fronts: past their grace)
+
+
+async def _bounded(what: str, seconds: float, step: Awaitable) -> None:
+    """Awaits one step of stopping for at most `seconds`; past that it is cancelled and left with
+    a warning naming it, so that a step that hangs cannot hold the process (or a test) for ever."""
+    try:
+        async with asyncio.timeout(seconds) as limit:
+            await step
+    except TimeoutError:
+        if not limit.expired():
+            raise
+        log.warning("stopping: %s did not finish within %g s; going on without it", what, seconds)

@@ -7,6 +7,9 @@
 | HEADWATER_SECRET_KEY       | generated into <data dir>/secret.key for SQLite | Fernet key encrypting secrets |
 | HEADWATER_GRPC_ADDRESS     | 127.0.0.1:50051                 | gRPC listen address                          |
 | HEADWATER_HTTP_ADDRESS     | 127.0.0.1:8080                  | REST listen address                          |
+| HEADWATER_HTTP_HEADER_TIMEOUT | 10                           | seconds for a request's line and headers to arrive (else 408, closed) |
+| HEADWATER_HTTP_IDLE_TIMEOUT   | 75                           | seconds a kept-alive connection waits for its next request |
+| HEADWATER_HTTP_MAX_CONNECTIONS | 10000                       | REST connections open at once; more are answered 503 and closed |
 | HEADWATER_REDIS_URL        | (unset: in-process pacer)       | shared rate limiter for several replicas     |
 | HEADWATER_PACING_MARGIN_MS | 20                              | added to every budget's interval (pacer)     |
 | HEADWATER_ALLOW_PRIVATE_NETWORKS | false                     | let the proxy call loopback/private addresses |
@@ -61,6 +64,10 @@ class Settings:
     secret_key: bytes
     grpc_address: str = "127.0.0.1:50051"
     http_address: str = "127.0.0.1:8080"
+    # REST connections (headwater.rest.ConnectionLimits).
+    http_header_timeout: float = 10.0
+    http_idle_timeout: float = 75.0
+    http_max_connections: int = 10_000
     redis_url: str | None = None
     pacing_margin: float = 0.02  # seconds added to every budget's interval (headwater.upstream.pacer)
     allow_private_networks: bool = False
@@ -99,6 +106,9 @@ class Settings:
             secret_key=_secret_key(env, database_url),
             grpc_address=env.get("HEADWATER_GRPC_ADDRESS", "127.0.0.1:50051"),
             http_address=env.get("HEADWATER_HTTP_ADDRESS", "127.0.0.1:8080"),
+            http_header_timeout=_int(env, "HEADWATER_HTTP_HEADER_TIMEOUT", 10),
+            http_idle_timeout=_int(env, "HEADWATER_HTTP_IDLE_TIMEOUT", 75),
+            http_max_connections=_int(env, "HEADWATER_HTTP_MAX_CONNECTIONS", 10_000),
             redis_url=env.get("HEADWATER_REDIS_URL") or None,
             pacing_margin=_milliseconds(env, "HEADWATER_PACING_MARGIN_MS", 20),
             allow_private_networks=_flag(env, "HEADWATER_ALLOW_PRIVATE_NETWORKS"),

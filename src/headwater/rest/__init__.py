@@ -12,6 +12,7 @@
 
 from ._app import (
     MAX_BODY_BYTES,
+    ConnectionLimits,
     HttpServer,
     RawHandler,
     RawRequest,
@@ -27,6 +28,7 @@ from ._transcode import integral_numbers
 
 __all__ = [
     "ANY_METHOD",
+    "ConnectionLimits",
     "DEFAULT_TIMEOUT",
     "DuplicateRouteError",
     "HttpServer",

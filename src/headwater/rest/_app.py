@@ -21,11 +21,17 @@ Serving it:
     http = await serve(build_app(services), sock)    # a bound socket (port 0 works)
     ...
     await http.stop(grace=5)   # stop listening; calls in flight get `grace` s, then are cancelled
+
+Connections are held to `ConnectionLimits`: a request's line and headers must arrive within the
+header timeout (a client trickling them is closed with 408), a kept-alive connection waits at most
+the idle timeout for its next request, and past the cap new connections are answered 503 and
+closed. A request aiohttp cannot parse gets our JSON 400, which never quotes its bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http as http_status
 import json
 import logging
 import socket
@@ -35,7 +41,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
-from aiohttp import web
+from aiohttp import http_exceptions, web
+from aiohttp.web_protocol import RequestHandler
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
@@ -45,7 +52,7 @@ from headwater.errors import ApiError, invalid, raise_if_invalid
 from headwater.inputs import request_violations
 
 from . import _transcode as tc
-from ._context import RestContext, timeout_from_headers
+from ._context import RestContext, peer_of, timeout_from_headers
 from ._routing import ANY_METHOD, Match, Route, RouteTable, compile_template
 
 log = logging.getLogger("headwater.rest")
@@ -274,6 +281,15 @@ class RestBridge:
         return await _stream(http, response)
 
 
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How long, and how many, HTTP connections the server keeps (settings HEADWATER_HTTP_...)."""
+
+    header_timeout: float = 10.0  # seconds for a request's line and headers to arrive
+    idle_timeout: float = 75.0  # seconds a kept-alive connection may wait for its next request
+    max_connections: int = 10_000  # open at once; past that, new ones are answered 503 and closed
+
+
 class HttpServer:
     """A RestBridge listening on a socket (see `serve`)."""
 
@@ -291,13 +307,134 @@ class HttpServer:
         await self._listening.wait_closed()
 
 
-async def serve(bridge: RestBridge, sock: socket.socket) -> HttpServer:
+async def serve(bridge: RestBridge, sock: socket.socket, limits: ConnectionLimits = ConnectionLimits()) -> HttpServer:
     """Serves `bridge` on a bound socket, on the running loop."""
-    # Bodies are read as they came: a raw route (the proxy) passes them on still compressed; the
-    # RPC routes decode them themselves (`_decoded`), within the body limit.
-    server = web.Server(bridge.handle, access_log=None, auto_decompress=False)
-    listening = await asyncio.get_running_loop().create_server(server, sock=sock, backlog=1024)
+    loop = asyncio.get_running_loop()
+    server = web.Server(bridge.handle)  # the request handler; the connections take their options below
+    count = _ConnectionCount(limits)
+
+    def connection() -> _Connection:
+        # Bodies are read as they came: a raw route (the proxy) passes them on still compressed;
+        # the RPC routes decode them themselves (`_decoded`), within the body limit.
+        return _Connection(server, count, loop=loop, keepalive_timeout=limits.idle_timeout, access_log=None,
+                           auto_decompress=False)
+
+    listening = await loop.create_server(connection, sock=sock, backlog=1024)
     return HttpServer(server, listening, sock.getsockname()[1])
+
+
+class _ConnectionCount:
+    """The connections one server has open, against its limits."""
+
+    __slots__ = ("limits", "open")
+
+    def __init__(self, limits: ConnectionLimits):
+        self.limits = limits
+        self.open = 0
+
+
+class _Connection(RequestHandler):
+    """aiohttp's connection handler with what it lacks: a deadline for each request's head (it
+    has none, so one byte every few seconds held a connection for an hour), the connection cap,
+    and answers to unparseable requests that do not quote them.
+
+    The head's deadline runs from the connection's opening, then, on a kept-alive connection, from
+    the first byte of each request (before that, the idle timeout holds: aiohttp's keep-alive)."""
+
+    __slots__ = ("_count", "_refused", "_head_deadline", "_head_begun")
+
+    def __init__(self, manager: web.Server, count: _ConnectionCount, **options):
+        super().__init__(manager, **options)
+        self._count = count
+        self._refused = False
+        self._head_deadline: asyncio.TimerHandle | None = None
+        self._head_begun = False  # bytes of the awaited request's head have arrived
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        limits = self._count.limits
+        if self._count.open >= limits.max_connections:
+            self._refuse(transport, limits.max_connections)
+            return
+        self._count.open += 1
+        super().connection_made(transport)
+        self._head_deadline = self._loop.call_later(limits.header_timeout, self._head_too_slow)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Still waiting for a request, after these bytes: its head has begun and is not complete.
+        waiting = self._waiter is not None and not self._waiter.done()
+        if waiting:
+            self._head_begun = True
+            if self._head_deadline is None:
+                self._head_deadline = self._loop.call_later(self._count.limits.header_timeout, self._head_too_slow)
+        elif self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+            self._head_begun = False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._refused:
+            return
+        self._count.open -= 1
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+        super().connection_lost(exc)
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        if self._head_begun and self.transport is not None:  # when nothing came, there is no one to tell
+            seconds = self._count.limits.header_timeout
+            self.transport.write(_raw_answer(ApiError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"the request line and headers did not arrive within {seconds:g} s", http_status=408,
+            )))
+        self.force_close()
+
+    def _refuse(self, transport: asyncio.BaseTransport, cap: int) -> None:
+        """503 at once, then the connection is closed: at the client's EOF, or after a second
+        (closing before its request is read would reset the connection and lose the 503)."""
+        self._refused = self._force_close = True  # nothing it sends is parsed
+        transport.write(_raw_answer(ApiError(
+            grpc.StatusCode.UNAVAILABLE, f"the server has its {cap} connections open; retry shortly",
+            headers={"Retry-After": "1"},
+        )))
+        transport.write_eof()
+        self._loop.call_later(1.0, transport.close)
+
+    def handle_error(self, request, status=500, exc=None, message=None) -> web.StreamResponse:
+        if not isinstance(exc, http_exceptions.HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        # aiohttp's own answer (and log line) quotes the bytes it could not parse, which may hold
+        # a token: ours says what was wrong, never the bytes.
+        why = next((text for kind, text in _UNPARSEABLE if isinstance(exc, kind)), _NOT_HTTP)
+        log.info("REST: refused a request from %s that is not valid HTTP (%s)", peer_of(self.transport), why)
+        error = ApiError(grpc.StatusCode.INVALID_ARGUMENT, why)
+        response = web.Response(status=400, body=json.dumps(error.to_json()).encode(), content_type="application/json")
+        response.force_close()
+        return response
+
+
+# What is wrong with a request aiohttp cannot parse, by its exception (the most specific first).
+_UNPARSEABLE = (
+    (http_exceptions.LineTooLong, "the request line or a header is longer than the server accepts"),
+    (http_exceptions.BadHttpMethod,
+     "the request does not begin with an HTTP method (HTTPS sent to an HTTP port, perhaps)"),
+    (http_exceptions.InvalidURLError, "the request target is not a valid URL path"),
+    (http_exceptions.BadStatusLine, "the request line is not METHOD TARGET HTTP/1.x"),
+    (http_exceptions.InvalidHeader, "a request header is malformed"),
+)
+_NOT_HTTP = "the request is not valid HTTP/1.x (a malformed header or body framing)"
+
+
+def _raw_answer(error: ApiError) -> bytes:
+    """A whole HTTP/1.1 answer of `error` that closes the connection, for the connection handler
+    to write itself, outside aiohttp's request cycle."""
+    body = json.dumps(error.to_json()).encode()
+    status = error.http_status
+    head = [f"HTTP/1.1 {status} {http_status.HTTPStatus(status).phrase}", "Content-Type: application/json",
+            f"Content-Length: {len(body)}", "Connection: close", *(f"{k}: {v}" for k, v in error.headers.items())]
+    return "\r\n".join([*head, "", ""]).encode("latin-1") + body
 
 
 class _ClientGone(Exception):

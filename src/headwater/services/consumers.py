@@ -183,6 +183,14 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
     def __init__(self, backend: Backend):
         self.backend = backend
         self.store = backend.store
+        self._stopping = False
+
+    def stop(self) -> None:
+        """The server is stopping: a long-poll waiting now answers its (empty) batch at once and a
+        Receive stream ends with OK, rather than being cut when the server's grace runs out;
+        later calls do not wait."""
+        self._stopping = True
+        HUB.publish_all()  # a spurious wake-up for other servers' waiters in this process: one query
 
     async def CreateConsumer(self, request, context):
         org_id = await self.backend.auth.org_id(context)
@@ -283,7 +291,7 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
             while True:
                 batch, info = await self.store.run(_take, org_id, request.id, batch_size)
                 left = deadline - time.monotonic()
-                if batch or left <= 0:
+                if batch or left <= 0 or self._stopping:
                     return consumer_pb2.NextResponse(data=[d.to_proto() for d in batch], info=_info(info))
                 await woken.wait(min(left, _until(info)))
 
@@ -292,7 +300,7 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
         raise_if_invalid(_batch_size_violations(request.batch_size))
         batch_size = request.batch_size or 1
         with HUB.subscribe([request.id]) as woken:
-            while True:
+            while not self._stopping:
                 batch, info = await self.store.run(_take, org_id, request.id, batch_size)
                 if batch:
                     yield consumer_pb2.ReceiveResponse(data=[d.to_proto() for d in batch], info=_info(info))

@@ -23,6 +23,7 @@ from headwater.inputs import request_violations
 from headwater.rest import RawRequest, RawResponse
 from headwater.services._common import Backend
 from headwater.upstream.accounts import UpstreamAccount
+from headwater.upstream.gateway import Sent, answer_margin
 from headwater.upstream.requests import (
     HOST_NOT_PERMITTED,
     HostNotPermitted,
@@ -30,6 +31,7 @@ from headwater.upstream.requests import (
     UnsafeRequest,
     inbound_headers,
     outbound_headers,
+    upstream_url,
 )
 from headwater.v1 import proxy_pb2, proxy_pb2_grpc
 
@@ -88,14 +90,43 @@ class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
     ) -> RawResponse:
         """What both fronts run: whose credential (`find_account`, which also authenticates the
         caller), then the request, paced and authorized, then the upstream's answer (status,
-        headers, bytes: what REST sends back as it is) and one log line."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        request_id = new_request_id()
-        deadline = started + (context.time_remaining() or DEFAULT_TIMEOUT)
+        headers, bytes: what REST sends back as it is).
 
-        account = await find_account()
-        method = call.method.upper()
+        Whatever happens, the call leaves one log line and its answer carries its request id
+        (REQUEST_ID_HEADER), Headwater's own answers too (404 unknown sync, 403 private address,
+        502 unreachable, 503 shared pacer unreachable...): the ApiError raised gets the header,
+        which REST sends as a header and gRPC as trailing metadata."""
+        loop = asyncio.get_running_loop()
+        line = _LogLine(new_request_id(), call.method.upper(), loop.time())
+        try:
+            answer = await self._forward(call, context, find_account, line)
+        except ApiError as error:
+            error.headers = {**error.headers, REQUEST_ID_HEADER: line.request_id}
+            line.status, line.error = error.http_status, error.code.name
+            raise
+        except asyncio.CancelledError:
+            line.status = 499  # the caller went away, or the server stopped, before the answer
+            raise
+        except Exception:
+            log.exception("proxy request %s failed", line.request_id)
+            line.status, line.error = 500, grpc.StatusCode.INTERNAL.name
+            raise ApiError(
+                grpc.StatusCode.INTERNAL, "internal error", headers={REQUEST_ID_HEADER: line.request_id}
+            ) from None
+        finally:
+            log.info(line.render(call.path, loop.time()))
+        return answer
+
+    async def _forward(
+        self, call: Call, context, find_account: Callable[[], Awaitable[UpstreamAccount]], line: _LogLine
+    ) -> RawResponse:
+        remaining = context.time_remaining()  # None: a gRPC caller set no deadline; 0: it has passed
+        if remaining is None:
+            remaining = DEFAULT_TIMEOUT
+        deadline = line.started + remaining - answer_margin(remaining)
+
+        account = line.account = await find_account()
+        method = line.method
         if method not in METHODS:
             raise invalid("method", f"must be one of {', '.join(sorted(METHODS))}")
         try:
@@ -108,6 +139,7 @@ class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
             ) from None
         except UnsafeRequest as unsafe:
             raise invalid("path" if "header" not in str(unsafe) else "headers", str(unsafe)) from None
+        line.sent = sent
         response, account = sent.response, sent.account
 
         # Links point back at the proxy if the caller gave a link base; a query key never comes back.
@@ -116,15 +148,8 @@ class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
         body = response.body
         if (call.rewrite_body_urls or links.hidden) and _is_plain_json(answer_headers):
             body = links.json_body(body, point_back=call.rewrite_body_urls)
-        answer_headers.append((REQUEST_ID_HEADER, request_id))
-
-        host, path = _host_and_path(sent.url)
-        log.info(json.dumps({
-            "event": "proxy", "request_id": request_id, "org_id": account.org_id,
-            "credential_id": account.credential_id, "method": method, "host": host, "path": path, "status": response.status, "attempts": sent.attempts,
-            "waited_ms": round(sent.waited * 1000, 1), "upstream_ms": round(response.elapsed * 1000, 1),
-            "total_ms": round((loop.time() - started) * 1000, 1),
-        }))
+        answer_headers.append((REQUEST_ID_HEADER, line.request_id))
+        line.status = response.status
         return RawResponse(response.status, answer_headers, body)
 
     async def account(self, request: proxy_pb2.ForwardRequest, context) -> UpstreamAccount:
@@ -138,6 +163,50 @@ class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
         if target == "credential_id":
             return await self.backend.accounts.for_credential(org_id, request.credential_id)
         raise invalid("target", "give one of sync_id, credential_id or connected_user")
+
+
+@dataclass(slots=True)
+class _LogLine:
+    """The one log line of a proxied call, filled in as the call goes (see `render`)."""
+
+    request_id: str
+    method: str
+    started: float  # on the loop's clock
+    account: UpstreamAccount | None = None  # once known
+    sent: Sent | None = None  # once the upstream answered
+    status: int = 0  # the answer's HTTP status: the upstream's, or that of Headwater's own error
+    error: str = ""  # the gRPC code of Headwater's own error, if the answer is one
+
+    def render(self, path: str, now: float) -> str:
+        """JSON without secrets: the host and path, never the query (`path`: the call's, for the
+        line of a call that never reached the upstream)."""
+        sent = self.sent
+        account = sent.account if sent else self.account
+        fields = {
+            "event": "proxy", "request_id": self.request_id,
+            "org_id": account.org_id if account else None,
+            "credential_id": account.credential_id if account else None,
+            "method": self.method,
+        }
+        fields["host"], fields["path"] = _host_and_path(sent.url) if sent else _intended_host_and_path(account, path)
+        fields["status"] = self.status
+        if sent is not None:
+            fields.update(attempts=sent.attempts, waited_ms=round(sent.waited * 1000, 1),
+                          upstream_ms=round(sent.response.elapsed * 1000, 1))
+        if self.error:
+            fields["error"] = self.error
+        fields["total_ms"] = round((now - self.started) * 1000, 1)
+        return json.dumps(fields)
+
+
+def _intended_host_and_path(account: UpstreamAccount | None, path: str) -> tuple[str | None, str | None]:
+    """Where a call that never got an upstream answer was going, if it got that far."""
+    if account is None:
+        return None, None
+    try:
+        return _host_and_path(upstream_url(account.base_url, path, "", account.permitted_hosts))
+    except UnsafeRequest:
+        return None, None
 
 
 def _host_and_path(url: str) -> tuple[str, str]:
@@ -226,6 +295,7 @@ def _connected_user_answer(request_headers: dict[str, str], answer: RawResponse)
             grpc.StatusCode.FAILED_PRECONDITION,
             f"the upstream answered {answer.status} with {content_type or 'no content type'}, not JSON; "
             "send the header X-Paragon-Use-Raw-Response: 1 to receive raw responses (files, text)",
+            headers={REQUEST_ID_HEADER: dict(headers)[REQUEST_ID_HEADER]},
         )
     kept = [(n, v) for n, v in headers if n.lower() in ("content-type", "x-headwater-request-id", "retry-after")]
     return RawResponse(answer.status, kept, answer.body)

@@ -67,6 +67,7 @@ class Store:
         # SQLite has one writer at a time: this process's transactions take turns here, in order,
         # rather than in SQLite's busy handler, which polls with sleeps of up to 100 ms.
         self._turn = asyncio.Lock() if isinstance(db, AsyncSqliteDatabase) else None
+        self._units: set[asyncio.Task] = set()  # units of work running (see `run`)
         database.initialize(db)
 
     @classmethod
@@ -100,8 +101,19 @@ class Store:
 
         On SQLite every transaction begins IMMEDIATE (see open_database) and this process's units
         take turns here, so a unit that reads and then writes never fails with "database is locked".
-        """
 
+        A unit runs in a task of its own, to its end (commit or rollback): a caller cancelled
+        meanwhile is cancelled at once, and its unit is not cut half-way. Cut, a unit left SQLite
+        connections inside their transactions, and Python 3.11's asyncio.wait_for, which the
+        connection pools use, could swallow the cancellation (CPython gh-86296), so that a loop
+        catching errors (webhook delivery) never stopped and Server.stop waited for it for ever.
+        """
+        unit = asyncio.create_task(self._unit(fn, args, kwargs))
+        self._units.add(unit)
+        unit.add_done_callback(_forget_unit(self._units))
+        return await asyncio.shield(unit)
+
+    async def _unit(self, fn: Callable[..., T], args, kwargs) -> T:
         def in_transaction():
             with self.db.atomic():
                 return fn(*args, **kwargs)
@@ -113,9 +125,25 @@ class Store:
                 await self.db.aclose()
 
     async def close(self) -> None:
+        """Closes the store once its last opener closes it, after the units of work still running
+        (those of callers that were cancelled) have ended."""
         self._openers -= 1
         if self._openers > 0:
             return
         if self._open.get(self.url) is self:
             del self._open[self.url]
+        if self._units:
+            await asyncio.wait(list(self._units))
         await self.db.close_pool()
+
+
+def _forget_unit(units: set[asyncio.Task]):
+    """A unit's done callback: it leaves the running set; an error no caller awaited any more
+    (it was cancelled) is taken, so asyncio does not report it as never retrieved."""
+
+    def done(unit: asyncio.Task) -> None:
+        units.discard(unit)
+        if not unit.cancelled():
+            unit.exception()
+
+    return done

@@ -30,7 +30,8 @@ What it does to a request, and does not:
   again on the very address it is about to connect to (a socket factory), so an IP literal, a
   cached or a re-bound DNS answer cannot reach loopback, private, link-local (cloud metadata),
   shared (100.64/10), unspecified, multicast or reserved space, nor their IPv4-mapped, 6to4,
-  Teredo or NAT64 forms.
+  Teredo or NAT64 forms, nor IPv4 spelt in the C library's legacy numeric forms (`127.1`,
+  `2130706433`).
 - errors name the host only, never the URL (queries may carry secrets), and do not chain the
   engine's exception (whose text often carries the URL).
 """
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import math
 import socket
 import ssl
 import time
@@ -165,6 +167,19 @@ class _GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
+def legacy_ipv4_address(host: str) -> str | None:
+    """The address a host spelt in one of inet_aton's legacy numeric forms means, or None.
+
+        legacy_ipv4_address("127.1")         # "127.0.0.1" (so do "2130706433" and "0x7f.1")
+        legacy_ipv4_address("127.0.0.1")     # None: the usual form, which the guard already reads
+    """
+    try:
+        address = socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return None
+    return None if address == host else address
+
+
 def _guarded_socket(addr_info: tuple) -> socket.socket:
     """The last word: checks the address the socket is about to connect to, whatever resolved it."""
     family, type_, proto, _, sockaddr = addr_info
@@ -227,7 +242,7 @@ class Forwarder:
         self.connect_timeout = connect_timeout
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
-        self._no_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
+        self._no_timeout = _exact_timeout(None, connect_timeout)
         self._timeouts: dict[int, aiohttp.ClientTimeout] = {}  # see _timeout
         # Loading the CA bundles blocks for ~0.15 s: here, at start-up, not in the first request
         # (which already holds its pacer slot, so the delay would bunch its start with later ones).
@@ -239,15 +254,13 @@ class Forwarder:
         less a few milliseconds)."""
         key = int(seconds * 100)
         if key == 0:
-            return aiohttp.ClientTimeout(total=seconds, sock_connect=seconds)
+            return _exact_timeout(seconds, seconds)
         timeout = self._timeouts.get(key)
         if timeout is None:
             if len(self._timeouts) >= 10_000:
                 self._timeouts.clear()
             total = key / 100
-            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
-                total=total, sock_connect=min(total, self.connect_timeout)
-            )
+            timeout = self._timeouts[key] = _exact_timeout(total, min(total, self.connect_timeout))
         return timeout
 
     def _open(self) -> aiohttp.ClientSession:
@@ -302,6 +315,12 @@ class Forwarder:
         limit = self.max_response_bytes
         started = time.perf_counter()
         try:
+            # aiohttp itself refuses to connect to "127.1" or "2130706433" (an invalid URL to it),
+            # before any resolver: name them for what they mean. A digit first, or not a number.
+            if not self.allow_private_networks and host[:1].isdigit():
+                address = legacy_ipv4_address(host)
+                if address is not None and is_forbidden_address(address):
+                    raise _Refused(address)
             # Awaited rather than entered with `async with`: one coroutine frame less for every
             # resumption of the request's task; the `finally` below releases the connection.
             response = await session.request(
@@ -359,6 +378,13 @@ class Forwarder:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+
+
+def _exact_timeout(total: float | None, connect: float) -> aiohttp.ClientTimeout:
+    """Timeouts that fire when they say. aiohttp rounds a timeout over `ceil_threshold` (5 s by
+    default) up to the next whole second, which would end a 6 s call up to a second after the
+    caller's deadline: after the caller (or the REST bridge) has given up on it."""
+    return aiohttp.ClientTimeout(total=total, sock_connect=connect, ceil_threshold=math.inf)
 
 
 def _clean_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -90,6 +90,22 @@ def _background_key(account: UpstreamAccount) -> tuple[str, Budget]:
     return f"{account.credential_id}:sync", background_budget(account.budget)
 
 
+def answer_margin(seconds: float) -> float:
+    """Of a caller's `seconds`, how much to keep for answering, so that an upstream timeout reaches
+    the caller as our 504 before its own deadline fires: a gRPC deadline arrives rounded up (to
+    three significant figures: 5.999 s is sent as 6 s), and the answer takes a moment to travel.
+
+        answer_margin(6.0)    # 0.08: the upstream gets 5.92 s
+    """
+    return 0.02 + seconds / 100
+
+
+def api_name(account: UpstreamAccount) -> str:
+    """How errors name the upstream: "Stripe API"; a provider named "Custom API" is named as it is."""
+    name = account.provider.name
+    return name if name.endswith(" API") else f"{name} API"
+
+
 def is_idempotent(method: str, headers: list[tuple[str, str]]) -> bool:
     return method.upper() in IDEMPOTENT_METHODS or any(n.lower() == "idempotency-key" for n, _ in headers)
 
@@ -120,7 +136,7 @@ class Upstream:
         `background` (sync reads): also within the background share (BACKGROUND_SHARE).
         """
         loop = asyncio.get_running_loop()
-        name = account.provider.name
+        api = api_name(account)
         retry = is_idempotent(method, headers)
         waited = 0.0
         account = await self.refresher.fresh(account, deadline=deadline)
@@ -130,7 +146,7 @@ class Upstream:
             url = upstream_url(account.base_url, path, authorized_query, account.permitted_hosts)
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, f"{name} API timed out")
+                raise ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, f"{api} timed out")
             try:
                 async with self._background_slot(account, background, remaining) as share, self.pacer.slot(
                     account.credential_id, account.budget, timeout=deadline - loop.time()
@@ -141,7 +157,7 @@ class Upstream:
                     waited += share.waited + permit.waited
                     remaining = deadline - loop.time()
                     if remaining <= 0:
-                        raise UpstreamTimeout(name)
+                        raise UpstreamTimeout(api)
                     response = await self.forwarder.send(
                         UpstreamRequest(method=method, url=url, headers=authorized, body=body, timeout=remaining)
                     )
@@ -160,22 +176,22 @@ class Upstream:
             except UpstreamTimeout:
                 if retry and attempt < MAX_ATTEMPTS and await self._backoff(attempt, deadline, None):
                     continue
-                raise ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, f"{name} API timed out") from None
+                raise ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, f"{api} timed out") from None
             except UpstreamConnectError:
                 if retry and attempt < MAX_ATTEMPTS and await self._backoff(attempt, deadline, None):
                     continue
                 raise ApiError(
-                    grpc.StatusCode.UNAVAILABLE, f"{name} API could not be reached (connection refused or reset)",
+                    grpc.StatusCode.UNAVAILABLE, f"{api} could not be reached (connection refused or reset)",
                     http_status=502,
                 ) from None
             except ForbiddenAddress:
                 raise ApiError(
                     grpc.StatusCode.PERMISSION_DENIED,
-                    f"{name} API host resolves to a private or loopback address, which Headwater does not call",
+                    f"{api} host resolves to a private or loopback address, which Headwater does not call",
                 ) from None
             except ResponseTooLarge:
                 raise ApiError(
-                    grpc.StatusCode.UNAVAILABLE, f"{name} API answered with a body over the size limit",
+                    grpc.StatusCode.UNAVAILABLE, f"{api} answered with a body over the size limit",
                     http_status=502,
                 ) from None
 
