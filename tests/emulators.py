@@ -23,8 +23,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import signal
 import socket
+import sys
 import time
+from collections.abc import Awaitable, Callable
 from collections import defaultdict
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
@@ -144,6 +148,41 @@ async def serve_on_loopback(app) -> tuple[int, uvicorn.Server, asyncio.Task]:
     while not server.started:
         await asyncio.sleep(0.01)
     return sock.getsockname()[1], server, task
+
+
+async def serve_until_stopped(start: Callable[[], Awaitable[list[str]]], ready: Callable[[list[str]], None]) -> None:
+    """Runs `start` (it starts servers and answers the shell lines that say where they are), calls
+    `ready(lines)`, and serves until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    ready(await start())
+    await stop.wait()
+
+
+def serve_in_background(serve: Callable[[Callable[[list[str]], None]], Awaitable[None]], pid_variable: str) -> int:
+    """Runs `serve(ready)` in a forked process and returns once it called `ready(lines)`: prints
+    those lines and `export PID_VARIABLE=<its pid>`, for `eval "$(...)"` in a shell. Exit status."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the server: it tells the parent when it listens, and keeps nothing of its stdout
+        os.close(read_end)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # `$(...)` ends with the parent
+
+        def ready(lines):
+            with os.fdopen(write_end, "w") as parent:
+                parent.write("\n".join(lines) + "\n")
+
+        asyncio.run(serve(ready))
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as child_says:
+        lines = child_says.read()
+    if not lines:
+        print(f"{sys.argv[0]}: the background server did not start (see above)", file=sys.stderr)
+        return 1
+    print(lines + f"export {pid_variable}={child}", flush=True)
+    return 0
 
 
 async def start_upstream() -> tuple[RecordingUpstream, uvicorn.Server, asyncio.Task]:

@@ -47,11 +47,9 @@ import hashlib
 import itertools
 import json
 import operator
-import os
 import re
 import secrets
 import shlex
-import signal
 import string
 import sys
 import threading
@@ -64,7 +62,7 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode
 
 import uvicorn
-from emulators import Received, read_request, serve_on_loopback
+from emulators import Received, read_request, serve_in_background, serve_on_loopback, serve_until_stopped
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,6 +446,7 @@ class StripeFake(FakeProvider):
     filterable by `type` (a trailing `*` matches a prefix) or `types[]`.
     An `Idempotency-Key` on a POST or DELETE replays the first successful answer for the same
     parameters (header `Idempotent-Replayed: true`); other parameters -> 400 idempotency_error.
+    GET /v1/balance answers the account's (empty) balance: what checks a key.
     """
 
     name = "stripe"
@@ -498,7 +497,9 @@ class StripeFake(FakeProvider):
         return stripe_error(status, message, "api_error" if status >= 500 else "invalid_request_error")
 
     def routes(self):
-        routes = []
+        balance = {"object": "balance", "livemode": False, "available": [{"amount": 0, "currency": "usd"}],
+                   "pending": [{"amount": 0, "currency": "usd"}]}
+        routes = [_route("GET", "/v1/balance", lambda r: Answer(200, balance))]
         for collection in ("customers", "subscriptions", "invoices", "events"):
             base = f"/v1/{collection}"
             routes += [
@@ -1455,7 +1456,8 @@ class GitHubFake(FakeProvider):
     of the form GitHub uses: {base}/repositories/{repo id}/issues?...&page=N, rel next/last/prev/first.
     Times have whole seconds ("2024-01-15T10:30:00Z"). Tokens go as `Bearer` or `token`.
     Also GET/PATCH /repos/{owner}/{repo}/issues/{number} and POST /repos/{owner}/{repo}/issues;
-    an issue deleted behind the API's back answers 410, as GitHub does.
+    an issue deleted behind the API's back answers 410, as GitHub does. GET /user answers the
+    token's user (`octocat`): what checks a token.
     """
 
     name = "github"
@@ -1491,7 +1493,9 @@ class GitHubFake(FakeProvider):
         return name
 
     def routes(self):
+        user = {"login": "octocat", "id": 1, "type": "User", "name": "The Octocat"}
         return [
+            _route("GET", "/user", lambda r: Answer(200, user)),
             _route("GET", "/repos/{owner}/{repo}/issues", lambda r, owner, repo: self.list(r, f"{owner}/{repo}")),
             _route("GET", "/repositories/{repo_id}/issues", lambda r, repo_id: self.list(r, self._by_id(repo_id))),
             _route("POST", "/repos/{owner}/{repo}/issues", lambda r, owner, repo: self.create(r, f"{owner}/{repo}")),
@@ -1623,18 +1627,19 @@ DEMO = {
 async def serve_demo(ready) -> None:
     """Serves every fake provider with 3 records each until SIGINT or SIGTERM; calls
     `ready(lines)` with the shell assignments of their URLs and keys once they listen."""
-    fakes = [await start_fake_provider(name) for name in DEMO]
-    lines = []
-    for fake in fakes:
-        url_variable, key_variable, collection = DEMO[fake.name]
-        fake.seed(collection, n=3)
-        lines += [f"export {url_variable}={shlex.quote(fake.base_url)}",
-                  f"export {key_variable}={shlex.quote(fake.token)}"]
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    ready(lines)
-    await stop.wait()
+    fakes = []
+
+    async def start() -> list[str]:
+        lines = []
+        for name, (url_variable, key_variable, collection) in DEMO.items():
+            fake = await start_fake_provider(name)
+            fakes.append(fake)
+            fake.seed(collection, n=3)
+            lines += [f"export {url_variable}={shlex.quote(fake.base_url)}",
+                      f"export {key_variable}={shlex.quote(fake.token)}"]
+        return lines
+
+    await serve_until_stopped(start, ready)
     for fake in fakes:
         await fake.close()
 
@@ -1649,27 +1654,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.background:
         asyncio.run(serve_demo(lambda lines: print(*lines, sep="\n", flush=True)))
         return 0
-
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:  # the server: it tells the parent when it listens, and keeps nothing of its stdout
-        os.close(read_end)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # `$(...)` ends with the parent
-
-        def ready(lines):
-            with os.fdopen(write_end, "w") as parent:
-                parent.write("\n".join(lines) + "\n")
-
-        asyncio.run(serve_demo(ready))
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as child_says:
-        lines = child_says.read()
-    if not lines:
-        print("fake_providers: the background server did not start (see above)", file=sys.stderr)
-        return 1
-    print(lines + f"export FAKE_PROVIDERS_PID={child}", flush=True)
-    return 0
+    return serve_in_background(serve_demo, "FAKE_PROVIDERS_PID")
 
 
 if __name__ == "__main__":

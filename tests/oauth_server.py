@@ -21,20 +21,30 @@ and of refresh grants, strictly, so that what passes here follows the protocol:
     server.revoke(tokens["refresh_token"])                  # the user disconnected the app
     server.token_requests                                   # what reached /token, as parsed forms
     await server.close()
+
+Run as a program, it serves one registered client, for the README's examples:
+
+    eval "$(.venv/bin/python tests/oauth_server.py --background --client client-1:secret-1 \
+              --redirect-uri http://127.0.0.1:8080/v1/connect/callback)"   # sets OAUTH_SERVER_URL
+    kill $OAUTH_SERVER_PID
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import base64
 import html
 import json
 import secrets
+import shlex
+import sys
 import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from emulators import Received, read_request, serve_on_loopback
+from emulators import Received, read_request, serve_in_background, serve_on_loopback, serve_until_stopped
 
 CODE_LIFETIME_SECONDS = 600
 
@@ -85,6 +95,7 @@ class OAuthServer:
     refresh_tokens: dict[str, Token] = field(default_factory=dict)
     requests: list[Received] = field(default_factory=list)
     token_requests: list[dict[str, str]] = field(default_factory=list)  # each /token form, client auth included
+    token_extras: dict = field(default_factory=dict)  # more in every token answer (Salesforce's instance_url)
 
     @property
     def base_url(self) -> str:
@@ -235,7 +246,7 @@ class OAuthServer:
         self.access_tokens[access] = Token(client_id, scopes, account, time.time() + self.access_token_lifetime)
         self.refresh_tokens[refresh] = Token(client_id, scopes, account)
         return {"access_token": access, "token_type": "Bearer", "expires_in": self.access_token_lifetime,
-                "refresh_token": refresh, "scope": " ".join(scopes)}
+                "refresh_token": refresh, "scope": " ".join(scopes), **self.token_extras}
 
     def _me(self, request: Received) -> dict:
         authorization = request.header("authorization") or ""
@@ -254,3 +265,35 @@ async def start_oauth_server(**settings) -> OAuthServer:
     server = OAuthServer(**settings)
     server.port, server._server, server._task = await serve_on_loopback(server)
     return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve an OAuth2 authorization server and its API on a loopback "
+                                                 "port; print the shell variable of its URL.")
+    parser.add_argument("--client", required=True, metavar="CLIENT_ID:SECRET", help="the client it knows")
+    parser.add_argument("--redirect-uri", action="append", default=[], help="a redirect URI of the client")
+    parser.add_argument("--background", action="store_true",
+                        help="serve from a background process and return; also print OAUTH_SERVER_PID")
+    args = parser.parse_args(argv)
+    client_id, _, secret = args.client.partition(":")
+
+    async def serve(ready) -> None:
+        server = None
+
+        async def start() -> list[str]:
+            nonlocal server
+            server = await start_oauth_server()
+            server.register(client_id, secret, redirect_uris=args.redirect_uri)
+            return [f"export OAUTH_SERVER_URL={shlex.quote(server.base_url)}"]
+
+        await serve_until_stopped(start, ready)
+        await server.close()
+
+    if args.background:
+        return serve_in_background(serve, "OAUTH_SERVER_PID")
+    asyncio.run(serve(lambda lines: print(*lines, sep="\n", flush=True)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,7 +17,8 @@ def catalogue_with(oauth: dict | None = None, kind: dict | None = None) -> dict:
     return {"providers": {"acme": entry}}
 
 
-ACME_OAUTH = {"authorization_url": "https://acme.example/oauth/authorize", "token_url": "https://acme.example/oauth/token"}
+ACME_OAUTH = {"authorization_url": "https://acme.example/oauth/authorize", "token_url": "https://acme.example/oauth/token",
+              "credential_kind": "acme_key"}
 
 
 def test_every_provider_with_an_oauth2_kind_says_where_to_authorize_and_exchange_tokens():
@@ -30,6 +31,7 @@ def test_every_provider_with_an_oauth2_kind_says_where_to_authorize_and_exchange
         assert provider.oauth.authorization_url.startswith("https://"), provider.key
         assert provider.oauth.token_url.startswith("https://"), provider.key
         assert provider.oauth.default_scopes, provider.key
+        assert provider.oauth.credential_kind == f"{provider.key}_oauth2"  # what a connection makes
     assert catalogue.provider("custom").oauth is None  # a custom API's app names its own URLs
 
 
@@ -60,8 +62,8 @@ def test_api_key_kinds_declare_a_cheap_authenticated_get_that_verifies_them():
     def verification(provider, kind):
         return catalogue.provider(provider).credential_kinds[kind].verification
 
-    assert verification("stripe", "stripe_api_key") == Verification("GET", "v1/balance")
-    assert verification("github", "github_token") == Verification("GET", "user")
+    assert verification("stripe", "stripe_api_key") == Verification("GET", "v1/balance", error_message="error.message")
+    assert verification("github", "github_token") == Verification("GET", "user", error_message="message")
     assert verification("hubspot", "hubspot_private_app").path == "crm/v3/objects/contacts"
     assert verification("custom", "custom_bearer") is None  # nothing is known of a custom API
 
@@ -69,7 +71,7 @@ def test_api_key_kinds_declare_a_cheap_authenticated_get_that_verifies_them():
 def test_a_well_formed_oauth_block_is_read_with_its_defaults():
     oauth = ProviderCatalogue.from_dict(catalogue_with(ACME_OAUTH)).provider("acme").oauth
 
-    assert oauth == OAuthSpec(ACME_OAUTH["authorization_url"], ACME_OAUTH["token_url"])
+    assert oauth == OAuthSpec(ACME_OAUTH["authorization_url"], ACME_OAUTH["token_url"], "acme_key")
     assert (oauth.scope_separator, oauth.default_scopes, oauth.pkce) == (" ", (), False)
 
 
@@ -82,6 +84,8 @@ def test_a_well_formed_oauth_block_is_read_with_its_defaults():
     ({"authorization_params": {"access_type": 1}}, "authorization_params"),
     ({"account_properties": ["instance_url"]}, "account_properties"),
     ({"refresh_url": "https://acme.example/refresh"}, "refresh_url"),
+    ({"credential_kind": None}, "credential_kind"),
+    ({"credential_kind": "acme_oauth2"}, "credential_kind"),  # not a kind of acme's
 ])
 def test_a_malformed_oauth_block_is_refused_naming_it(change, why):
     with pytest.raises(CatalogueError) as refused:
@@ -95,6 +99,7 @@ def test_a_malformed_oauth_block_is_refused_naming_it(change, why):
     ({"method": "POST", "path": "v1/charges"}, "GET"),
     ({"method": "GET"}, "path"),
     ({"path": "me", "body": {}}, "body"),
+    ({"path": "me", "error_message": ["message"]}, "error_message"),
 ])
 def test_a_verification_that_is_not_a_plain_get_is_refused(verification, why):
     kind = {"required": ["key"], "auth": {"type": "bearer", "property": "key"}, "verification": verification}

@@ -38,8 +38,7 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from headwater.rest import build_app
-from headwater.services import rest_routes, servicers
-from headwater.services.proxy import ProxyServicer
+from headwater.services import raw_routes, servicers
 from headwater.v1 import mutation_pb2
 from test_connected_users import key_pair
 from test_hostile_input import table_rows
@@ -192,8 +191,7 @@ def message_json(descriptor: Descriptor, ids: list[str], typed: bool, depth: int
 def route_table(running) -> list:
     """The routes the server serves: built as Server.start builds them, from the same servicers."""
     services = servicers(running.server.backend, running.settings)
-    proxy = next(s for _, s, _ in services if isinstance(s, ProxyServicer))
-    return list(build_app([(d, s) for d, s, _ in services], raw_routes=rest_routes(proxy)).routes)
+    return list(build_app([(d, s) for d, s, _ in services], raw_routes=raw_routes(services)).routes)
 
 
 _VARIABLE = re.compile(r"\{([^}=]+)(?:=([^}]*))?\}")

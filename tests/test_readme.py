@@ -304,3 +304,15 @@ def test_an_oauth_app_is_registered_a_credential_shows_it_and_it_is_not_deleted_
     assert '"kind":"custom","provider":"github","client_id":"Iv1.8a61f9b3a7aba766"}\n' in apps.out
     assert "\n400\n" in apps.out  # the delete refused while the credential names the app
     assert apps.out.rstrip().endswith('"deleted": true}')
+
+
+def test_an_end_user_connects_github_through_the_hosted_page_and_lands_on_the_redirect_url(readme):
+    (connecting,) = readme.section("Connecting your users' accounts")
+
+    assert connecting.picked["BACK"].startswith("http://localhost:3000/connected?integration=github&credential_id=")
+    assert '"external_id":"user-7"' in connecting.out
+    assert '"access_token":"***********"' in connecting.out and '"kind":"github_oauth2"' in connecting.out
+    assert '{"account": "user-1", "client_id": "client-1", "scopes": ["repo"]}' in connecting.out  # GitHub's default scope
+    credential_id = connecting.picked["BACK"].rpartition("=")[2]
+    (told,) = [line for line in connecting.out.splitlines() if line.startswith('{"type":"connection.created"')]
+    assert f'"credential_id":"{credential_id}"' in told and '"end_user_id":"user-7"' in told

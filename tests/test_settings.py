@@ -49,6 +49,9 @@ def test_rest_connection_limits_come_from_the_environment(tmp_path):
         ("HEADWATER_HTTP_MAX_CONNECTIONS", "many"),
         ("HEADWATER_ALLOW_PRIVATE_NETWORKS", "maybe"),
         ("HEADWATER_SECRET_KEY", "not-a-fernet-key"),
+        ("HEADWATER_PUBLIC_URL", "headwater.example.com"),
+        ("HEADWATER_PUBLIC_URL", "https://headwater.example.com/?x=1"),
+        ("HEADWATER_CONNECT_SESSION_SECONDS", "0"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(tmp_path, name, value):
@@ -56,6 +59,13 @@ def test_a_bad_value_is_refused_naming_the_variable(tmp_path, name, value):
         settings(tmp_path, **{name: value})
 
     assert name in str(refused.value)
+
+
+def test_the_public_url_is_where_browsers_reach_the_rest_front(tmp_path):
+    assert settings(tmp_path).public_url is None  # the bound REST address
+    assert settings(tmp_path, HEADWATER_PUBLIC_URL="https://hw.example.com/gateway/").public_url == (
+        "https://hw.example.com/gateway")
+    assert settings(tmp_path, HEADWATER_CONNECT_SESSION_SECONDS="600").connect_session_seconds == 600
 
 
 def test_postgresql_needs_a_secret_key_from_the_environment(tmp_path):

@@ -27,6 +27,9 @@ MAX_JSON_DEPTH = 20
 STRING_LIMITS: dict[str, int | None] = {
     "headwater.v1.Project.signing_public_key": 16_384,  # a PEM
     "headwater.v1.Consumer.webhook_url": 2_048,
+    # An application's page with its own query (connect sessions send the browser back to it).
+    "headwater.v1.CreateConnectSessionRequest.redirect_url": 2_048,
+    "headwater.v1.CreateConnectedUserSessionRequest.redirect_url": 2_048,
     "headwater.v1.EventEndpoint.url": 2_048,
     # What the proxy passes upstream as it came.
     "headwater.v1.ForwardRequest.path": None,

@@ -11,6 +11,7 @@ which builds the request message from JSON and calls the servicer in-process.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 from collections.abc import Awaitable
@@ -27,9 +28,8 @@ from headwater.engine.sync import SyncEngine
 from headwater.errors import ApiError, invalid, raise_if_invalid
 from headwater.inputs import request_violations
 from headwater.rest import ConnectionLimits, HttpServer, build_app, serve
-from headwater.services import Backend, rest_routes, servicers
+from headwater.services import Backend, raw_routes, servicers
 from headwater.services.consumers import ConsumerServicer
-from headwater.services.proxy import ProxyServicer
 from headwater.settings import Settings
 from headwater.store import Store
 from headwater.store.notify import AckWaiter, Listener
@@ -265,6 +265,10 @@ class Server:
             ),
             acks=AckWaiter(store),
         )
+        # The connect page's links and OAuth callback name the REST address bound in `start` (port
+        # 0 resolved), unless HEADWATER_PUBLIC_URL says how browsers reach us.
+        host, port = http_socket.getsockname()[:2]
+        settings = dataclasses.replace(settings, http_address=f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
         services = servicers(backend, settings)
 
         # gRPC, with reflection and the standard health service.
@@ -295,10 +299,9 @@ class Server:
                 await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
             # REST, on the same loop, from the socket bound in `start` (so port 0 works and is known).
-            proxy = next(s for _, s, _ in services if isinstance(s, ProxyServicer))
             bridge = build_app(
                 [(d, s) for d, s, _ in services],
-                raw_routes=rest_routes(proxy),
+                raw_routes=raw_routes(services),
                 max_body_bytes=settings.max_request_bytes,
             )
             limits = ConnectionLimits(settings.http_header_timeout, settings.http_idle_timeout,

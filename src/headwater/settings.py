@@ -22,6 +22,8 @@
 | HEADWATER_WEBHOOK_RETRY_SECONDS | 1                          | first retry delay of a failed webhook POST (doubles each time, at most 5 min) |
 | HEADWATER_IDEMPOTENCY_LEASE_SECONDS | 15                     | a mutation whose process died is taken over by a retry with its key after this |
 | HEADWATER_OAUTH_APPS         | (none)                        | the instance's default OAuth app per provider: JSON, or the path of a JSON file |
+| HEADWATER_PUBLIC_URL         | http://<REST address>         | the REST front as browsers reach it: connect pages and the OAuth callback |
+| HEADWATER_CONNECT_SESSION_SECONDS | 1800                     | how long a connect session (its token and page) lasts |
 
 HEADWATER_OAUTH_APPS maps a provider to its app, e.g.
 `{"github": {"client_id": "Iv1.8a61f9b3a7aba766", "client_secret": "...", "scopes": ["repo"]}}`
@@ -89,6 +91,10 @@ class Settings:
     idempotency_lease_seconds: float = 15.0  # renewed every third of it while the call runs
     # The instance's default OAuth app of each provider (headwater.upstream.oauth_apps), by provider.
     oauth_apps: dict[str, InstanceOAuthApp] = field(default_factory=dict)
+    # The hosted connect page (headwater.connect): the REST front's address as browsers reach it
+    # (None: http:// and the bound REST address), and how long a connect session lasts.
+    public_url: str | None = None
+    connect_session_seconds: float = 1800.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -115,6 +121,8 @@ class Settings:
             webhook_retry_seconds=_int(env, "HEADWATER_WEBHOOK_RETRY_SECONDS", 1),
             idempotency_lease_seconds=_int(env, "HEADWATER_IDEMPOTENCY_LEASE_SECONDS", 15),
             oauth_apps=_oauth_apps(env, "HEADWATER_OAUTH_APPS"),
+            public_url=_public_url(env, "HEADWATER_PUBLIC_URL"),
+            connect_session_seconds=_int(env, "HEADWATER_CONNECT_SESSION_SECONDS", 1800),
         )
 
 
@@ -150,6 +158,17 @@ def _milliseconds(env: dict[str, str], name: str, default: int) -> float:
     if not value.isdigit():
         raise ConfigError(f"{name} must be a whole number of milliseconds (0 or more), not {value!r}")
     return int(value) / 1000
+
+
+def _public_url(env: dict[str, str], name: str) -> str | None:
+    """An http(s) origin, perhaps with a path prefix (a reverse proxy's), without a trailing "/"."""
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"{name} must be an http(s) URL without query, e.g. https://headwater.example.com")
+    return value.rstrip("/")
 
 
 def _oauth_apps(env: dict[str, str], name: str) -> dict[str, InstanceOAuthApp]:

@@ -1,6 +1,9 @@
 """One servicer per proto service. Each translates protobuf to and from the store and upstream."""
 
+from headwater.connect.flow import ConnectFlow
+from headwater.rest import RawRoute
 from headwater.services._common import Backend
+from headwater.services.connect import ConnectServicer, page_routes
 from headwater.services.consumers import ConsumerServicer
 from headwater.services.credentials import CredentialServicer
 from headwater.services.event_endpoints import EventEndpointServicer
@@ -12,6 +15,8 @@ from headwater.services.streams import StreamServicer
 from headwater.services.syncs import SyncServicer
 from headwater.settings import Settings
 from headwater.v1 import (
+    connect_pb2,
+    connect_pb2_grpc,
     consumer_pb2,
     consumer_pb2_grpc,
     credential_pb2,
@@ -35,6 +40,8 @@ from headwater.v1 import (
 
 def servicers(backend: Backend, settings: Settings):
     """(service descriptor, servicer, add-to-gRPC-server function) for every service we serve."""
+    public_url = settings.public_url or f"http://{settings.http_address}"
+    connect = ConnectFlow(backend, public_url, settings.connect_session_seconds)
     return [
         (sync_pb2.DESCRIPTOR.services_by_name["SyncService"], SyncServicer(backend),
          sync_pb2_grpc.add_SyncServiceServicer_to_server),
@@ -53,9 +60,18 @@ def servicers(backend: Backend, settings: Settings):
          mutation_pb2_grpc.add_MutationServiceServicer_to_server),
         (consumer_pb2.DESCRIPTOR.services_by_name["ConsumerService"], ConsumerServicer(backend),
          consumer_pb2_grpc.add_ConsumerServiceServicer_to_server),
+        (connect_pb2.DESCRIPTOR.services_by_name["ConnectService"], ConnectServicer(backend, connect),
+         connect_pb2_grpc.add_ConnectServiceServicer_to_server),
         (event_pb2.DESCRIPTOR.services_by_name["EventEndpointService"], EventEndpointServicer(backend),
          event_pb2_grpc.add_EventEndpointServiceServicer_to_server),
     ]
 
 
-__all__ = ["Backend", "servicers", "rest_routes"]
+def raw_routes(services) -> list[RawRoute]:
+    """The bridge's raw routes (what JSON transcoding cannot express) of `servicers(...)`: the
+    proxy's (any verb, bytes in and out) and the hosted connect page's (HTML and forms)."""
+    by_type = {type(servicer): servicer for _, servicer, _ in services}
+    return [*rest_routes(by_type[ProxyServicer]), *page_routes(by_type[ConnectServicer].flow)]
+
+
+__all__ = ["Backend", "servicers", "raw_routes", "rest_routes"]

@@ -170,6 +170,63 @@ class Project(BaseModel):
     updated_at = DateTimeField(default=utcnow)
 
 
+class ConnectSettings(BaseModel):
+    """An organisation's settings of the hosted connect page (migration 0013)."""
+
+    org = ForeignKeyField(Org, primary_key=True, on_delete="CASCADE")
+    allowed_redirect_origins = JSONField(default=list)  # ["https://app.example.com", ...]
+    updated_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "connect_settings"
+
+
+class ConnectSession(BaseModel):
+    """One end user's visit to the hosted connect page (headwater.connect), from the backend's
+    call until a credential is made or it expires (migration 0013).
+
+    The token is kept hashed and opens the page once; opening it binds the session to that
+    browser (a cookie whose hash is `browser_hash`), and every form the page posts carries
+    `csrf_token`."""
+
+    id = CharField(primary_key=True, default=new_id)
+    org = ForeignKeyField(Org, on_delete="CASCADE")
+    token_hash = CharField(unique=True)
+    browser_hash = CharField(null=True)  # set when the token is used: the page is this browser's
+    csrf_token = CharField()
+    end_user_id = CharField()
+    end_user_email = CharField(default="")
+    end_user_display_name = CharField(default="")
+    allowed_integrations = JSONField(default=list)
+    integration_properties = JSONField(default=dict)  # {integration: {property: value}}
+    redirect_url = TextField()
+    project_id = CharField(default="")  # a connected user's session: the project of its JWT
+    expires_at = DateTimeField(index=True)
+    opened_at = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "connect_session"
+
+
+class ConnectAttempt(BaseModel):
+    """One OAuth2 authorization request of a connect session: its `state` (hashed), PKCE verifier
+    (encrypted) and the app it asked through, until the callback spends it (once)."""
+
+    state_hash = CharField(primary_key=True)
+    session = ForeignKeyField(ConnectSession, on_delete="CASCADE")
+    integration = CharField()
+    oauth_app_id = CharField()
+    code_verifier = TextField(default="")  # encrypted (SecretBox); "" without PKCE
+    redirect_uri = TextField()
+    expires_at = DateTimeField()
+    used_at = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "connect_attempt"
+
+
 class Record(BaseModel):
     """The latest known state of one upstream record of a sync's collection."""
 
@@ -308,6 +365,6 @@ class IdempotencyKey(BaseModel):
 
 
 ALL_MODELS = [
-    Org, ApiToken, Stream, Credential, OAuthApp, Sync, Project, Record, Event, Consumer, ConsumerMessage, SyncCollection,
+    Org, ApiToken, Stream, Credential, OAuthApp, ConnectSettings, ConnectSession, ConnectAttempt, Sync, Project, Record, Event, Consumer, ConsumerMessage, SyncCollection,
     IdempotencyKey,
 ]

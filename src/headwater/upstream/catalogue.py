@@ -94,17 +94,22 @@ class Verification:
     method: str
     path: str
     query: dict[str, Any] = field(default_factory=dict)
+    error_message: str = ""  # where a refusal's JSON holds the provider's message (dotted path)
+
+    KEYS = frozenset({"method", "path", "query", "error_message"})
 
     @classmethod
     def parse(cls, where: str, spec: Any) -> Verification:
-        if not isinstance(spec, dict) or set(spec) - {"method", "path", "query"}:
-            unknown = sorted(set(spec) - {"method", "path", "query"}) if isinstance(spec, dict) else spec
-            raise CatalogueError(f"{where}: give `path` (and `query`); unknown keys {unknown}")
+        if not isinstance(spec, dict) or set(spec) - cls.KEYS:
+            unknown = sorted(set(spec) - cls.KEYS) if isinstance(spec, dict) else spec
+            raise CatalogueError(f"{where}: give `path` (and `query`, `error_message`); unknown keys {unknown}")
         if str(spec.get("method", "GET")).upper() != "GET":
             raise CatalogueError(f"{where}: must be a GET (it must change nothing upstream)")
         if not isinstance(spec.get("path"), str) or not spec["path"]:
             raise CatalogueError(f"{where}: give `path`, relative to the API's base URL")
-        return cls("GET", spec["path"], dict(spec.get("query") or {}))
+        if not isinstance(spec.get("error_message", ""), str):
+            raise CatalogueError(f"{where}.error_message: give a dotted path into the refusal's JSON")
+        return cls("GET", spec["path"], dict(spec.get("query") or {}), spec.get("error_message", ""))
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,7 @@ class OAuthSpec:
 
     authorization_url: str
     token_url: str  # where codes and refresh tokens are exchanged for access tokens
+    credential_kind: str  # the kind of the credential a connection makes (its auth sends the access token)
     scope_separator: str = " "
     default_scopes: tuple[str, ...] = ()  # asked for when the OAuth app names none
     pkce: bool = False  # the provider checks a PKCE code_challenge (S256)
@@ -167,6 +173,8 @@ class OAuthSpec:
         for key in ("authorization_url", "token_url"):
             if not isinstance(spec.get(key), str) or not spec[key].startswith("https://"):
                 raise CatalogueError(f"{where}.{key}: give the provider's https:// URL")
+        if not isinstance(spec.get("credential_kind"), str) or not spec["credential_kind"]:
+            raise CatalogueError(f"{where}.credential_kind: name the credential kind a connection makes")
         if spec.get("scope_separator", " ") not in SCOPE_SEPARATORS:
             raise CatalogueError(f"{where}.scope_separator: must be a space or a comma")
         scopes = spec.get("default_scopes", [])
@@ -311,6 +319,18 @@ class Provider:
     collections: dict[str, Collection]
 
 
+def _oauth(key: str, entry: dict[str, Any], kinds: dict[str, CredentialKind]) -> OAuthSpec | None:
+    """The provider's `oauth:` block, whose credential kind must be one of its own that sends the
+    access token (a bearer, header or query `property`)."""
+    if "oauth" not in entry:
+        return None
+    oauth = OAuthSpec.parse(f"{key}.oauth", entry["oauth"])
+    kind = kinds.get(oauth.credential_kind)
+    if kind is None or "property" not in kind.auth:
+        raise CatalogueError(f"{key}.oauth.credential_kind: must be one of {key}'s kinds whose auth sends a token")
+    return oauth
+
+
 class ProviderCatalogue:
     def __init__(self, providers: dict[str, Provider]):
         self.providers = providers
@@ -342,7 +362,7 @@ class ProviderCatalogue:
                 default_rate_limit=RateLimitDefault(**entry["default_rate_limit"]),
                 headers=dict(entry.get("headers") or {}),
                 credential_kinds=kinds,
-                oauth=OAuthSpec.parse(f"{key}.oauth", entry["oauth"]) if "oauth" in entry else None,
+                oauth=_oauth(key, entry, kinds),
                 collections=collections,
             )
         return cls(providers)

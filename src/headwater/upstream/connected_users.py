@@ -23,6 +23,15 @@ from headwater.upstream.accounts import Accounts, UpstreamAccount
 LEEWAY_SECONDS = 30
 
 
+def users_credential(org_id: str, provider: str, user_id: str) -> Credential | None:
+    """The user's credential of `provider`: the newest whose external_id is the user's id (in
+    `store.run`). The hosted connect page replaces this one when the user connects again."""
+    return (Credential.select()
+            .where((Credential.org == org_id) & (Credential.provider == provider)
+                   & (Credential.external_id == user_id))
+            .order_by(Credential.created_at.desc()).first())
+
+
 class ConnectedUsers:
     def __init__(self, store: Store, accounts: Accounts, ttl: float = 2.0):
         self.store = store
@@ -32,11 +41,14 @@ class ConnectedUsers:
     def forget(self) -> None:
         self._projects.clear()
 
+    async def user(self, project_id: str, context) -> tuple[str, str]:
+        """(organisation id, user id) of the call's user token for the project, or UNAUTHENTICATED."""
+        org_id, public_key = await self._project(project_id)
+        return org_id, self._verify(context, public_key, project_id)
+
     async def account(self, target, context) -> UpstreamAccount:
         """The account of the user named by the call's token, for `target`'s integration."""
-        project_id = target.project_id
-        org_id, public_key = await self._project(project_id)
-        user_id = self._verify(context, public_key, project_id)
+        org_id, user_id = await self.user(target.project_id, context)
         integration, integration_id = target.integration, target.integration_id
         if not integration and not integration_id:
             raise invalid("connected_user.integration", "is required")
@@ -50,13 +62,7 @@ class ConnectedUsers:
                     & (Credential.external_id == user_id)
                 ).order_by(Credential.created_at.desc())
                 return next((r.id for r in rows if r.properties.get(wanted[0]) == wanted[1]), None)
-            row = (
-                Credential.select(Credential.id)
-                .where((Credential.org == org_id) & (Credential.provider == integration)
-                       & (Credential.external_id == user_id))
-                .order_by(Credential.created_at.desc())
-                .first()
-            )
+            row = users_credential(org_id, integration, user_id)
             return row.id if row else None
 
         # A `sub` no external_id can hold (a NUL, longer than the column) names nobody's account.
