@@ -261,7 +261,7 @@ def test_an_event_endpoint_hears_of_the_refused_refresh_in_posts_signed_with_its
 def test_only_what_serves_or_runs_the_suite_is_left_out(readme):
     reasons = [ran.block.not_run_because for ran in readme.ran if ran.block.not_run_because]
 
-    assert reasons == ["it serves until Ctrl-C (the test starts `headwater serve` itself)",
+    assert reasons == ["it serves until Ctrl-C, then runs the suite (the test starts `headwater serve` itself)",
                        "it runs the whole suite"]
 
 
