@@ -14,12 +14,23 @@ and of refresh grants, strictly, so that what passes here follows the protocol:
                        (`invalid_grant`, `invalid_client`, ...), 400 or 401.
     GET  /api/me       200 with the account only for a live access token (Bearer), else 401
 
+and the calls the providers' docs name for what an access token's account is (the catalogue's
+`oauth.account_requests`), under /api, each answered in its provider's shape for a live token:
+
+    GET  /api/user                         GitHub's authenticated user: login, id (Bearer)
+    GET  /api/oauth/v1/access-tokens/{t}   HubSpot's token metadata: hub_id, hub_domain, user (the
+                                           token in the path; 404 for a dead one)
+    GET  /api/auth.test                    Slack's identity: url, team, user_id (Bearer; a refused
+                                           token is HTTP 200 with {"ok": false, "error": "invalid_auth"})
+    GET  /api/about?fields=user            Google Drive's user: emailAddress, permissionId (Bearer)
+
     server = await start_oauth_server()
     server.register("client-1", "secret-1", redirect_uris=["http://127.0.0.1:8080/v1/connect/callback"])
     tokens = server.issue("client-1", scopes=["read"])     # an account connected already
     server.expire(tokens["access_token"])                   # its access token is no longer accepted
     server.revoke(tokens["refresh_token"])                  # the user disconnected the app
     server.token_requests                                   # what reached /token, as parsed forms
+    server.refuse_account_requests = True                   # the account calls refuse every token
     await server.close()
 
 Run as a program, it serves one registered client, for the README's examples:
@@ -34,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import html
 import json
 import secrets
@@ -96,6 +108,8 @@ class OAuthServer:
     requests: list[Received] = field(default_factory=list)
     token_requests: list[dict[str, str]] = field(default_factory=list)  # each /token form, client auth included
     token_extras: dict = field(default_factory=dict)  # more in every token answer (Salesforce's instance_url)
+    refuse_account_requests: bool = False  # the account calls refuse every token, each as its provider does
+    hide_email: bool = False  # the account hides its email address (Drive then leaves emailAddress out)
 
     @property
     def base_url(self) -> str:
@@ -149,6 +163,9 @@ class OAuthServer:
                 return _json(200, self._token(request))
             if request.path == "/api/me" and request.method == "GET":
                 return _json(200, self._me(request))
+            if request.path.startswith("/api/") and request.method == "GET" and (
+                    answer := self._account_call(request)) is not None:
+                return answer
         except OAuthError as error:
             headers = [("www-authenticate", f'Bearer error="{error.error}"')] if error.status == 401 else []
             status, json_headers, body = _json(error.status, {"error": error.error, "error_description": error.description})
@@ -248,12 +265,59 @@ class OAuthServer:
         return {"access_token": access, "token_type": "Bearer", "expires_in": self.access_token_lifetime,
                 "refresh_token": refresh, "scope": " ".join(scopes), **self.token_extras}
 
-    def _me(self, request: Received) -> dict:
+    def _live(self, access_token: str) -> Token | None:
+        """The token `access_token` names, if it is live."""
+        token = self.access_tokens.get(access_token)
+        return token if token is not None and token.expires_at > time.time() else None
+
+    def _bearer(self, request: Received) -> Token | None:
         authorization = request.header("authorization") or ""
-        token = self.access_tokens.get(authorization.removeprefix("Bearer ")) if authorization.startswith("Bearer ") else None
-        if token is None or token.expires_at <= time.time():
+        return self._live(authorization.removeprefix("Bearer ")) if authorization.startswith("Bearer ") else None
+
+    def _me(self, request: Received) -> dict:
+        token = self._bearer(request)
+        if token is None:
             raise OAuthError("invalid_token", "the access token is missing, unknown or expired", status=401)
         return {"account": token.account, "client_id": token.client_id, "scopes": token.scopes}
+
+    def _account_call(self, request: Received) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        """A provider's call for the token's account (see the module's docstring), or None for a
+        path that is none of them."""
+        path = request.path.removeprefix("/api")
+        if path.startswith("/oauth/v1/access-tokens/"):  # HubSpot: the token is the path's last segment
+            access_token = path.rsplit("/", 1)[1]
+            token = None if self.refuse_account_requests else self._live(access_token)
+            if token is None:
+                return _json(404, {"status": "error", "message": "Token not found", "category": "OBJECT_NOT_FOUND"})
+            return _json(200, {
+                "token": access_token, "user": f"{token.account}@example.com",
+                "hub_domain": f"{token.account}.example.com", "hub_id": account_number(token.account),
+                "scopes": token.scopes, "token_type": "access", "user_id": account_number(token.account) + 1,
+                "app_id": 1, "expires_in": int(token.expires_at - time.time()),
+            })
+        if path not in ("/user", "/auth.test", "/about"):
+            return None
+        token = None if self.refuse_account_requests else self._bearer(request)
+        if path == "/auth.test":  # Slack answers HTTP 200 either way, and says `ok`
+            if token is None:
+                return _json(200, {"ok": False, "error": "invalid_auth"})
+            return _json(200, {"ok": True, "url": f"https://{token.account}.slack.com/", "team": f"{token.account}'s team",
+                               "user": token.account, "team_id": "T1", "user_id": f"U{account_number(token.account)}"})
+        if token is None:
+            return _json(401, {"message": "Bad credentials"} if path == "/user" else {
+                "error": {"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}})
+        if path == "/user":
+            return _json(200, {"login": token.account, "id": account_number(token.account), "type": "User"})
+        if dict(parse_qsl(request.query)).get("fields") != "user":  # Drive asks for the fields wanted
+            return _json(400, {"error": {"code": 400, "message": "The 'fields' parameter is required for this method."}})
+        user = {"kind": "drive#user", "displayName": token.account, "me": True,
+                "permissionId": str(account_number(token.account))}
+        return _json(200, {"user": user if self.hide_email else user | {"emailAddress": f"{token.account}@example.com"}})
+
+
+def account_number(account: str) -> int:
+    """A stable number for an account (its id at the providers that number theirs)."""
+    return int(hashlib.sha256(account.encode()).hexdigest()[:7], 16)
 
 
 def _json(status: int, body: dict) -> tuple[int, list[tuple[str, str]], bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from headwater.upstream.account_facts import facts_at
 from headwater.upstream.catalogue import CatalogueError, OAuthSpec, ProviderCatalogue, Verification
 
 
@@ -109,3 +110,73 @@ def test_a_verification_that_is_not_a_plain_get_is_refused(verification, why):
 
     assert "acme.credential_kinds.acme_key.verification" in str(refused.value)
     assert why in str(refused.value)
+
+
+def test_providers_ask_for_the_account_facts_their_docs_name_right_after_connecting():
+    catalogue = ProviderCatalogue.default()
+
+    def asked(provider):
+        return [(r.path, r.query, r.properties, r.optional) for r in catalogue.provider(provider).oauth.account_requests]
+
+    # HubSpot's token metadata: the portal (hub) the token reaches, and who authorized it
+    assert asked("hubspot") == [("oauth/v1/access-tokens/{access_token}", {},
+                                 {"hub_id": "hub_id", "hub_domain": "hub_domain", "user_email": "user"}, frozenset())]
+    assert asked("github") == [("user", {}, {"login": "login", "user_id": "id"}, frozenset())]
+    assert asked("slack") == [("auth.test", {}, {"team_url": "url"}, frozenset())]  # the workspace's URL
+    # Drive's about.get, which drive.readonly allows (Google's userinfo would need the openid or email scope);
+    # its emailAddress "may not be present" when the user hides it
+    assert asked("googledrive") == [("about", {"fields": "user"}, {"email": "user.emailAddress",
+                                                                   "permission_id": "user.permissionId"},
+                                     frozenset({"email"}))]
+    assert catalogue.provider("salesforce").oauth.account_requests == ()  # its token answer says it all
+    assert all(r.method == "GET" for p in catalogue.providers.values() if p.oauth for r in p.oauth.account_requests)
+
+
+def test_an_account_request_may_use_the_token_the_token_answers_facts_and_earlier_facts():
+    oauth = ACME_OAUTH | {"account_properties": {"site": "site.id"}, "account_requests": [
+        {"path": "sites/{site}/owner", "properties": {"owner_id": "owner.id"}},
+        {"path": "https://api.acme.example/people/{owner_id}", "query": {"token": "{key}"}, "properties": {"name": "0.name"}},
+    ]}
+
+    requests = ProviderCatalogue.from_dict(catalogue_with(oauth)).provider("acme").oauth.account_requests
+
+    assert [(r.method, r.path, r.placeholders) for r in requests] == [
+        ("GET", "sites/{site}/owner", {"site"}), ("GET", "https://api.acme.example/people/{owner_id}", {"owner_id", "key"})]
+
+
+@pytest.mark.parametrize("request_spec, why", [
+    ({"properties": {"id": "id"}}, "path"),
+    ({"path": "me", "properties": {"id": "id"}, "body": {}}, "body"),
+    ({"method": "POST", "path": "me", "properties": {"id": "id"}}, "GET"),
+    ({"path": "me"}, "properties"),
+    ({"path": "me", "properties": {"id": 1}}, "properties"),
+    ({"path": "me", "properties": {"id": "id"}, "query": {"n": 1}}, "query"),
+    ({"path": "me", "properties": {"id": "id"}, "optional": ["name"]}, "optional"),
+    ({"path": "people/{person}", "properties": {"id": "id"}}, "{person}"),  # nothing gives a person
+    ({"path": "me", "properties": {"key": "token"}}, "key"),  # a fact never replaces the token
+    ({"path": "me", "properties": {"kind": "type"}}, "kind"),
+    ({"path": "http://api.acme.example/me", "properties": {"id": "id"}}, "https"),
+    ({"path": "https://evil.example/me", "properties": {"id": "id"}}, "evil.example"),  # not a permitted host
+])
+def test_a_malformed_account_request_is_refused_at_start_up_naming_it(request_spec, why):
+    with pytest.raises(CatalogueError) as refused:
+        ProviderCatalogue.from_dict(catalogue_with(ACME_OAUTH | {"account_requests": [request_spec]}))
+
+    assert "acme.oauth.account_requests[0]" in str(refused.value)
+    assert why in str(refused.value)
+
+
+def test_account_requests_must_be_a_list():
+    with pytest.raises(CatalogueError) as refused:
+        ProviderCatalogue.from_dict(catalogue_with(ACME_OAUTH | {"account_requests": {"path": "me"}}))
+
+    assert "acme.oauth.account_requests" in str(refused.value) and "list" in str(refused.value)
+
+
+def test_a_fact_is_found_by_dotted_path_or_list_index():
+    answer = {"user": {"login": "paul", "id": 7, "email": ""}, "sites": [{"id": "cloud-1"}, {"id": "cloud-2"}]}
+
+    found = facts_at(answer, {"login": "user.login", "user_id": "user.id", "email": "user.email",
+                              "cloud_id": "sites.0.id", "second": "sites.1.id", "third": "sites.2.id", "bad": "user.0"})
+
+    assert found == {"login": "paul", "user_id": 7, "cloud_id": "cloud-1", "second": "cloud-2"}  # "" is no fact

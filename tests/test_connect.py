@@ -20,6 +20,7 @@ import httpx
 import jwt
 import pytest
 from conftest import Running, _client_for, settings_for
+from oauth_server import account_number
 from sync_support import eventually
 from test_connected_users import key_pair
 from test_webhooks import Receiver, receiver  # noqa: F401 (fixture: a webhook receiver on loopback)
@@ -35,16 +36,20 @@ async def allow_app_origin(client, *origins: str) -> None:
     assert answer.status_code == 200, answer.text
 
 
-async def github_app(client, server: Running, oauth_server) -> str:
-    """A GitHub OAuth app of the organisation whose client is registered at the emulator, with
-    Headwater's callback as its redirect URI."""
+async def oauth_app(client, server: Running, oauth_server, provider: str, **fields) -> str:
+    """An OAuth app of the organisation for `provider` whose client is registered at the emulator,
+    with Headwater's callback as its redirect URI."""
     oauth_server.register("client-1", "secret-1", redirect_uris=[f"{server.http_url}/v1/connect/callback"])
     made = await client.rest.post("/v1/oauth-apps", json={
-        "provider": "github", "client_id": "client-1", "client_secret": "secret-1", "scopes": ["repo"],
-        "authorization_url": oauth_server.authorization_url, "token_url": oauth_server.token_url,
+        "provider": provider, "client_id": "client-1", "client_secret": "secret-1",
+        "authorization_url": oauth_server.authorization_url, "token_url": oauth_server.token_url, **fields,
     })
     assert made.status_code == 200, made.text
     return made.json()["id"]
+
+
+async def github_app(client, server: Running, oauth_server) -> str:
+    return await oauth_app(client, server, oauth_server, "github", scopes=["repo"])
 
 
 async def new_session(client, oauth_server=None, **fields) -> dict:
@@ -206,6 +211,79 @@ async def test_the_accounts_facts_in_the_token_answer_are_kept_salesforces_insta
     assert properties["kind"] == "salesforce_oauth2" and properties["instance_url"] == f"{oauth_server.base_url}/api"
     proxied = await client.rest.get(f"/v1/proxy/credential/{credential_id}/me")  # to the instance
     assert proxied.status_code == 200, proxied.text
+
+
+# What each provider's account call (catalogue: oauth.account_requests) says of the emulator's user-1
+ACCOUNT_FACTS = {
+    "hubspot": {"hub_id": account_number("user-1"), "hub_domain": "user-1.example.com", "user_email": "user-1@example.com"},
+    "github": {"login": "user-1", "user_id": account_number("user-1")},
+    "slack": {"team_url": "https://user-1.slack.com/"},
+    "googledrive": {"email": "user-1@example.com", "permission_id": str(account_number("user-1"))},
+}
+
+
+async def connect_through_the_emulator(client, server, oauth_server, browser, provider: str) -> httpx.Response:
+    """`provider` connected at the emulator (its API at the emulator's /api): the callback's answer."""
+    await oauth_app(client, server, oauth_server, provider)
+    await allow_app_origin(client)
+    session = await new_session(client, allowed_integrations=[provider],
+                                integration_properties={provider: {"base_url": f"{oauth_server.base_url}/api"}})
+    return await browser.connect_with_oauth(session["connect_url"], integration=provider)
+
+
+@pytest.mark.parametrize("provider", sorted(ACCOUNT_FACTS))
+async def test_the_accounts_facts_a_follow_up_call_answers_land_on_the_credential(
+        server, client, oauth_server, browser, provider):
+    landed = await connect_through_the_emulator(client, server, oauth_server, browser, provider)
+
+    credential_id = query_of(landed.headers["location"])["credential_id"]
+    properties = (await client.rest.get(f"/v1/credentials/{credential_id}")).json()["properties"]
+    assert properties.items() >= ACCOUNT_FACTS[provider].items()
+    assert properties["access_token"] == "***********"
+    (issued,) = oauth_server.access_tokens
+    (asked,) = [r for r in oauth_server.requests if r.path.startswith("/api/")]
+    assert asked.header("authorization") == f"Bearer {issued}"  # asked with the new token, as its kind sends it
+
+
+@pytest.mark.parametrize("provider, name, said", [
+    ("github", "GitHub", "GET user answered HTTP 401"),
+    ("slack", "Slack", "the answer to GET auth.test lacks url"),  # Slack refuses with HTTP 200 and {"ok": false}
+])
+async def test_a_failing_follow_up_call_stores_nothing_and_raises_connection_failed(
+        server, client, oauth_server, browser, receiver, caplog, provider, name, said):
+    caplog.set_level(logging.DEBUG)
+    secret = await event_endpoint(client, receiver)
+    oauth_server.refuse_account_requests = True
+
+    landed = await connect_through_the_emulator(client, server, oauth_server, browser, provider)
+
+    assert landed.status_code == 303
+    back = query_of(landed.headers["location"])
+    assert back["error"] == "account_facts_failed" and "credential_id" not in back
+    assert back["error_description"].startswith(f"{name} did not say which account it is: ")
+    assert said in back["error_description"]
+    assert (await client.rest.get("/v1/credentials")).json()["data"] == []
+    (event,) = await received(receiver, secret, 1)
+    assert event["type"] == "connection.failed" and event["data"]["error"] == "account_facts_failed"
+    assert event["data"]["message"] == back["error_description"]
+    (issued,) = oauth_server.access_tokens
+    assert issued not in server_log(caplog) and issued not in json.dumps(event)
+
+
+async def test_reconnecting_asks_for_the_accounts_facts_again_and_keeps_only_the_new_ones(
+        server, client, oauth_server, browser):
+    first = await connect_through_the_emulator(client, server, oauth_server, browser, "googledrive")
+    oauth_server.account, oauth_server.hide_email = "user-2", True  # another Google account, its email hidden
+    session = await new_session(client, allowed_integrations=["googledrive"])
+
+    second = await browser.connect_with_oauth(session["connect_url"], integration="googledrive")
+
+    first_id, second_id = (query_of(r.headers["location"])["credential_id"] for r in (first, second))
+    assert first_id == second_id
+    properties = (await client.rest.get(f"/v1/credentials/{second_id}")).json()["properties"]
+    assert properties["permission_id"] == str(account_number("user-2"))
+    assert "email" not in properties  # user-1's address is not user-2's
+    assert properties["base_url"] == f"{oauth_server.base_url}/api"  # asked where the credential's calls go
 
 
 @pytest.mark.parametrize("provider, expected, absent", [

@@ -312,6 +312,7 @@ def test_an_end_user_connects_github_through_the_hosted_page_and_lands_on_the_re
     assert connecting.picked["BACK"].startswith("http://localhost:3000/connected?integration=github&credential_id=")
     assert '"external_id":"user-7"' in connecting.out
     assert '"access_token":"***********"' in connecting.out and '"kind":"github_oauth2"' in connecting.out
+    assert '"login":"user-1"' in connecting.out  # GitHub's `user` asked right after the exchange
     assert '{"account": "user-1", "client_id": "client-1", "scopes": ["repo"]}' in connecting.out  # GitHub's default scope
     credential_id = connecting.picked["BACK"].rpartition("=")[2]
     (told,) = [line for line in connecting.out.splitlines() if line.startswith('{"type":"connection.created"')]

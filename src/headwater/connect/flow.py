@@ -16,8 +16,12 @@ What each step guarantees:
 - the code is exchanged through authlib's client (headwater.upstream.token_client), so the token
   request goes through the forwarder like every upstream call; a typed-in key is checked with the
   kind's `verification` request before anything is stored;
+- the account's facts are kept: those of the token answer, and those the provider's follow-up
+  requests answer when asked with the new token (headwater.upstream.account_facts); a follow-up
+  that fails fails the connection, and nothing is stored;
 - the credential is the end user's (`external_id`), named after the app it came through
-  (`oauth_app_id`), its tokens encrypted; a second connection replaces the tokens in place;
+  (`oauth_app_id`), its tokens encrypted; a second connection replaces the tokens and the facts
+  in place;
 - the organisation's event endpoints hear `connection.created` in the transaction that stores it,
   `connection.failed` (with the reason shown to the user) when the provider refused.
 Tokens, codes, keys and the verifier never reach a log line nor the browser.
@@ -36,16 +40,18 @@ from http.cookies import CookieError, SimpleCookie
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from headwater.connect import sessions
+from headwater.crypto import SECRET_MASK
+from headwater.engine.reading import dig
 from headwater.errors import ApiError
 from headwater.services._common import Backend
 from headwater.services.credentials import check_properties
 from headwater.store import Credential, utcnow
 from headwater.store.models import ConnectAttempt, ConnectSession
 from headwater.store.org_events import emit
+from headwater.upstream.account_facts import AccountFactsFailed, account_properties, asked_facts
 from headwater.upstream.accounts import UpstreamAccount, credential_budget, open_properties, seal_properties
 from headwater.upstream.catalogue import CredentialKind, Provider
 from headwater.upstream.connected_users import users_credential
-from headwater.upstream.oauth import account_properties
 from headwater.upstream.oauth_apps import OAuthAppClient
 from headwater.upstream.requests import UnsafeRequest
 from headwater.upstream.token_client import OAuth2Error, TokenClient, TokenEndpointFailed
@@ -53,7 +59,7 @@ from headwater.upstream.token_client import OAuth2Error, TokenClient, TokenEndpo
 log = logging.getLogger("headwater.connect")
 
 STATE_SECONDS = 600  # an authorization request must come back within this
-UPSTREAM_SECONDS = 15.0  # the code exchange, the key's verification
+UPSTREAM_SECONDS = 15.0  # the code exchange, each follow-up request, the key's verification
 COOKIE_PREFIX = "hw_connect_"
 CALLBACK_PATH = "/v1/connect/callback"
 
@@ -121,11 +127,9 @@ def key_fields(kind: CredentialKind, preset: dict) -> list[str]:
 def message_at(body: bytes, path: str) -> str | None:
     """The string at the dotted `path` of a JSON body, if it holds one."""
     try:
-        value = json.loads(body)
+        value = dig(json.loads(body), path)
     except ValueError:
         return None
-    for key in path.split(".") if path else ():
-        value = value.get(key) if isinstance(value, dict) else None
     return value if isinstance(value, str) and value else None
 
 
@@ -243,7 +247,40 @@ class ConnectFlow:
         if isinstance(token.get("expires_at"), int):
             issued["expires_at"] = token["expires_at"]
         issued |= account_properties(provider.oauth, token)
+        try:
+            issued |= await self._asked_facts(session, provider, kind, issued)
+        except AccountFactsFailed as failed:
+            return await self._failed(session, provider, "account_facts_failed",
+                                      f"{provider.name} did not say which account it is: {failed}")
         return await self._connected(session, provider, kind, issued, app.id)
+
+    async def _asked_facts(self, session: Session, provider: Provider, kind: CredentialKind, issued: dict) -> dict:
+        """The facts the provider's follow-up requests answer, asked with the new tokens where the
+        credential's calls will go (its stored base_url on a reconnect, else the session's)."""
+        if not provider.oauth.account_requests:
+            return {}
+        standing = await self.backend.store.run(self._standing_properties, session, provider)
+        # No refresh token: a token refused right after it was issued is not refreshed.
+        properties = {name: value for name, value in {**standing, **issued}.items() if name != "refresh_token"}
+        account = self._unstored_account(session, provider, kind, properties)
+        return await asked_facts(self.backend.upstream, account, provider.oauth.account_requests, UPSTREAM_SECONDS)
+
+    def _standing_properties(self, session: Session, provider: Provider) -> dict:
+        """(in `store.run`) The properties the credential keeps through the connection: the user's
+        stored credential's (secrets left out), else the session's presets."""
+        row = users_credential(session.org_id, provider.key, session.end_user_id)
+        if row is None:
+            return dict(session.preset.get(provider.key, {}))
+        return {name: value for name, value in row.properties.items() if value != SECRET_MASK}
+
+    def _unstored_account(self, session: Session, provider: Provider, kind: CredentialKind,
+                          properties: dict) -> UpstreamAccount:
+        """`properties` as a credential to call the provider with before it is stored (a budget of
+        the session's own)."""
+        return UpstreamAccount(
+            credential_id=f"connect:{session.id}", org_id=session.org_id, provider=provider, kind=kind,
+            budget=credential_budget(provider, []), properties=properties,
+        )
 
     def _spend_state(self, state: str, cookies: dict[str, str]) -> tuple[ConnectAttempt, Session]:
         """The authorization request `state` names, spent (in `store.run`): once, in time, and in
@@ -305,10 +342,7 @@ class ConnectFlow:
     async def _verify(self, session: Session, provider: Provider, kind: CredentialKind, properties: dict) -> None:
         """The kind's verification GET with `properties` as the credential; KeyRefused unless 2xx."""
         check = kind.verification
-        account = UpstreamAccount(
-            credential_id=f"connect:{session.id}", org_id=session.org_id, provider=provider, kind=kind,
-            budget=credential_budget(provider, []), properties=properties,
-        )
+        account = self._unstored_account(session, provider, kind, properties)
         deadline = asyncio.get_running_loop().time() + UPSTREAM_SECONDS
         try:
             sent = await self.backend.upstream.send(account, "GET", check.path, urlencode(check.query), [], b"", deadline)
@@ -357,6 +391,8 @@ class ConnectFlow:
             properties = open_properties(row, self.backend.box)
             if issued.get("refresh_token") is None:
                 properties.pop("refresh_token", None)  # a refresh token of the old grant is dead
+            for name in provider.oauth.fact_properties if provider.oauth else ():
+                properties.pop(name, None)  # the old grant's: perhaps another account's
         properties |= {**issued, "kind": kind.name}
         checked, violations = check_properties(self.backend.catalogue, provider.key, properties, "properties")
         if violations:

@@ -101,11 +101,15 @@ def parse_page(listing: Listing, status: int, headers: list[tuple[str, str]], bo
 
 
 def dig(value: Any, path: str) -> Any:
-    """`dig({"a": {"b": 1}}, "a.b") == 1`; "" is the value itself; missing is None."""
+    """`dig({"a": {"b": 1}}, "a.b") == 1`, `dig({"a": [{"b": 1}]}, "a.0.b") == 1` (a number
+    indexes a list); "" is the value itself; missing is None."""
     for part in path.split(".") if path else ():
-        if not isinstance(value, dict):
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
             return None
-        value = value.get(part)
     return value
 
 

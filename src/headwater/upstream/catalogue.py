@@ -13,14 +13,17 @@ naming it, so `headwater serve` fails at start-up rather than on the first call.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from headwater.settings import ConfigError
+from headwater.upstream.requests import host_permitted
 
 # Accepted by every credential kind: where this credential's API calls go instead.
 BASE_URL_PROPERTY = "base_url"
@@ -86,6 +89,19 @@ class RateLimitDefault:
     max_concurrent_requests: int = 0
 
 
+def _get_request(where: str, spec: Any, keys: frozenset[str], give: str) -> str:
+    """The path of the GET `spec` declares, refused (CatalogueError) unless it is a mapping of
+    `keys` whose method, if given, is GET: `give` says what to give."""
+    if not isinstance(spec, dict) or set(spec) - keys:
+        unknown = sorted(set(spec) - keys) if isinstance(spec, dict) else spec
+        raise CatalogueError(f"{where}: give {give}; unknown keys {unknown}")
+    if str(spec.get("method", "GET")).upper() != "GET":
+        raise CatalogueError(f"{where}: must be a GET (it must change nothing upstream)")
+    if not isinstance(spec.get("path"), str) or not spec["path"]:
+        raise CatalogueError(f"{where}: give `path`, relative to the API's base URL")
+    return spec["path"]
+
+
 @dataclass(frozen=True)
 class Verification:
     """A cheap authenticated GET that proves a credential works (an API key typed into a form is
@@ -100,16 +116,10 @@ class Verification:
 
     @classmethod
     def parse(cls, where: str, spec: Any) -> Verification:
-        if not isinstance(spec, dict) or set(spec) - cls.KEYS:
-            unknown = sorted(set(spec) - cls.KEYS) if isinstance(spec, dict) else spec
-            raise CatalogueError(f"{where}: give `path` (and `query`, `error_message`); unknown keys {unknown}")
-        if str(spec.get("method", "GET")).upper() != "GET":
-            raise CatalogueError(f"{where}: must be a GET (it must change nothing upstream)")
-        if not isinstance(spec.get("path"), str) or not spec["path"]:
-            raise CatalogueError(f"{where}: give `path`, relative to the API's base URL")
+        path = _get_request(where, spec, cls.KEYS, "`path` (and `query`, `error_message`)")
         if not isinstance(spec.get("error_message", ""), str):
             raise CatalogueError(f"{where}.error_message: give a dotted path into the refusal's JSON")
-        return cls("GET", spec["path"], dict(spec.get("query") or {}), spec.get("error_message", ""))
+        return cls("GET", path, dict(spec.get("query") or {}), spec.get("error_message", ""))
 
 
 @dataclass(frozen=True)
@@ -139,6 +149,69 @@ class CredentialKind:
 
 
 SCOPE_SEPARATORS = (" ", ",")
+PLACEHOLDER = re.compile(r"\{(\w+)\}")  # `{property}` in an account request's path or query
+
+
+def _names_to_strings(where: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k and isinstance(v, str)
+                                              for k, v in value.items()):
+        raise CatalogueError(f"{where}: must map names to strings")
+    return dict(value)
+
+
+@dataclass(frozen=True)
+class AccountRequest:
+    """A GET made right after the code exchange, with the new access token, whose answer tells
+    facts of the account that later calls or the application need (an `account_requests` entry of
+    an `oauth:` block): `properties` are kept on the credential, each found at a dotted path of
+    the JSON answer (a number indexes a list: `0.id`), and must be there unless `optional`.
+    `{property}` in `path` or `query` is the credential's property: the access token, a fact of the
+    token answer, or one an earlier request kept.
+
+        hub = catalogue.provider("hubspot").oauth.account_requests[0]
+        hub.path, hub.properties["hub_id"]      # "oauth/v1/access-tokens/{access_token}", "hub_id"
+    """
+
+    path: str  # relative to the credential's base URL, or an https URL on a permitted host
+    properties: dict[str, str]  # {property: where the answer holds it}
+    query: dict[str, str] = field(default_factory=dict)
+    optional: frozenset[str] = frozenset()  # properties the answer may lack
+    method: str = "GET"
+
+    KEYS = frozenset({"method", "path", "query", "properties", "optional"})
+
+    @property
+    def placeholders(self) -> set[str]:
+        return {name for text in (self.path, *self.query.values()) for name in PLACEHOLDER.findall(text)}
+
+    def __str__(self) -> str:
+        """How messages name it: "GET oauth/v1/access-tokens/{access_token}" (never a token)."""
+        return f"{self.method} {self.path}"
+
+    @classmethod
+    def parse(cls, where: str, spec: Any) -> AccountRequest:
+        path = _get_request(where, spec, cls.KEYS, "`path` and `properties` (and `query`, `optional`)")
+        if "://" in path and not path.startswith("https://"):
+            raise CatalogueError(f"{where}.path: a URL must be https://")
+        properties = _names_to_strings(f"{where}.properties", spec.get("properties"))
+        if not properties:
+            raise CatalogueError(f"{where}.properties: name at least one property to keep from the answer")
+        optional = spec.get("optional", [])
+        if not isinstance(optional, list) or not set(optional) <= set(properties):
+            raise CatalogueError(f"{where}.optional: must list some of its `properties`")
+        return cls(path, properties, _names_to_strings(f"{where}.query", spec.get("query") or {}), frozenset(optional))
+
+    def check(self, where: str, known: set[str], reserved: Iterable[str], hosts: Iterable[str]) -> None:
+        """Refuses a request that uses a property nothing gave before it (`known`), keeps one the
+        connection sets itself (`reserved`: the kind, the secrets), or names a host not in `hosts`."""
+        if unknown := sorted(self.placeholders - known):
+            raise CatalogueError(f"{where}: {', '.join('{' + n + '}' for n in unknown)} names no property known by "
+                                 f"then; use one of {sorted(known)}")
+        if clashing := sorted(set(self.properties) & set(reserved)):
+            raise CatalogueError(f"{where}.properties: {', '.join(clashing)} is set by the connection itself, "
+                                 f"not by a fact")
+        if self.path.startswith("https://") and not host_permitted(host := urlsplit(self.path).hostname or "", hosts):
+            raise CatalogueError(f"{where}.path: {host} is not one of the provider's permitted hosts")
 
 
 @dataclass(frozen=True)
@@ -158,6 +231,13 @@ class OAuthSpec:
     authorization_params: dict[str, str] = field(default_factory=dict)  # added to the authorization URL
     # Credential properties to keep from the token answer: {property: dotted path in the answer}.
     account_properties: dict[str, str] = field(default_factory=dict)
+    # Asked right after the code exchange, in order, for the facts the token answer lacks.
+    account_requests: tuple[AccountRequest, ...] = ()
+
+    @property
+    def fact_properties(self) -> frozenset[str]:
+        """Every property a connection learns of the account (a new connection replaces them all)."""
+        return frozenset({*self.account_properties, *(p for r in self.account_requests for p in r.properties)})
 
     def scope(self, scopes: Iterable[str]) -> str:
         """The `scope` parameter asking for `scopes`."""
@@ -183,10 +263,12 @@ class OAuthSpec:
         if not isinstance(spec.get("pkce", False), bool):
             raise CatalogueError(f"{where}.pkce: must be true or false")
         for key in ("authorization_params", "account_properties"):
-            value = spec.get(key, {})
-            if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-                raise CatalogueError(f"{where}.{key}: must map names to strings")
-        return cls(**{**spec, "default_scopes": tuple(scopes)})
+            _names_to_strings(f"{where}.{key}", spec.get(key, {}))
+        requests = spec.get("account_requests", [])
+        if not isinstance(requests, list):
+            raise CatalogueError(f"{where}.account_requests: must be a list of requests")
+        return cls(**{**spec, "default_scopes": tuple(scopes), "account_requests": tuple(
+            AccountRequest.parse(f"{where}.account_requests[{i}]", request) for i, request in enumerate(requests))})
 
 
 @dataclass(frozen=True)
@@ -321,13 +403,19 @@ class Provider:
 
 def _oauth(key: str, entry: dict[str, Any], kinds: dict[str, CredentialKind]) -> OAuthSpec | None:
     """The provider's `oauth:` block, whose credential kind must be one of its own that sends the
-    access token (a bearer, header or query `property`)."""
+    access token (a bearer, header or query `property`), and whose account requests use what the
+    connection knows by then."""
     if "oauth" not in entry:
         return None
     oauth = OAuthSpec.parse(f"{key}.oauth", entry["oauth"])
     kind = kinds.get(oauth.credential_kind)
     if kind is None or "property" not in kind.auth:
         raise CatalogueError(f"{key}.oauth.credential_kind: must be one of {key}'s kinds whose auth sends a token")
+    known = {kind.auth["property"], *oauth.account_properties}
+    hosts = [*entry.get("permitted_hosts", ()), *filter(None, [urlsplit(entry.get("base_url") or "").hostname])]
+    for i, request in enumerate(oauth.account_requests):
+        request.check(f"{key}.oauth.account_requests[{i}]", known, {"kind", *kind.secret}, hosts)
+        known |= set(request.properties)
     return oauth
 
 

@@ -42,8 +42,8 @@ from headwater.crypto import SecretBox
 from headwater.errors import ApiError
 from headwater.store import Credential, Store, utcnow
 from headwater.store.health import credential_healthy, refresh_refused
+from headwater.upstream.account_facts import account_properties
 from headwater.upstream.accounts import Accounts, UpstreamAccount, open_properties, seal_properties
-from headwater.upstream.catalogue import OAuthSpec
 from headwater.upstream.forwarder import Forwarder
 from headwater.upstream.token_client import OAuth2Error, TokenClient, TokenEndpointFailed
 
@@ -104,19 +104,6 @@ def client_credentials(account: UpstreamAccount) -> tuple[str | None, str | None
     if account.oauth_app is not None:
         return account.oauth_app.client_id, account.oauth_app.client_secret
     return None, None
-
-
-def account_properties(oauth: OAuthSpec | None, answer: dict) -> dict:
-    """The properties a token answer gives of the account (`oauth.account_properties`: Salesforce's
-    `instance_url`, Slack's team), those it holds."""
-    found = {}
-    for name, path in (oauth.account_properties if oauth else {}).items():
-        value = answer
-        for key in path.split("."):
-            value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, str | int | float) and value != "":
-            found[name] = value
-    return found
 
 
 def expiring(account: UpstreamAccount) -> bool:
