@@ -99,7 +99,40 @@ class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
         loop = asyncio.get_running_loop()
         line = _LogLine(new_request_id(), call.method.upper(), loop.time())
         try:
-            answer = await self._forward(call, context, find_account, line)
+            # One frame for the whole call (not a helper coroutine): it is resumed on every socket event.
+            remaining = context.time_remaining()  # None: a gRPC caller set no deadline; 0: it has passed
+            if remaining is None:
+                remaining = DEFAULT_TIMEOUT
+            deadline = line.started + remaining - answer_margin(remaining)
+
+            account = line.account = await find_account()
+            method = line.method
+            if method not in METHODS:
+                raise invalid("method", f"must be one of {', '.join(sorted(METHODS))}")
+            try:
+                headers = outbound_headers(call.headers)
+                sent = await self.backend.upstream.send(
+                    account, method, call.path, call.query, headers, call.body, deadline
+                )
+            except HostNotPermitted:
+                raise ApiError(
+                    grpc.StatusCode.INVALID_ARGUMENT, HOST_NOT_PERMITTED,
+                    field_violations=[("path", HOST_NOT_PERMITTED)],
+                ) from None
+            except UnsafeRequest as unsafe:
+                raise invalid("path" if "header" not in str(unsafe) else "headers", str(unsafe)) from None
+            line.sent = sent
+            response, account = sent.response, sent.account
+
+            # Links point back at the proxy if the caller gave a link base; a query key never comes back.
+            links = LinkRewriter(account.base_url, account.permitted_hosts, call.link_base, account.query_key)
+            answer_headers = inbound_headers(response.headers, links)
+            body = response.body
+            if (call.rewrite_body_urls or links.hidden) and _is_plain_json(answer_headers):
+                body = links.json_body(body, point_back=call.rewrite_body_urls)
+            answer_headers.append((REQUEST_ID_HEADER, line.request_id))
+            line.status = response.status
+            answer = RawResponse(response.status, answer_headers, body)
         except ApiError as error:
             error.headers = {**error.headers, REQUEST_ID_HEADER: line.request_id}
             line.status, line.error = error.http_status, error.code.name
@@ -116,41 +149,6 @@ class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
         finally:
             log.info(line.render(call.path, loop.time()))
         return answer
-
-    async def _forward(
-        self, call: Call, context, find_account: Callable[[], Awaitable[UpstreamAccount]], line: _LogLine
-    ) -> RawResponse:
-        remaining = context.time_remaining()  # None: a gRPC caller set no deadline; 0: it has passed
-        if remaining is None:
-            remaining = DEFAULT_TIMEOUT
-        deadline = line.started + remaining - answer_margin(remaining)
-
-        account = line.account = await find_account()
-        method = line.method
-        if method not in METHODS:
-            raise invalid("method", f"must be one of {', '.join(sorted(METHODS))}")
-        try:
-            headers = outbound_headers(call.headers)
-            sent = await self.backend.upstream.send(account, method, call.path, call.query, headers, call.body, deadline)
-        except HostNotPermitted:
-            raise ApiError(
-                grpc.StatusCode.INVALID_ARGUMENT, HOST_NOT_PERMITTED,
-                field_violations=[("path", HOST_NOT_PERMITTED)],
-            ) from None
-        except UnsafeRequest as unsafe:
-            raise invalid("path" if "header" not in str(unsafe) else "headers", str(unsafe)) from None
-        line.sent = sent
-        response, account = sent.response, sent.account
-
-        # Links point back at the proxy if the caller gave a link base; a query key never comes back.
-        links = LinkRewriter(account.base_url, account.permitted_hosts, call.link_base, account.query_key)
-        answer_headers = inbound_headers(response.headers, links)
-        body = response.body
-        if (call.rewrite_body_urls or links.hidden) and _is_plain_json(answer_headers):
-            body = links.json_body(body, point_back=call.rewrite_body_urls)
-        answer_headers.append((REQUEST_ID_HEADER, line.request_id))
-        line.status = response.status
-        return RawResponse(response.status, answer_headers, body)
 
     async def account(self, request: proxy_pb2.ForwardRequest, context) -> UpstreamAccount:
         """The account the request's target names (authenticating the caller on the way)."""
