@@ -41,7 +41,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from headwater.connect import sessions
 from headwater.crypto import SECRET_MASK
-from headwater.engine.reading import dig
+from headwater.upstream.reading import dig
 from headwater.errors import ApiError
 from headwater.services._common import Backend
 from headwater.services.credentials import check_properties

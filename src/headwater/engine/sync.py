@@ -50,7 +50,7 @@ from dataclasses import dataclass
 import grpc
 
 from headwater.engine import leases
-from headwater.engine.reading import EPOCH, Page, ReadError, page_request, parse_page
+from headwater.upstream.reading import EPOCH, Page, ReadError, page_request, parse_page
 from headwater.errors import ApiError
 from headwater.settings import Settings
 from headwater.store.health import refresh_sync_health

@@ -19,7 +19,7 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from headwater.engine.reading import dig
+from headwater.upstream.reading import dig
 from headwater.errors import ApiError
 from headwater.upstream.accounts import UpstreamAccount
 from headwater.upstream.catalogue import PLACEHOLDER, AccountRequest, OAuthSpec

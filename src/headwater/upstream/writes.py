@@ -24,7 +24,7 @@ from urllib.parse import quote, urlencode
 
 import grpc
 
-from headwater.engine.reading import ReadError, dig, parse_time
+from headwater.upstream.reading import ReadError, dig, parse_time
 from headwater.errors import ApiError
 from headwater.store.models import utcnow
 from headwater.store.records import Change
