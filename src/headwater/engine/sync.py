@@ -42,13 +42,13 @@ import datetime
 import logging
 import math
 import os
-import random
 import socket
 import uuid
 from dataclasses import dataclass
 
 import grpc
 
+from headwater.backoff import backoff
 from headwater.engine import leases
 from headwater.upstream.reading import EPOCH, Page, ReadError, page_request, parse_page
 from headwater.errors import ApiError
@@ -352,7 +352,7 @@ class SyncEngine:
         row.failures += 1
         if failure.restart_listing:
             row.cursor = {k: v for k, v in (row.cursor or {}).items() if k != "page"}
-        delay = min(self.settings.sync_retry_max_seconds, 0.5 * 2 ** (row.failures - 1)) * random.uniform(1, 1.2)
+        delay = backoff(row.failures, base=0.5, cap=self.settings.sync_retry_max_seconds)
         row.next_run_at = now + datetime.timedelta(seconds=delay)
         leases.release(row)
         row.save()
