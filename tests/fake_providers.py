@@ -213,7 +213,7 @@ class FakeProvider:
         self.delay = 0.0
         self.port = 0
         self._failures: list[_Failure] = []
-        self._limit: _Limit | None = None
+        self._rate_limit: _Limit | None = None
         self.rate_limited_answers = 0  # how often it answered "rate limited" (see `limit`)
         self._serial = itertools.count(1)  # for ids
         self._routes = self.routes()
@@ -352,7 +352,7 @@ class FakeProvider:
         used this window's budget, which resets `window` seconds from now). Every answer carries the
         provider's budget headers (`budget_headers`); a request over the budget gets the provider's
         rate-limited answer (`rate_limited`) and does nothing."""
-        self._limit = _Limit(allowed, window, allowed if spent else 0, time.time() + window if spent else 0.0)
+        self._rate_limit = _Limit(allowed, window, allowed if spent else 0, time.time() + window if spent else 0.0)
 
     def budget_headers(self, limit: _Limit) -> list[tuple[str, str]]:
         """The headers by which the provider tells the budget left (none: Stripe tells nothing)."""
@@ -363,7 +363,7 @@ class FakeProvider:
 
     def _spend(self) -> Answer | None:
         """Counts a request against the rate limit; the rate-limited answer if it is over it."""
-        limit = self._limit
+        limit = self._rate_limit
         now = time.time()
         if now >= limit.resets_at:
             limit.used, limit.resets_at = 0, now + limit.window
@@ -386,10 +386,10 @@ class FakeProvider:
             except TimeoutError:
                 pass
         with self.store.lock:
-            over = self._spend() if self._limit else None
+            over = self._spend() if self._rate_limit else None
             answer = over or self._injected_failure(request) or self.answer(request)
-            if self._limit:
-                answer = Answer(answer.status, answer.body, [*answer.headers, *self.budget_headers(self._limit)])
+            if self._rate_limit:
+                answer = Answer(answer.status, answer.body, [*answer.headers, *self.budget_headers(self._rate_limit)])
         if answer.body is None:
             out, content_type = b"", []
         elif isinstance(answer.body, bytes):
