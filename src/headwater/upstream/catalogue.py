@@ -599,6 +599,7 @@ class ProviderCatalogue:
             limits = check_keys(f"{where}.limits", entry.get("limits") or {}, Limits.KEYS)
             retry_spec = check_keys(f"{where}.retry", entry.get("retry") or {}, RetryPolicy.KEYS)
             retry = RetryPolicy.parse(f"{where}.retry", retry_spec)
+            provider_limits = Limits.parse(f"{where}.limits", limits)  # before the kinds that build on it
             kinds = {
                 kind: CredentialKind.parse(f"{where}.credential_kinds.{kind}", kind, spec, limits, retry_spec)
                 for kind, spec in check_keys(f"{where}.credential_kinds", entry["credential_kinds"],
@@ -633,7 +634,7 @@ class ProviderCatalogue:
                 credential_kinds=kinds,
                 oauth=_oauth(key, entry, kinds),
                 collections=collections,
-                limits=Limits.parse(f"{where}.limits", limits),
+                limits=provider_limits,
                 retry=retry,
             )
         return cls(providers)
