@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from sync_support import backfilled, create_sync, credential_for, engine, eventually, get_sync  # noqa: F401
+from sync_support import backfilled, create_sync, credential_for, eventually, get_sync
 
 from conftest import TEST_REDIS_URL, redis_unavailable_reason
 from test_shared_budget import start_replicas

@@ -49,7 +49,6 @@ from headwater.upstream.outcomes import (
     UpstreamFailure,
     classify,
     failure,
-    retry_after_seconds,
 )
 from headwater.upstream.pacer import Budget, BudgetExhausted, Pacer, PacerUnavailable, Permit
 from headwater.upstream.requests import upstream_url
@@ -63,7 +62,7 @@ from headwater.upstream.transport import (
     UpstreamTimeout,
 )
 
-__all__ = ["BACKGROUND_SHARE", "Priority", "Sent", "Upstream", "UpstreamCall", "retry_after_seconds"]
+__all__ = ["BACKGROUND_SHARE", "Priority", "Sent", "Upstream", "UpstreamCall"]
 
 # Background sync reads may use at most this share of a credential's budget: they also take a
 # slot under the key "<credential>:sync" with a budget of 80% of the credential's, so interactive
