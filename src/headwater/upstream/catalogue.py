@@ -159,9 +159,10 @@ class Limits:
 
     KEYS = ("rate_limited", "wait", "remaining", "reserve", "pause_seconds")
 
-    @property
+    @functools.cached_property
     def header_names(self) -> frozenset[str]:
-        """Every header the classification reads (lower case): one pass over an answer finds them."""
+        """Every header the classification reads (lower case): one pass over an answer finds them.
+        Worked out once (cached on the frozen object: every answer asks)."""
         return frozenset({"retry-after", *(r.header for r in self.rate_limited if r.header),
                           *(w.header for w in self.wait), *(r.header for r in self.remaining)})
 

@@ -29,7 +29,7 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import grpc
 
@@ -51,8 +51,7 @@ class Kind(enum.Enum):
     PERMANENT = "permanent"
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):  # a tuple: made for answers with budget headers, so it must be cheap
     kind: Kind
     status: int = 0  # the answer's HTTP status (0: there was no answer)
     pause: float | None = None  # seconds to pause the credential's budget for, if any
