@@ -13,8 +13,9 @@ The outcomes, and what each becomes (`ERRORS`, `SYNC_HEALTH`, `answer_error`):
     RETRY        a 5xx (repeated if in retry.transient)         502 "<API> failed"         degraded
     TIMEOUT      no answer in time, 408, 504                    504 "<API> timed out"      degraded
     UNREACHABLE  refused, reset, DNS or TLS failure             502 "could not be reached" degraded
-    REFRESH      401: refresh the token and send it once more   412 "refused credential"   error
-    PERMANENT    any other 4xx, with the provider's message     400, 404 or 412            error
+    REFRESH      401: refresh the token and send it once more   400 "refused credential"   error
+    PERMANENT    any other 4xx, with the provider's message     400 (403: "refused         error
+                                                                credential"), 404
 
 Any answer may also say the credential's budget is spent (`limits.remaining` at or below
 `limits.reserve`): `pause` is then set on a SUCCESS too, and the gateway pauses the budget before
