@@ -247,3 +247,20 @@ def test_the_shipped_providers_say_how_they_rate_limit():
     assert catalogue.collection("stripe:customer").write.idempotency_header == "Idempotency-Key"
     assert not catalogue.provider("github").retry.idempotency_header  # GitHub does not deduplicate writes
     assert catalogue.collection("salesforce:contact").write.error_message == "message"
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"permitted_hosts": "api.acme.example"}, "providers.acme.permitted_hosts: must be a list of host names"),
+    ({"headers": {"X-Version": 2}}, "providers.acme.headers: must map names to strings"),
+    ({"default_rate_limit": {"allowed_requests": "100", "interval": 1}},
+     "providers.acme.default_rate_limit.allowed_requests: must be a number"),
+    ({"name": ["Acme"]}, "providers.acme.name: must be a string"),
+])
+def test_a_provider_value_of_the_wrong_type_is_refused_naming_it(change, why):
+    data = catalogue_with()
+    data["providers"]["acme"].update(change)
+
+    with pytest.raises(CatalogueError) as refused:
+        ProviderCatalogue.from_dict(data)
+
+    assert str(refused.value) == why

@@ -28,8 +28,9 @@ Failures: the answer's outcome (headwater.upstream.outcomes) decides the health.
 make the collection `degraded`; 401, other 403s and answers the engine cannot use make it `error`,
 with a message saying what to fix. Either way it is retried with backoff (headwater.backoff, at
 most `sync_retry_max_seconds` apart; after a rate limit not before the provider's reset) and
-becomes `healthy` again by itself on the next page that reads. A sync's health is its worst collection's
-(or its credential's, if worse: headwater.store.health), and a change of it raises `sync.health_changed`.
+becomes `healthy` again by itself on the next page that reads. A sync's health is its worst
+collection's (or its credential's, if worse: headwater.store.health), and a change of it raises
+`sync.health_changed`.
 
 `max_age_days`: records whose change time is older are skipped, and at the end of every pass
 the collection's stored records older than that are pruned, without events (they aged out of the
@@ -48,10 +49,8 @@ import socket
 import uuid
 from dataclasses import dataclass
 
-
 from headwater.backoff import backoff
 from headwater.engine import leases
-from headwater.upstream.reading import EPOCH, Page, ReadError, page_request, parse_page
 from headwater.errors import ApiError
 from headwater.settings import Settings
 from headwater.store.health import refresh_sync_health
@@ -61,6 +60,7 @@ from headwater.upstream.accounts import UpstreamAccount
 from headwater.upstream.catalogue import Collection, Listing
 from headwater.upstream.gateway import Priority, UpstreamCall
 from headwater.upstream.outcomes import SYNC_HEALTH, Kind, Outcome, health_of
+from headwater.upstream.reading import EPOCH, Page, ReadError, page_request, parse_page
 from headwater.upstream.requests import UnsafeRequest
 
 log = logging.getLogger("headwater.sync")

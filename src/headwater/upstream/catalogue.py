@@ -300,10 +300,12 @@ class CredentialKind:
         auth = check_auth(f"{where}.auth", spec.get("auth", {"type": "none"}))
         secret = secret_properties(auth, spec.get("secret", ()))
         verification = Verification.parse(f"{where}.verification", spec["verification"]) if "verification" in spec else None
+        own_limits = check_keys(f"{where}.limits", spec.get("limits") or {}, Limits.KEYS)
+        own_retry = check_keys(f"{where}.retry", spec.get("retry") or {}, RetryPolicy.KEYS)
         return cls(
             name, tuple(spec.get("required", ())), secret, auth, spec.get("base_url_property"), verification,
-            Limits.parse(f"{where}.limits", {**(limits or {}), **check_keys(f"{where}.limits", spec.get("limits") or {}, Limits.KEYS)}),
-            RetryPolicy.parse(f"{where}.retry", {**(retry or {}), **check_keys(f"{where}.retry", spec.get("retry") or {}, RetryPolicy.KEYS)}),
+            Limits.parse(f"{where}.limits", {**(limits or {}), **own_limits}),
+            RetryPolicy.parse(f"{where}.retry", {**(retry or {}), **own_retry}),
         )
 
 
@@ -557,6 +559,23 @@ class Provider:
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
 
 
+def _check_provider_types(where: str, entry: dict[str, Any]) -> None:
+    """The plain values of a provider entry have the types Headwater reads them as."""
+    if not isinstance(entry.get("name", ""), str):
+        raise CatalogueError(f"{where}.name: must be a string")
+    if entry.get("base_url") is not None and not isinstance(entry["base_url"], str):
+        raise CatalogueError(f"{where}.base_url: must be a URL or null")
+    hosts = entry.get("permitted_hosts", [])
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
+        raise CatalogueError(f"{where}.permitted_hosts: must be a list of host names")
+    _names_to_strings(f"{where}.headers", entry.get("headers") or {})
+    rate = entry["default_rate_limit"]
+    if isinstance(rate, dict):
+        for key, value in rate.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise CatalogueError(f"{where}.default_rate_limit.{key}: must be a number")
+
+
 # The keys a provider entry and a collection may have (catalogue.yaml's header says what each means).
 PROVIDER_KEYS = ("name", "base_url", "permitted_hosts", "default_rate_limit", "headers", "oauth",
                  "credential_kinds", "collections", "write", "limits", "retry")
@@ -597,6 +616,7 @@ class ProviderCatalogue:
             for required in ("credential_kinds", "default_rate_limit"):
                 if required not in entry:
                     raise CatalogueError(f"{where}: give `{required}`")
+            _check_provider_types(where, entry)
             limits = check_keys(f"{where}.limits", entry.get("limits") or {}, Limits.KEYS)
             retry_spec = check_keys(f"{where}.retry", entry.get("retry") or {}, RetryPolicy.KEYS)
             retry = RetryPolicy.parse(f"{where}.retry", retry_spec)

@@ -120,7 +120,8 @@ def upstream_error(account: UpstreamAccount, collection: Collection, response: U
                    upstream_id: str) -> ApiError:
     """The documented error for an upstream's non-2xx answer to a write, carrying its message."""
     return answer_error(outcome, response, api_name(account), message_at=collection.write.error_message,
-                        provider=account.provider.name, credential=account.credential_id, subject=f"{collection.name} {upstream_id}")
+                        provider=account.provider.name, credential=account.credential_id,
+                        subject=f"{collection.name} {upstream_id}")
 
 
 async def _send(upstream, account, collection, operation: WriteRequest, upstream_id, headers, body, deadline):
