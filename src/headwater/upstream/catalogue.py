@@ -569,11 +569,10 @@ def _check_provider_types(where: str, entry: dict[str, Any]) -> None:
     if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
         raise CatalogueError(f"{where}.permitted_hosts: must be a list of host names")
     _names_to_strings(f"{where}.headers", entry.get("headers") or {})
-    rate = entry["default_rate_limit"]
-    if isinstance(rate, dict):
-        for key, value in rate.items():
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise CatalogueError(f"{where}.default_rate_limit.{key}: must be a number")
+    rate = check_keys(f"{where}.default_rate_limit", entry["default_rate_limit"], RateLimitDefault.__dataclass_fields__)
+    for key, value in rate.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise CatalogueError(f"{where}.default_rate_limit.{key}: must be a number")
 
 
 # The keys a provider entry and a collection may have (catalogue.yaml's header says what each means).
