@@ -155,7 +155,9 @@ class Limits:
     wait: tuple[WaitHeader, ...] = ()  # read after Retry-After, which every provider may send
     remaining: tuple[RemainingHeader, ...] = (RemainingHeader("ratelimit", "ietf"),)
     reserve: int = 0  # pause the credential once the remaining budget is at or below this
-    pause_seconds: float = 60.0  # how long, when the budget ran out and no header says
+    # How long, when the budget ran out and no header says: short, as a bare 429 usually means a
+    # per-second window (Stripe's); a provider with a longer window names its own.
+    pause_seconds: float = 1.0
 
     KEYS = ("rate_limited", "wait", "remaining", "reserve", "pause_seconds")
 
