@@ -4,8 +4,9 @@
 
     /echo/...             200, JSON of what arrived (method, path, query, headers, body)
     /slow?seconds=S       answers after S seconds
-    /status/CODE          that status; ?retry_after=N adds Retry-After; ?times=K only the first K
-                          calls (later ones 200), per path+query
+    /status/CODE          that status; ?retry_after=N adds Retry-After (?retry_after_date=N: as the
+                          HTTP date N s from now); ?times=K only the first K calls (later ones 200),
+                          per path+query
     /binary               256 bytes 0..255, application/octet-stream
     /redirect             302 to {base}/echo/after-redirect
     /paged?page=N         JSON page with a Link header of absolute "next" and "last" URLs
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import json
 import os
 import signal
@@ -102,6 +104,9 @@ class RecordingUpstream:
             if "times" in params and self._calls[key] > int(params["times"]):
                 return 200, [json_type], json.dumps({"ok": True, "calls": self._calls[key]}).encode()
             extra = [("retry-after", params["retry_after"])] if "retry_after" in params else []
+            if "retry_after_date" in params:  # as an HTTP date, that many seconds from now
+                at = time.time() + float(params["retry_after_date"])
+                extra.append(("retry-after", email.utils.formatdate(at, usegmt=True)))
             return int(path.rsplit("/", 1)[1]), [json_type, *extra], b'{"error": "as you asked"}'
         if path == "/binary":
             return 200, [("content-type", "application/octet-stream")], bytes(range(256))

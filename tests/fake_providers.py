@@ -13,6 +13,8 @@ learn what its API does; tests/test_fake_providers.py shows each call.
     fake.get("customers", id), fake.put("customers", {"id": id, "name": "New"}), fake.delete("customers", id)
     fake.deleted("customers")                        # ids deleted so far, oldest first
     fake.fail_next(429, retry_after=2)               # the next request answers 429 in the provider's shape
+    fake.limit(100, window=10)                       # its rate limit: budget headers on every answer, and
+                                                     # the provider's rate-limited answer over it
     fake.delay = 2.0                                 # every answer comes 2 s late (the request still takes effect)
     fake.requests                                    # what arrived (emulators.Received, with .at = when)
     await fake.close()
@@ -46,6 +48,7 @@ import base64
 import hashlib
 import itertools
 import json
+import math
 import operator
 import re
 import secrets
@@ -141,6 +144,18 @@ class Reject(Exception):
 
 
 @dataclass
+class _Limit:
+    allowed: int
+    window: float  # seconds
+    used: int
+    resets_at: float  # epoch seconds
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.allowed - self.used)
+
+
+@dataclass
 class _Failure:
     status: int
     times: int
@@ -198,6 +213,8 @@ class FakeProvider:
         self.delay = 0.0
         self.port = 0
         self._failures: list[_Failure] = []
+        self._rate_limit: _Limit | None = None
+        self.rate_limited_answers = 0  # how often it answered "rate limited" (see `limit`)
         self._serial = itertools.count(1)  # for ids
         self._routes = self.routes()
         self._closing: asyncio.Event | None = None
@@ -327,6 +344,35 @@ class FakeProvider:
         """The next `times` requests (whose path and query contain `path_contains`) answer `status`."""
         self._failures.append(_Failure(status, times, retry_after, body, path_contains))
 
+    # -- the provider's rate limit ----------------------------------------------------------
+
+    def limit(self, allowed: int, window: float, spent: bool = False) -> None:
+        """From now on at most `allowed` requests per `window` seconds, counted as the provider
+        counts them (a fixed window from the first request in it; `spent`: someone else already
+        used this window's budget, which resets `window` seconds from now). Every answer carries the
+        provider's budget headers (`budget_headers`); a request over the budget gets the provider's
+        rate-limited answer (`rate_limited`) and does nothing."""
+        self._rate_limit = _Limit(allowed, window, allowed if spent else 0, time.time() + window if spent else 0.0)
+
+    def budget_headers(self, limit: _Limit) -> list[tuple[str, str]]:
+        """The headers by which the provider tells the budget left (none: Stripe tells nothing)."""
+        return []
+
+    def rate_limited(self, limit: _Limit) -> Answer:
+        return self.error(429, "Too many requests hit the API too quickly.")
+
+    def _spend(self) -> Answer | None:
+        """Counts a request against the rate limit; the rate-limited answer if it is over it."""
+        limit = self._rate_limit
+        now = time.time()
+        if now >= limit.resets_at:
+            limit.used, limit.resets_at = 0, now + limit.window
+        if limit.used >= limit.allowed:
+            self.rate_limited_answers += 1
+            return self.rate_limited(limit)
+        limit.used += 1
+        return None
+
     # -- serving ---------------------------------------------------------------------------
 
     async def __call__(self, scope, receive, send):
@@ -340,7 +386,10 @@ class FakeProvider:
             except TimeoutError:
                 pass
         with self.store.lock:
-            answer = self._injected_failure(request) or self.answer(request)
+            over = self._spend() if self._rate_limit else None
+            answer = over or self._injected_failure(request) or self.answer(request)
+            if self._rate_limit:
+                answer = Answer(answer.status, answer.body, [*answer.headers, *self.budget_headers(self._rate_limit)])
         if answer.body is None:
             out, content_type = b"", []
         elif isinstance(answer.body, bytes):
@@ -851,6 +900,13 @@ class SalesforceFake(FakeProvider):
     def unauthorized(self) -> Answer:
         return salesforce_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
 
+    def budget_headers(self, limit: _Limit) -> list[tuple[str, str]]:
+        """The org's API allowance (a rolling 24 h in Salesforce; `window` here): used/allowed."""
+        return [("Sforce-Limit-Info", f"api-usage={limit.used}/{limit.allowed}")]
+
+    def rate_limited(self, limit: _Limit) -> Answer:
+        return salesforce_error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+
     def error(self, status: int, message: str) -> Answer:
         """Salesforce has no 429: its API limit is 403 REQUEST_LIMIT_EXCEEDED, which fail_next gives
         with body=[{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]."""
@@ -1179,6 +1235,16 @@ class HubSpotFake(FakeProvider):
         sent = request.header("authorization")
         return super().authorized(request) or sent in {f"Bearer {token}" for token in self.refreshed_tokens}
 
+    def budget_headers(self, limit: _Limit) -> list[tuple[str, str]]:
+        """developers.hubspot.com, "API usage guidelines and limits": the window's allowance."""
+        return [("X-HubSpot-RateLimit-Max", str(limit.allowed)),
+                ("X-HubSpot-RateLimit-Remaining", str(limit.remaining)),
+                ("X-HubSpot-RateLimit-Interval-Milliseconds", str(round(limit.window * 1000)))]
+
+    def rate_limited(self, limit: _Limit) -> Answer:
+        return hubspot_error(429, "You have reached your ten_secondly_rolling limit.", "RATE_LIMITS",
+                             errorType="RATE_LIMIT", policyName="TEN_SECONDLY_ROLLING")
+
     def oauth_token(self, request: Received) -> Answer:
         form = dict(parse_qsl(request.body.decode(errors="replace")))
         if request.method != "POST" or form.get("grant_type") != "refresh_token" \
@@ -1476,6 +1542,17 @@ class GitHubFake(FakeProvider):
 
     def unauthorized(self) -> Answer:
         return github_error(401, "Bad credentials")
+
+    def budget_headers(self, limit: _Limit) -> list[tuple[str, str]]:
+        """docs.github.com, "Rate limits for the REST API": the reset in whole epoch seconds."""
+        return [("x-ratelimit-limit", str(limit.allowed)), ("x-ratelimit-remaining", str(limit.remaining)),
+                ("x-ratelimit-reset", str(math.ceil(limit.resets_at))), ("x-ratelimit-used", str(limit.used)),
+                ("x-ratelimit-resource", "core")]
+
+    def rate_limited(self, limit: _Limit) -> Answer:
+        """GitHub's primary rate limit: 403 (not 429), remaining 0 and the reset in the headers."""
+        return github_error(403, "API rate limit exceeded for user ID 1. If you reach out to GitHub Support "
+                                 "for help, please include the request ID.")
 
     def error(self, status: int, message: str) -> Answer:
         if status == 404:

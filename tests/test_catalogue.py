@@ -180,3 +180,87 @@ def test_a_fact_is_found_by_dotted_path_or_list_index():
                               "cloud_id": "sites.0.id", "second": "sites.1.id", "third": "sites.2.id", "bad": "user.0"})
 
     assert found == {"login": "paul", "user_id": 7, "cloud_id": "cloud-1", "second": "cloud-2"}  # "" is no fact
+
+
+# --- the whole catalogue is checked at start-up, every block by its keys ------------------------
+
+def shipped() -> dict:
+    from importlib import resources
+
+    import yaml
+
+    return yaml.safe_load(resources.files("headwater.upstream").joinpath("catalogue.yaml").read_text())
+
+
+@pytest.mark.parametrize("where, key, message", [
+    (("github", "collections", "issue", "read", "list"), "itmes",
+     'providers.github.collections.issue.read.list: unknown key "itmes" (did you mean "items"?)'),
+    (("github", "credential_kinds", "github_token", "auth"), "proprety",
+     'providers.github.credential_kinds.github_token.auth (type bearer): unknown key "proprety" (did you mean "property"?)'),
+    (("github", "limits"), "remianing", 'providers.github.limits: unknown key "remianing" (did you mean "remaining"?)'),
+    (("stripe", "retry"), "idempotency", 'providers.stripe.retry: unknown key "idempotency" (did you mean "idempotency_header"?)'),
+    (("stripe",), "permited_hosts", 'providers.stripe: unknown key "permited_hosts" (did you mean "permitted_hosts"?)'),
+    (("stripe", "collections", "customer"), "raed", 'providers.stripe.collections.customer: unknown key "raed" (did you mean "read"?)'),
+    (("stripe", "collections", "customer", "read", "list", "next"), "wihle",
+     'providers.stripe.collections.customer.read.list.next: unknown key "wihle" (did you mean "while"?)'),
+    (("salesforce", "default_rate_limit"), "allowed", 'providers.salesforce.default_rate_limit: unknown key "allowed"'),
+])
+def test_a_typo_anywhere_in_the_catalogue_fails_start_up_naming_its_path(where, key, message):
+    data = shipped()
+    block = data["providers"]
+    for step in where:
+        block = block[step]
+    block[key] = "x"
+
+    with pytest.raises(CatalogueError) as refused:
+        ProviderCatalogue.from_dict(data)
+
+    assert str(refused.value).startswith(message)
+
+
+@pytest.mark.parametrize("limits, why", [
+    ({"rate_limited": [{"status": 403, "heder": "x-ratelimit-remaining"}]}, 'rate_limited[0]: unknown key "heder"'),
+    ({"rate_limited": [{"header": "x"}]}, "rate_limited[0]: give `status`"),
+    ({"rate_limited": [{"status": 200}]}, "not an HTTP error status"),
+    ({"wait": [{"header": "x-reset", "unit": "minutes"}]}, "wait[0].unit: must be one of seconds, ms, epoch"),
+    ({"remaining": [{"header": "x-left", "form": "percent"}]}, "remaining[0].form: must be one of number, usage, ietf"),
+    ({"remaining": {"header": "x-left"}}, "remaining: must be a list"),
+    ({"reserve": -1}, "reserve: must be a number, 0 or more"),
+])
+def test_a_malformed_limits_block_is_refused_naming_it(limits, why):
+    data = catalogue_with()
+    data["providers"]["acme"]["limits"] = limits
+
+    with pytest.raises(CatalogueError) as refused:
+        ProviderCatalogue.from_dict(data)
+
+    assert str(refused.value).startswith("providers.acme.limits") and why in str(refused.value)
+
+
+def test_the_shipped_providers_say_how_they_rate_limit():
+    catalogue = ProviderCatalogue.default()
+    github = catalogue.provider("github").credential_kinds["github_token"]
+
+    assert [(r.status, r.header, r.equals) for r in github.limits.rate_limited][:2] == [
+        (429, "", ""), (403, "x-ratelimit-remaining", "0")]
+    assert catalogue.provider("stripe").retry.idempotency_header == "Idempotency-Key"
+    assert catalogue.collection("stripe:customer").write.idempotency_header == "Idempotency-Key"
+    assert not catalogue.provider("github").retry.idempotency_header  # GitHub does not deduplicate writes
+    assert catalogue.collection("salesforce:contact").write.error_message == "message"
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"permitted_hosts": "api.acme.example"}, "providers.acme.permitted_hosts: must be a list of host names"),
+    ({"headers": {"X-Version": 2}}, "providers.acme.headers: must map names to strings"),
+    ({"default_rate_limit": {"allowed_requests": "100", "interval": 1}},
+     "providers.acme.default_rate_limit.allowed_requests: must be a number"),
+    ({"name": ["Acme"]}, "providers.acme.name: must be a string"),
+])
+def test_a_provider_value_of_the_wrong_type_is_refused_naming_it(change, why):
+    data = catalogue_with()
+    data["providers"]["acme"].update(change)
+
+    with pytest.raises(CatalogueError) as refused:
+        ProviderCatalogue.from_dict(data)
+
+    assert str(refused.value) == why

@@ -24,10 +24,8 @@ from headwater.upstream.forwarder import (
     UpstreamError,
     UpstreamRequest,
     UpstreamTimeout,
-    _guarded_socket,
-    _Refused,
-    is_forbidden_address,
 )
+from headwater.upstream.ssrf import GuardedResolver, Refused, guarded_socket, is_forbidden_address
 
 SECRET = "sk_live_SECRET123"
 
@@ -502,11 +500,11 @@ async def test_allow_private_networks_reaches_loopback(upstream):
 def test_the_socket_check_sees_the_address_actually_connected_to():
     # The connector's last word, whatever resolved the address (IP literal, cache, re-bound DNS).
     for address in ("127.0.0.1", "10.1.2.3", "169.254.169.254"):
-        with pytest.raises(_Refused):
-            _guarded_socket((socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, 80)))
-    with pytest.raises(_Refused):
-        _guarded_socket((socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::ffff:127.0.0.1", 80, 0, 0)))
-    sock = _guarded_socket((socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 80)))
+        with pytest.raises(Refused):
+            guarded_socket((socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, 80)))
+    with pytest.raises(Refused):
+        guarded_socket((socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::ffff:127.0.0.1", 80, 0, 0)))
+    sock = guarded_socket((socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", 80)))
     sock.close()
 
 
@@ -534,8 +532,6 @@ def test_public_addresses(address):
 
 
 async def test_the_resolver_refuses_a_name_with_any_private_answer():
-    from headwater.upstream.forwarder import _GuardedResolver
-
     class Rebinding:
         def __init__(self, answers):
             self.answers = answers
@@ -549,9 +545,9 @@ async def test_the_resolver_refuses_a_name_with_any_private_answer():
         async def close(self):
             pass
 
-    resolver = _GuardedResolver()
+    resolver = GuardedResolver()
     resolver._inner = Rebinding(["93.184.215.14", "127.0.0.1"])
-    with pytest.raises(_Refused) as caught:
+    with pytest.raises(Refused) as caught:
         await resolver.resolve("api.example.com", 443)
     assert caught.value.address == "127.0.0.1"
     resolver._inner = Rebinding(["93.184.215.14"])

@@ -41,7 +41,6 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from headwater.connect import sessions
 from headwater.crypto import SECRET_MASK
-from headwater.engine.reading import dig
 from headwater.errors import ApiError
 from headwater.services._common import Backend
 from headwater.services.credentials import check_properties
@@ -52,7 +51,9 @@ from headwater.upstream.account_facts import AccountFactsFailed, account_propert
 from headwater.upstream.accounts import UpstreamAccount, credential_budget, open_properties, seal_properties
 from headwater.upstream.catalogue import CredentialKind, Provider
 from headwater.upstream.connected_users import users_credential
+from headwater.upstream.gateway import UpstreamCall
 from headwater.upstream.oauth_apps import OAuthAppClient
+from headwater.upstream.reading import dig
 from headwater.upstream.requests import UnsafeRequest
 from headwater.upstream.token_client import OAuth2Error, TokenClient, TokenEndpointFailed
 
@@ -345,7 +346,8 @@ class ConnectFlow:
         account = self._unstored_account(session, provider, kind, properties)
         deadline = asyncio.get_running_loop().time() + UPSTREAM_SECONDS
         try:
-            sent = await self.backend.upstream.send(account, "GET", check.path, urlencode(check.query), [], b"", deadline)
+            call = UpstreamCall(method="GET", path=check.path, query=urlencode(check.query), deadline=deadline)
+            sent = await self.backend.upstream.send(account, call)
         except UnsafeRequest as unsafe:
             raise KeyRefused(f"{provider.name} cannot be called with it: {unsafe}") from None
         except ApiError as failed:

@@ -14,7 +14,8 @@ consumer:
     POST webhook_url  {"data": [...]}                      # the items of GET /next, or the events
         X-Headwater-Signature: sha256=<hex HMAC-SHA256 of the body with the consumer's secret>
     2xx  -> ack the batch
-    else -> nack it with a delay of retry_seconds * 2^(attempt-1) (at most retry_max_seconds);
+    else -> nack it with a delay of retry_seconds * 2^(attempt-1) (at most retry_max_seconds),
+            jittered (headwater.backoff);
             a message delivered max_deliver times (default 8) is parked instead, with the error,
             where `GET /v1/http-consumers/{id}/parked` shows it and `.../redeliver` retries it.
 
@@ -36,6 +37,7 @@ import logging
 
 from peewee import fn
 
+from headwater.backoff import backoff
 from headwater.crypto import SecretBox
 from headwater.engine import queue
 from headwater.rest._transcode import message_json
@@ -136,7 +138,7 @@ class WebhookDelivery:
                         await self.store.run(queue.ack, consumer.id, tokens)
                         continue
                     attempt = max(d.deliver_count for d in batch)
-                    delay = min(self.retry_max_seconds, self.retry_seconds * 2 ** (attempt - 1))
+                    delay = backoff(attempt, base=self.retry_seconds, cap=self.retry_max_seconds)
                     log.info("webhook of consumer %s failed (%s); attempt %d, next in %.1f s",
                              consumer.id, error, attempt, delay)
                     await self.store.run(queue.nack, consumer, tokens, int(delay * 1000), error)

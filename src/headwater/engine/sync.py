@@ -20,14 +20,17 @@ collections up to `sync_workers` (leases.py); each claimed collection is worked 
      A `newest_first` listing (Stripe's events) is read whole, each record's newest item kept,
      and applied oldest first.
 
-Every read goes through `Upstream.send(..., background=True)`: the credential's budget, within
-the background share that leaves interactive calls at least 20% of it.
+Every read goes through `Upstream.send` as a background `UpstreamCall`: the credential's budget,
+within the background share that leaves interactive calls at least 20% of it.
 
-Failures: 429, 5xx, timeouts and unreachable upstreams make the collection `degraded`; 401, 403
-and answers the engine cannot use make it `error`, with a message saying what to fix. Either way
-it is retried with exponential backoff (at most `sync_retry_max_seconds` apart) and becomes
-`healthy` again by itself on the next page that reads. A sync's health is its worst collection's
-(or its credential's, if worse: headwater.store.health), and a change of it raises `sync.health_changed`.
+Failures: the answer's outcome (headwater.upstream.outcomes) decides the health. A rate limit
+(429, GitHub's 403 with x-ratelimit-remaining: 0, ...), 5xx, timeouts and unreachable upstreams
+make the collection `degraded`; 401, other 403s and answers the engine cannot use make it `error`,
+with a message saying what to fix. Either way it is retried with backoff (headwater.backoff, at
+most `sync_retry_max_seconds` apart; after a rate limit not before the provider's reset) and
+becomes `healthy` again by itself on the next page that reads. A sync's health is its worst
+collection's (or its credential's, if worse: headwater.store.health), and a change of it raises
+`sync.health_changed`.
 
 `max_age_days`: records whose change time is older are skipped, and at the end of every pass
 the collection's stored records older than that are pruned, without events (they aged out of the
@@ -42,15 +45,12 @@ import datetime
 import logging
 import math
 import os
-import random
 import socket
 import uuid
 from dataclasses import dataclass
 
-import grpc
-
+from headwater.backoff import backoff
 from headwater.engine import leases
-from headwater.engine.reading import EPOCH, Page, ReadError, page_request, parse_page
 from headwater.errors import ApiError
 from headwater.settings import Settings
 from headwater.store.health import refresh_sync_health
@@ -58,6 +58,9 @@ from headwater.store.models import Record, Sync, SyncCollection, utcnow
 from headwater.store.records import Change, apply_changes
 from headwater.upstream.accounts import UpstreamAccount
 from headwater.upstream.catalogue import Collection, Listing
+from headwater.upstream.gateway import Priority, UpstreamCall
+from headwater.upstream.outcomes import SYNC_HEALTH, Kind, Outcome, health_of
+from headwater.upstream.reading import EPOCH, Page, ReadError, page_request, parse_page
 from headwater.upstream.requests import UnsafeRequest
 
 log = logging.getLogger("headwater.sync")
@@ -68,19 +71,17 @@ WRITE_CHUNK = 200
 # The first incremental pass starts this long before the backfill started: changes made while the
 # backfill ran are read again, and a clock differing from the upstream's by less than this is harmless.
 OVERLAP = datetime.timedelta(seconds=60)
-TRANSIENT_CODES = frozenset({
-    grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED,
-})
 
 
 class SyncFailure(Exception):
     """An upstream read failed: `degraded` (transient) or `error` (needs someone to act)."""
 
-    def __init__(self, health: str, message: str, restart_listing: bool = False):
+    def __init__(self, health: str, message: str, restart_listing: bool = False, retry_after: float | None = None):
         super().__init__(message)
         self.health = health
         self.message = message
         self.restart_listing = restart_listing  # the saved page position was refused
+        self.retry_after = retry_after  # not before this (seconds): the provider's rate limit resets then
 
 
 @dataclass
@@ -275,18 +276,18 @@ class SyncEngine:
         loop = asyncio.get_running_loop()
         try:
             request = page_request(listing, job.collection.read, since, job.sync.metadata or {}, token)
-            sent = await self.backend.upstream.send(
-                account, request.method, request.path, request.query,
-                [("Content-Type", "application/json")] if request.body else [],
-                request.body, loop.time() + self.settings.sync_request_timeout, background=True,
-            )
+            sent = await self.backend.upstream.send(account, UpstreamCall(
+                method=request.method, path=request.path, query=request.query,
+                headers=[("Content-Type", "application/json")] if request.body else [], body=request.body,
+                deadline=loop.time() + self.settings.sync_request_timeout, priority=Priority.BACKGROUND,
+            ))
         except ApiError as error:
-            raise SyncFailure("degraded" if error.code in TRANSIENT_CODES else "error", error.message) from None
+            raise SyncFailure(health_of(error), error.message) from None
         except (ReadError, UnsafeRequest) as error:
             raise SyncFailure("error", str(error)) from None
         response = sent.response
         if not 200 <= response.status < 300:
-            raise _status_failure(response.status, response.body, provider, job, token is not None)
+            raise _answer_failure(sent.outcome, response.status, response.body, provider, job, token is not None)
         try:
             return parse_page(listing, response.status, response.headers, response.body)
         except ReadError as error:
@@ -352,7 +353,8 @@ class SyncEngine:
         row.failures += 1
         if failure.restart_listing:
             row.cursor = {k: v for k, v in (row.cursor or {}).items() if k != "page"}
-        delay = min(self.settings.sync_retry_max_seconds, 0.5 * 2 ** (row.failures - 1)) * random.uniform(1, 1.2)
+        delay = max(backoff(row.failures, base=0.5, cap=self.settings.sync_retry_max_seconds),
+                    failure.retry_after or 0.0)
         row.next_run_at = now + datetime.timedelta(seconds=delay)
         leases.release(row)
         row.save()
@@ -367,21 +369,32 @@ class SyncEngine:
         return utcnow() - datetime.timedelta(days=sync.max_age_days)
 
 
-def _status_failure(status: int, body: bytes, provider: str, job: Job, had_token: bool) -> SyncFailure:
+def _answer_failure(outcome: Outcome, status: int, body: bytes, provider: str, job: Job,
+                    had_token: bool) -> SyncFailure:
+    """What a listing's non-2xx answer means for the collection: its outcome's health
+    (outcomes.SYNC_HEALTH), with a message saying what happens next or what to fix."""
     name = job.collection.name
     credential = job.sync.credential_id
-    if status == 401:
-        return SyncFailure("error", (
+    kind = Kind.PERMANENT if outcome.kind is Kind.SUCCESS else outcome.kind  # a 3xx: not a page
+    if kind is Kind.PAUSE:
+        wait = outcome.pause or 0.0
+        return SyncFailure(SYNC_HEALTH[kind], (
+            f"{provider} rate limited the listing of {name} (HTTP {status}); credential {credential}'s budget "
+            f"is paused and the sync resumes in {math.ceil(wait)} s"
+        ), retry_after=wait)
+    if kind is Kind.REFRESH:
+        return SyncFailure(SYNC_HEALTH[kind], (
             f"{provider} rejected credential {credential} (HTTP 401): update its secret or reconnect the "
             f"account; the sync resumes by itself"
         ))
-    if status == 403:
-        return SyncFailure("error", (
+    if kind is Kind.PERMANENT and status == 403:
+        return SyncFailure(SYNC_HEALTH[kind], (
             f"{provider} refused to list {name} records (HTTP 403): give credential {credential} permission "
             f"to read {name} (its scopes, or the connected user's role); the sync resumes by itself"
         ))
-    if status == 429 or status >= 500:
-        return SyncFailure("degraded", f"{provider} answered HTTP {status} while listing {name}; retrying with backoff")
+    if SYNC_HEALTH[kind] == "degraded":
+        return SyncFailure("degraded", f"{provider} answered HTTP {status} while listing {name}; retrying with backoff",
+                           retry_after=outcome.pause)
     if had_token and status in (400, 404, 410):
         return SyncFailure("degraded", (
             f"{provider} no longer accepts the saved page position (HTTP {status}); reading {name} from the "

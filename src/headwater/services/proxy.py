@@ -23,7 +23,7 @@ from headwater.inputs import request_violations
 from headwater.rest import RawRequest, RawResponse
 from headwater.services._common import Backend
 from headwater.upstream.accounts import UpstreamAccount
-from headwater.upstream.gateway import Sent, answer_margin
+from headwater.upstream.gateway import Sent, UpstreamCall, answer_margin
 from headwater.upstream.requests import (
     HOST_NOT_PERMITTED,
     HostNotPermitted,
@@ -111,9 +111,10 @@ class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
                 raise invalid("method", f"must be one of {', '.join(sorted(METHODS))}")
             try:
                 headers = outbound_headers(call.headers)
-                sent = await self.backend.upstream.send(
-                    account, method, call.path, call.query, headers, call.body, deadline
-                )
+                sent = await self.backend.upstream.send(account, UpstreamCall(
+                    method=method, path=call.path, query=call.query, headers=headers, body=call.body,
+                    deadline=deadline,
+                ))
             except HostNotPermitted:
                 raise ApiError(
                     grpc.StatusCode.INVALID_ARGUMENT, HOST_NOT_PERMITTED,

@@ -34,6 +34,7 @@ import asyncpg
 import grpc
 from playhouse.pwasyncio import AsyncPostgresqlDatabase
 
+from headwater.backoff import backoff
 from headwater.errors import ApiError
 from headwater.store.database import Store
 from headwater.store.models import Consumer, ConsumerMessage, database
@@ -156,7 +157,7 @@ class Listener:
             await self._task
 
     async def _run(self) -> None:
-        backoff = 0.1
+        failures = 0
         while True:
             conn = None
             try:
@@ -166,7 +167,7 @@ class Listener:
                 await conn.add_listener(CHANNEL, self._received)
                 self.connected.set()
                 HUB.publish_all()  # whatever was announced while we were not listening
-                backoff = 0.1
+                failures = 0
                 await lost.wait()
                 log.warning("lost the LISTEN connection to PostgreSQL; reconnecting")
             except asyncio.CancelledError:
@@ -178,8 +179,8 @@ class Listener:
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):
                         await asyncio.shield(conn.close(timeout=2))
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            failures += 1
+            await asyncio.sleep(backoff(failures, base=0.1, cap=5.0))
 
     @staticmethod
     def _received(_conn, _pid, _channel, payload: str) -> None:

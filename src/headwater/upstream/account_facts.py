@@ -19,10 +19,10 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from headwater.engine.reading import dig
 from headwater.errors import ApiError
 from headwater.upstream.accounts import UpstreamAccount
 from headwater.upstream.catalogue import PLACEHOLDER, AccountRequest, OAuthSpec
+from headwater.upstream.reading import dig
 from headwater.upstream.requests import UnsafeRequest
 
 if TYPE_CHECKING:  # not at run time: the gateway imports the refresh, which imports this module
@@ -61,6 +61,8 @@ async def asked_facts(upstream: Upstream, account: UpstreamAccount, requests: tu
                       seconds: float) -> dict:
     """The facts `requests` answer, asked in order as `account` (the new credential, not stored
     yet), each within `seconds`; AccountFactsFailed as soon as one fails."""
+    from headwater.upstream.gateway import UpstreamCall  # at run time only: see the import of Upstream above
+
     facts: dict = {}
     for request in requests:
         known = {**account.properties, **facts}
@@ -70,7 +72,8 @@ async def asked_facts(upstream: Upstream, account: UpstreamAccount, requests: tu
         query = urlencode({name: _filled(value, known, str) for name, value in request.query.items()})
         deadline = asyncio.get_running_loop().time() + seconds
         try:
-            sent = await upstream.send(account, request.method, path, query, [], b"", deadline)
+            sent = await upstream.send(account, UpstreamCall(method=request.method, path=path, query=query,
+                                                             deadline=deadline))
         except UnsafeRequest as unsafe:
             raise AccountFactsFailed(f"{request} cannot be sent: {unsafe}") from None
         except ApiError as failed:  # its message names the API, never the URL

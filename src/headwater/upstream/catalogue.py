@@ -12,6 +12,7 @@ naming it, so `headwater serve` fails at start-up rather than on the first call.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
 from collections.abc import Iterable
@@ -33,6 +34,23 @@ REFRESH_PROPERTIES = frozenset({"refresh_token", "client_secret", "access_token"
 
 class CatalogueError(ConfigError):
     """An entry of catalogue.yaml that Headwater cannot use; the message names it."""
+
+
+def check_keys(where: str, spec: Any, allowed: Iterable[str]) -> dict[str, Any]:
+    """`spec` as a mapping of only `allowed` keys, else CatalogueError naming the entry and the key:
+
+        check_keys("providers.github.collections.issue.read.list", {"itmes": "x"}, ("items",))
+        # CatalogueError: providers.github.collections.issue.read.list: unknown key "itmes" (did you mean "items"?)
+    """
+    if not isinstance(spec, dict):
+        raise CatalogueError(f"{where}: must be a mapping")
+    allowed = tuple(allowed)
+    for key in spec:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else f"; known keys: {', '.join(sorted(allowed))}"
+            raise CatalogueError(f'{where}: unknown key "{key}"{hint}')
+    return spec
 
 
 @dataclass(frozen=True)
@@ -59,9 +77,8 @@ def check_auth(where: str, auth: Any) -> dict[str, Any]:
     if not isinstance(auth, dict) or auth.get("type") not in AUTH_SHAPES:
         raise CatalogueError(f"{where}: `type` must be one of {', '.join(AUTH_SHAPES)}")
     shape = AUTH_SHAPES[auth["type"]]
-    unknown = set(auth) - {"type", *shape.keys, *(("name", "name_property") if shape.named else ())}
-    if unknown:
-        raise CatalogueError(f"{where}: unknown keys {sorted(unknown)} for type {auth['type']}")
+    check_keys(f"{where} (type {auth['type']})", auth,
+               ("type", *shape.keys, *(("name", "name_property") if shape.named else ())))
     for key in shape.keys:
         if not isinstance(auth.get(key), str) or not auth[key]:
             raise CatalogueError(f"{where}: give `{key}`, the name of a credential property")
@@ -89,12 +106,147 @@ class RateLimitDefault:
     max_concurrent_requests: int = 0
 
 
+# --- how a provider's answers are read: `limits:` and `retry:` (catalogue.yaml's header) -------
+
+WAIT_UNITS = ("seconds", "ms", "epoch", "epoch_ms", "http_date")
+REMAINING_FORMS = ("number", "usage", "ietf")
+
+
+@dataclass(frozen=True)
+class RateLimitedWhen:
+    """An answer that means "rate limited": this status, and (if given) this header equal to
+    `equals`, or the body containing `body_contains`."""
+
+    status: int
+    header: str = ""  # lower case
+    equals: str = ""
+    body_contains: str = ""
+
+    KEYS = ("status", "header", "equals", "body_contains")
+
+
+@dataclass(frozen=True)
+class WaitHeader:
+    """A header that says how long until the budget is back: seconds or ms from now, an epoch
+    (seconds or ms), or an HTTP date."""
+
+    header: str  # lower case
+    unit: str = "seconds"
+
+    KEYS = ("header", "unit")
+
+
+@dataclass(frozen=True)
+class RemainingHeader:
+    """A header that says how much budget is left: a number, Salesforce's `api-usage=used/limit`
+    (`usage`), or the IETF `RateLimit` field (`ietf`: `r=`/`remaining=`, with its reset `t=`/`reset=`)."""
+
+    header: str  # lower case
+    form: str = "number"
+
+    KEYS = ("header", "form")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How a provider says it rate limits (a `limits:` block)."""
+
+    rate_limited: tuple[RateLimitedWhen, ...] = (RateLimitedWhen(429),)
+    wait: tuple[WaitHeader, ...] = ()  # read after Retry-After, which every provider may send
+    remaining: tuple[RemainingHeader, ...] = (RemainingHeader("ratelimit", "ietf"),)
+    reserve: int = 0  # pause the credential once the remaining budget is at or below this
+    # How long, when the budget ran out and no header says: short, as a bare 429 usually means a
+    # per-second window (Stripe's); a provider with a longer window names its own.
+    pause_seconds: float = 1.0
+
+    KEYS = ("rate_limited", "wait", "remaining", "reserve", "pause_seconds")
+
+    @functools.cached_property
+    def header_names(self) -> frozenset[str]:
+        """Every header the classification reads (lower case): one pass over an answer finds them.
+        Worked out once (cached on the frozen object: every answer asks)."""
+        return frozenset({"retry-after", *(r.header for r in self.rate_limited if r.header),
+                          *(w.header for w in self.wait), *(r.header for r in self.remaining)})
+
+    @classmethod
+    def parse(cls, where: str, spec: Any) -> Limits:
+        spec = check_keys(where, spec, cls.KEYS)
+        values: dict[str, Any] = {}
+        for key, item_cls in (("rate_limited", RateLimitedWhen), ("wait", WaitHeader), ("remaining", RemainingHeader)):
+            if key in spec:
+                values[key] = tuple(_limit_item(f"{where}.{key}[{i}]", item_cls, item)
+                                    for i, item in enumerate(_list(f"{where}.{key}", spec[key])))
+        for rule in values.get("rate_limited", ()):
+            if not 400 <= rule.status <= 599:
+                raise CatalogueError(f"{where}.rate_limited: status {rule.status} is not an HTTP error status")
+        for i, wait in enumerate(values.get("wait", ())):
+            if wait.unit not in WAIT_UNITS:
+                raise CatalogueError(f"{where}.wait[{i}].unit: must be one of {', '.join(WAIT_UNITS)}")
+        for i, remaining in enumerate(values.get("remaining", ())):
+            if remaining.form not in REMAINING_FORMS:
+                raise CatalogueError(f"{where}.remaining[{i}].form: must be one of {', '.join(REMAINING_FORMS)}")
+        for key in ("reserve", "pause_seconds"):
+            if key in spec:
+                if isinstance(spec[key], bool) or not isinstance(spec[key], int | float) or spec[key] < 0:
+                    raise CatalogueError(f"{where}.{key}: must be a number, 0 or more")
+                values[key] = spec[key]
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Which answers are worth repeating, and what else an error answer says (a `retry:` block)."""
+
+    transient: frozenset[int] = frozenset({502, 503, 504})  # 5xx answers repeated when safe
+    idempotency_header: str = ""  # the provider deduplicates writes carrying it: POSTs may be repeated
+    error_message: str = ""  # where an error answer's JSON holds the provider's message (dotted path)
+
+    KEYS = ("transient", "idempotency_header", "error_message")
+
+    @classmethod
+    def parse(cls, where: str, spec: Any) -> RetryPolicy:
+        spec = check_keys(where, spec, cls.KEYS)
+        values: dict[str, Any] = {}
+        if "transient" in spec:
+            statuses = _list(f"{where}.transient", spec["transient"])
+            if not all(isinstance(s, int) and 500 <= s <= 599 for s in statuses):
+                raise CatalogueError(f"{where}.transient: must list 5xx statuses")
+            values["transient"] = frozenset(statuses)
+        for key in ("idempotency_header", "error_message"):
+            if key in spec:
+                if not isinstance(spec[key], str):
+                    raise CatalogueError(f"{where}.{key}: must be a string")
+                values[key] = spec[key]
+        return cls(**values)
+
+
+def _list(where: str, value: Any) -> list:
+    if not isinstance(value, list):
+        raise CatalogueError(f"{where}: must be a list")
+    return value
+
+
+def _limit_item(where: str, item_cls, spec: Any):
+    spec = check_keys(where, spec, item_cls.KEYS)
+    first = item_cls.KEYS[0]
+    if first not in spec:
+        raise CatalogueError(f"{where}: give `{first}`")
+    expected = int if first == "status" else str
+    spec = {k: str(v) if k == "equals" and isinstance(v, int) and not isinstance(v, bool) else v
+            for k, v in spec.items()}
+    for key, value in spec.items():
+        want = expected if key == first else str
+        if isinstance(value, bool) or not isinstance(value, want) or (want is str and key == first and not value):
+            raise CatalogueError(f"{where}.{key}: must be {'a status' if want is int else 'a string'}")
+    return item_cls(**{k: v.lower() if k == "header" else v for k, v in spec.items()})
+
+
 def _get_request(where: str, spec: Any, keys: frozenset[str], give: str) -> str:
     """The path of the GET `spec` declares, refused (CatalogueError) unless it is a mapping of
     `keys` whose method, if given, is GET: `give` says what to give."""
-    if not isinstance(spec, dict) or set(spec) - keys:
-        unknown = sorted(set(spec) - keys) if isinstance(spec, dict) else spec
-        raise CatalogueError(f"{where}: give {give}; unknown keys {unknown}")
+    if not isinstance(spec, dict):
+        raise CatalogueError(f"{where}: give {give}")
+    check_keys(where, spec, keys)
     if str(spec.get("method", "GET")).upper() != "GET":
         raise CatalogueError(f"{where}: must be a GET (it must change nothing upstream)")
     if not isinstance(spec.get("path"), str) or not spec["path"]:
@@ -132,12 +284,17 @@ class CredentialKind:
     # A property that holds this credential's own base URL (Salesforce's `instance_url`).
     base_url_property: str | None = None
     verification: Verification | None = None
+    # How this kind's answers are read (the provider's `limits:` and `retry:`, with the kind's own on top).
+    limits: Limits = field(default_factory=lambda: Limits())
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
+
+    KEYS = ("required", "secret", "auth", "base_url_property", "verification", "limits", "retry")
 
     @classmethod
-    def parse(cls, where: str, name: str, spec: dict[str, Any]) -> CredentialKind:
-        unknown = set(spec) - {"required", "secret", "auth", "base_url_property", "verification"}
-        if unknown:
-            raise CatalogueError(f"{where}: unknown keys {sorted(unknown)}")
+    def parse(cls, where: str, name: str, spec: dict[str, Any], limits: dict | None = None,
+              retry: dict | None = None) -> CredentialKind:
+        """`limits` and `retry`: the provider's blocks, which the kind's own override key by key."""
+        check_keys(where, spec, cls.KEYS)
         for key in ("required", "secret"):
             names = spec.get(key, [])
             if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
@@ -145,7 +302,13 @@ class CredentialKind:
         auth = check_auth(f"{where}.auth", spec.get("auth", {"type": "none"}))
         secret = secret_properties(auth, spec.get("secret", ()))
         verification = Verification.parse(f"{where}.verification", spec["verification"]) if "verification" in spec else None
-        return cls(name, tuple(spec.get("required", ())), secret, auth, spec.get("base_url_property"), verification)
+        own_limits = check_keys(f"{where}.limits", spec.get("limits") or {}, Limits.KEYS)
+        own_retry = check_keys(f"{where}.retry", spec.get("retry") or {}, RetryPolicy.KEYS)
+        return cls(
+            name, tuple(spec.get("required", ())), secret, auth, spec.get("base_url_property"), verification,
+            Limits.parse(f"{where}.limits", {**(limits or {}), **own_limits}),
+            RetryPolicy.parse(f"{where}.retry", {**(retry or {}), **own_retry}),
+        )
 
 
 SCOPE_SEPARATORS = (" ", ",")
@@ -245,11 +408,7 @@ class OAuthSpec:
 
     @classmethod
     def parse(cls, where: str, spec: Any) -> OAuthSpec:
-        if not isinstance(spec, dict):
-            raise CatalogueError(f"{where}: must be a mapping")
-        unknown = set(spec) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise CatalogueError(f"{where}: unknown keys {sorted(unknown)}")
+        check_keys(where, spec, cls.__dataclass_fields__)
         for key in ("authorization_url", "token_url"):
             if not isinstance(spec.get(key), str) or not spec[key].startswith("https://"):
                 raise CatalogueError(f"{where}.{key}: give the provider's https:// URL")
@@ -290,12 +449,12 @@ class Listing:
 
     @classmethod
     def parse(cls, where: str, spec: dict[str, Any], **extra) -> Listing:
-        unknown = set(spec) - {f for f in cls.__dataclass_fields__ if f != "deleted"}
-        if unknown:
-            raise CatalogueError(f"{where}: unknown keys {sorted(unknown)}")
+        check_keys(where, spec, (f for f in cls.__dataclass_fields__ if f != "deleted"))
         if "path" not in spec:
             raise CatalogueError(f"{where}: `path` is required")
-        paging = spec.get("next") or {}
+        paging = check_keys(f"{where}.next", spec.get("next") or {}, ("param", "value", "while", "url"))
+        if spec.get("deleted_when") is not None:
+            check_keys(f"{where}.deleted_when", spec["deleted_when"], ("path", "equals"))
         if paging and not ("url" in paging or {"param", "value"} <= set(paging)):
             raise CatalogueError(f"{where}.next: give `url`, or `param` and `value`")
         return cls(**{**spec, "method": spec.get("method", "GET").upper(), "next": dict(paging)}, **extra)
@@ -313,9 +472,9 @@ class ReadSpec:
 
     @classmethod
     def parse(cls, where: str, spec: dict[str, Any]) -> ReadSpec:
-        unknown = set(spec) - {"list", "changes", "deletions", "fields"}
-        if unknown or "list" not in spec:
-            raise CatalogueError(f"{where}: `list` is required; unknown keys {sorted(unknown)}")
+        check_keys(where, spec, ("list", "changes", "deletions", "fields"))
+        if "list" not in spec:
+            raise CatalogueError(f"{where}: `list` is required")
         listing = Listing.parse(f"{where}.list", spec["list"])
         return cls(
             list=listing,
@@ -337,9 +496,9 @@ class WriteRequest:
 
     @classmethod
     def parse(cls, where: str, spec: dict[str, Any]) -> WriteRequest:
-        unknown = set(spec) - {"method", "path", "query"}
-        if unknown or not {"method", "path"} <= set(spec):
-            raise CatalogueError(f"{where}: give `method` and `path` (and `query`); unknown keys {sorted(unknown)}")
+        check_keys(where, spec, ("method", "path", "query"))
+        if not {"method", "path"} <= set(spec):
+            raise CatalogueError(f"{where}: give `method` and `path` (and `query`)")
         return cls(spec["method"].upper(), spec["path"], dict(spec.get("query") or {}))
 
 
@@ -364,9 +523,7 @@ class WriteSpec:
 
     @classmethod
     def parse(cls, where: str, spec: dict[str, Any]) -> WriteSpec:
-        unknown = set(spec) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise CatalogueError(f"{where}: unknown keys {sorted(unknown)}")
+        check_keys(where, spec, cls.__dataclass_fields__)
         if spec.get("format", "json") not in ("json", "form"):
             raise CatalogueError(f"{where}.format: must be json or form")
         values = {
@@ -399,6 +556,31 @@ class Provider:
     # How its accounts are connected and refreshed with OAuth2; None: it has no OAuth of its own.
     oauth: OAuthSpec | None
     collections: dict[str, Collection]
+    # How its answers are read (a credential kind may say otherwise: CredentialKind.limits, .retry).
+    limits: Limits = field(default_factory=lambda: Limits())
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
+
+
+def _check_provider_types(where: str, entry: dict[str, Any]) -> None:
+    """The plain values of a provider entry have the types Headwater reads them as."""
+    if not isinstance(entry.get("name", ""), str):
+        raise CatalogueError(f"{where}.name: must be a string")
+    if entry.get("base_url") is not None and not isinstance(entry["base_url"], str):
+        raise CatalogueError(f"{where}.base_url: must be a URL or null")
+    hosts = entry.get("permitted_hosts", [])
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
+        raise CatalogueError(f"{where}.permitted_hosts: must be a list of host names")
+    _names_to_strings(f"{where}.headers", entry.get("headers") or {})
+    rate = check_keys(f"{where}.default_rate_limit", entry["default_rate_limit"], RateLimitDefault.__dataclass_fields__)
+    for key, value in rate.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise CatalogueError(f"{where}.default_rate_limit.{key}: must be a number")
+
+
+# The keys a provider entry and a collection may have (catalogue.yaml's header says what each means).
+PROVIDER_KEYS = ("name", "base_url", "permitted_hosts", "default_rate_limit", "headers", "oauth",
+                 "credential_kinds", "collections", "write", "limits", "retry")
+COLLECTION_KEYS = ("name", "read", "write")
 
 
 def _oauth(key: str, entry: dict[str, Any], kinds: dict[str, CredentialKind]) -> OAuthSpec | None:
@@ -407,14 +589,14 @@ def _oauth(key: str, entry: dict[str, Any], kinds: dict[str, CredentialKind]) ->
     connection knows by then."""
     if "oauth" not in entry:
         return None
-    oauth = OAuthSpec.parse(f"{key}.oauth", entry["oauth"])
+    oauth = OAuthSpec.parse(f"providers.{key}.oauth", entry["oauth"])
     kind = kinds.get(oauth.credential_kind)
     if kind is None or "property" not in kind.auth:
-        raise CatalogueError(f"{key}.oauth.credential_kind: must be one of {key}'s kinds whose auth sends a token")
+        raise CatalogueError(f"providers.{key}.oauth.credential_kind: must be one of {key}'s kinds whose auth sends a token")
     known = {kind.auth["property"], *oauth.account_properties}
     hosts = [*entry.get("permitted_hosts", ()), *filter(None, [urlsplit(entry.get("base_url") or "").hostname])]
     for i, request in enumerate(oauth.account_requests):
-        request.check(f"{key}.oauth.account_requests[{i}]", known, {"kind", *kind.secret}, hosts)
+        request.check(f"providers.{key}.oauth.account_requests[{i}]", known, {"kind", *kind.secret}, hosts)
         known |= set(request.properties)
     return oauth
 
@@ -425,33 +607,57 @@ class ProviderCatalogue:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProviderCatalogue:
+        """The catalogue `data` describes, checked whole: CatalogueError names the first entry
+        Headwater cannot use by its path (`providers.github.collections.issue.read.list`)."""
+        check_keys("catalogue", data, ("providers",))
         providers = {}
-        for key, entry in data["providers"].items():
+        for key, entry in check_keys("providers", data.get("providers"), data.get("providers") or {}).items():
+            where = f"providers.{key}"
+            check_keys(where, entry, PROVIDER_KEYS)
+            for required in ("credential_kinds", "default_rate_limit"):
+                if required not in entry:
+                    raise CatalogueError(f"{where}: give `{required}`")
+            _check_provider_types(where, entry)
+            limits = check_keys(f"{where}.limits", entry.get("limits") or {}, Limits.KEYS)
+            retry_spec = check_keys(f"{where}.retry", entry.get("retry") or {}, RetryPolicy.KEYS)
+            retry = RetryPolicy.parse(f"{where}.retry", retry_spec)
+            provider_limits = Limits.parse(f"{where}.limits", limits)  # before the kinds that build on it
             kinds = {
-                kind: CredentialKind.parse(f"{key}.credential_kinds.{kind}", kind, spec)
-                for kind, spec in entry["credential_kinds"].items()
+                kind: CredentialKind.parse(f"{where}.credential_kinds.{kind}", kind, spec, limits, retry_spec)
+                for kind, spec in check_keys(f"{where}.credential_kinds", entry["credential_kinds"],
+                                             entry["credential_kinds"]).items()
             }
             collections = {}
-            write_defaults = entry.get("write") or {}
+            # What the provider's `retry:` says of errors and deduplication, its `write:` block, then the collection's.
+            write_defaults = {
+                **{k: v for k, v in (("error_message", retry.error_message),
+                                     ("idempotency_header", retry.idempotency_header)) if v},
+                **(entry.get("write") or {}),
+            }
             for ckey, spec in (entry.get("collections") or {}).items():
-                spec = dict(spec or {})
+                cwhere = f"{where}.collections.{ckey}"
+                spec = dict(check_keys(cwhere, spec or {}, COLLECTION_KEYS))
                 read = spec.pop("read", None)
                 write = spec.pop("write", None)
                 collections[ckey] = Collection(
                     id=f"{key}:{ckey}", provider=key, key=ckey, name=spec.pop("name", ckey), spec=spec,
-                    read=ReadSpec.parse(f"{key}:{ckey}.read", read) if read else None,
-                    write=WriteSpec.parse(f"{key}:{ckey}.write", {**write_defaults, **write}) if write else None,
+                    read=ReadSpec.parse(f"{cwhere}.read", read) if read else None,
+                    write=WriteSpec.parse(f"{cwhere}.write", {**write_defaults, **write}) if write else None,
                 )
+            rate = check_keys(f"{where}.default_rate_limit", entry["default_rate_limit"],
+                              RateLimitDefault.__dataclass_fields__)
             providers[key] = Provider(
                 key=key,
                 name=entry.get("name", key),
                 base_url=entry.get("base_url"),
                 permitted_hosts=tuple(entry.get("permitted_hosts", ())),
-                default_rate_limit=RateLimitDefault(**entry["default_rate_limit"]),
+                default_rate_limit=RateLimitDefault(**rate),
                 headers=dict(entry.get("headers") or {}),
                 credential_kinds=kinds,
                 oauth=_oauth(key, entry, kinds),
                 collections=collections,
+                limits=provider_limits,
+                retry=retry,
             )
         return cls(providers)
 

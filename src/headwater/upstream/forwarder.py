@@ -5,6 +5,8 @@
                                                      [("authorization", "Bearer sk_...")], timeout=30))
     await forwarder.aclose()
 
+It is the real `Transport` (transport.py); tests of the pipeline may use a `MockTransport` instead.
+
 Engine: a raw `aiohttp.ClientSession`, not httpx. The design asks for httpx's API on the engine that
 measures fastest, unless the gap to raw aiohttp is over 30%. Measured with bench/http_engines.py
 (a bare uvicorn proxy, one core, wrk -c64) httpx on httpcore forwarded ~130 req/s, httpx on the
@@ -25,13 +27,8 @@ What it does to a request, and does not:
 - the body is read up to `max_response_bytes`; past that the connection is dropped (ResponseTooLarge).
 - `timeout` bounds the whole exchange (connect, send, headers, body); `connect_timeout` bounds
   the TCP/TLS connect alone.
-- SSRF guard (unless `allow_private_networks`): a name is resolved by a guarding resolver that
-  refuses the request when any address it resolves to is not public, and every socket is checked
-  again on the very address it is about to connect to (a socket factory), so an IP literal, a
-  cached or a re-bound DNS answer cannot reach loopback, private, link-local (cloud metadata),
-  shared (100.64/10), unspecified, multicast or reserved space, nor their IPv4-mapped, 6to4,
-  Teredo or NAT64 forms, nor IPv4 spelt in the C library's legacy numeric forms (`127.1`,
-  `2130706433`).
+- SSRF guard (unless `allow_private_networks`): ssrf.py's resolver and socket check, so no
+  private, loopback, link-local or otherwise non-public address is ever connected to.
 - errors name the host only, never the URL (queries may carry secrets), and do not chain the
   engine's exception (whose text often carries the URL).
 """
@@ -39,18 +36,24 @@ What it does to a request, and does not:
 from __future__ import annotations
 
 import functools
-import ipaddress
 import math
-import socket
 import ssl
 import time
-from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
-from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDict
 from yarl import URL
+
+from headwater.upstream.ssrf import GuardedResolver, Refused, guarded_socket, is_forbidden_address, legacy_ipv4_address
+from headwater.upstream.transport import (
+    ForbiddenAddress,
+    ResponseTooLarge,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamRequest,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
 
 __all__ = [
     "ForbiddenAddress",
@@ -62,130 +65,6 @@ __all__ = [
     "UpstreamResponse",
     "UpstreamTimeout",
 ]
-
-
-@dataclass
-class UpstreamRequest:
-    method: str
-    url: str  # absolute http(s) URL, query included
-    headers: list[tuple[str, str]]
-    body: bytes = b""
-    timeout: float | None = None  # seconds for the whole exchange
-
-
-@dataclass
-class UpstreamResponse:
-    status: int
-    headers: list[tuple[str, str]]  # as received, repeated headers kept, original case
-    body: bytes
-    elapsed: float  # seconds
-
-
-class UpstreamError(Exception):
-    """Base of the forwarder's errors. The message names the host, never the URL."""
-
-    def __init__(self, message: str = "", host: str | None = None):
-        super().__init__(message)
-        self.host = host
-
-
-class UpstreamTimeout(UpstreamError):
-    """Connect or the exchange exceeded its timeout."""
-
-
-class UpstreamConnectError(UpstreamError):
-    """Refused, reset, closed mid-response, DNS failure, TLS failure, malformed response."""
-
-
-class ForbiddenAddress(UpstreamError):
-    """The host resolved to a private, loopback, link-local, metadata or otherwise non-public address."""
-
-
-class ResponseTooLarge(UpstreamError):
-    """The response body is over max_response_bytes."""
-
-
-# -------------------------------------------------------------------------------------------------
-# SSRF guard
-
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-def is_forbidden_address(address: str) -> bool:
-    """True when connecting to `address` (an IP literal, IPv6 scope allowed) must be refused."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return True  # not an address we understand: refuse
-    if ip.version == 6:
-        if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d is the IPv4 host a.b.c.d
-            return _not_public(ip.ipv4_mapped)
-        embedded = ip.sixtofour
-        if embedded is None and ip.teredo is not None:
-            embedded = ip.teredo[1]
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None and _not_public(embedded):
-            return True
-    return _not_public(ip)
-
-
-def _not_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return (
-        not ip.is_global
-        or ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
-
-
-class _Refused(Exception):
-    """Raised inside the connector (not an OSError, so aiohttp lets it through untouched)."""
-
-    def __init__(self, address: str):
-        super().__init__(address)
-        self.address = address
-
-
-class _GuardedResolver(AbstractResolver):
-    """aiohttp's default resolver, refusing names that resolve to any non-public address."""
-
-    def __init__(self) -> None:
-        self._inner = aiohttp.DefaultResolver()
-
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> Any:
-        hosts = await self._inner.resolve(host, port, family)
-        for resolved in hosts:
-            if is_forbidden_address(resolved["host"]):
-                raise _Refused(resolved["host"])
-        return hosts
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-def legacy_ipv4_address(host: str) -> str | None:
-    """The address a host spelt in one of inet_aton's legacy numeric forms means, or None.
-
-        legacy_ipv4_address("127.1")         # "127.0.0.1" (so do "2130706433" and "0x7f.1")
-        legacy_ipv4_address("127.0.0.1")     # None: the usual form, which the guard already reads
-    """
-    try:
-        address = socket.inet_ntoa(socket.inet_aton(host))
-    except OSError:
-        return None
-    return None if address == host else address
-
-
-def _guarded_socket(addr_info: tuple) -> socket.socket:
-    """The last word: checks the address the socket is about to connect to, whatever resolved it."""
-    family, type_, proto, _, sockaddr = addr_info
-    if is_forbidden_address(sockaddr[0]):
-        raise _Refused(sockaddr[0])
-    return socket.socket(family=family, type=type_, proto=proto)
 
 
 @functools.cache
@@ -270,8 +149,8 @@ class Forwarder:
             ssl=self._ssl,
             limit=self.max_connections,
             limit_per_host=0,
-            resolver=_GuardedResolver() if guarded else None,
-            socket_factory=_guarded_socket if guarded else None,
+            resolver=GuardedResolver() if guarded else None,
+            socket_factory=guarded_socket if guarded else None,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -320,7 +199,7 @@ class Forwarder:
             if not self.allow_private_networks and host[:1].isdigit():
                 address = legacy_ipv4_address(host)
                 if address is not None and is_forbidden_address(address):
-                    raise _Refused(address)
+                    raise Refused(address)
             # Awaited rather than entered with `async with`: one coroutine frame less for every
             # resumption of the request's task; the `finally` below releases the connection.
             response = await session.request(
@@ -364,7 +243,7 @@ class Forwarder:
                 response.release()
         except UpstreamError:
             raise
-        except _Refused as refused:
+        except Refused as refused:
             where = host if refused.address == host else f"{host} resolves to {refused.address}, which"
             raise ForbiddenAddress(
                 f"{where} is not a public address; refused (allow_private_networks is off)", host

@@ -1,42 +1,68 @@
-"""The one way Headwater calls an upstream API: paced, authorized, retried when safe.
+"""The one way Headwater calls an upstream API: paced, authorized, classified once, retried when safe.
 
-Proxy calls and mutations both go through `Upstream.send`, so every request made with one
-credential shares that credential's budget.
+Proxy calls, mutation writes and sync listings each build an `UpstreamCall` and hand it to
+`Upstream.send`, so every request made with one credential shares that credential's budget, and
+every answer is read by the one classification (outcomes.classify, driven by the provider's
+`limits:` and `retry:` in catalogue.yaml):
 
-    sent = await upstream.send(account, "GET", "v1/customers", "limit=3", headers, b"", deadline)
-    sent.response.status, sent.url
+    call = UpstreamCall(method="GET", path="v1/customers", query="limit=3", headers=headers,
+                        deadline=loop.time() + 30)
+    sent = await upstream.send(account, call)
+    sent.response.status, sent.outcome.kind, sent.url
 
-Upstream failures become the documented errors: timeout 504 "Error: Stripe API timed out",
-connection refused or reset 502, budget not available before the deadline 429 with Retry-After,
-shared pacer unreachable 503 (never an unpaced request).
+What `send` does with an outcome:
+  * a rate-limited answer, or any answer saying the budget is spent: the credential's budget is
+    paused for the wait the answer gives (`pacer.pause`, shared through Redis), so no request of
+    it leaves before then; the request is sent again after the pause if it is safe to repeat and
+    the pause ends before the deadline, else the answer is the caller's;
+  * a transient answer (retry.transient), a timeout, an unreachable upstream: sent again after
+    `headwater.backoff` if safe to repeat and there is time; safe to repeat means GET, HEAD, PUT,
+    DELETE or OPTIONS, or a write carrying the idempotency header of a provider that deduplicates
+    by it (retry.idempotency_header: Stripe's Idempotency-Key);
+  * a 401: the token is refreshed and the request sent once more (it was refused unread).
+
+Failures raise the documented errors (outcomes.ERRORS): timeout 504 "Error: Stripe API timed out",
+connection refused or reset 502, budget not available before the deadline 429 with Retry-After
+(at once, however far the budget's reset is: a caller is never held past its deadline), shared
+pacer unreachable 503 (never an unpaced request).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
+import enum
 import math
-import random
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 
-from headwater.errors import ApiError
+from headwater.backoff import backoff
 from headwater.upstream.accounts import UpstreamAccount
-from headwater.upstream.forwarder import (
+from headwater.upstream.catalogue import RetryPolicy
+from headwater.upstream.oauth import TokenRefresher
+from headwater.upstream.outcomes import (
+    NO_ANSWER_IN_TIME,
+    UNREACHABLE,
+    Kind,
+    Outcome,
+    UpstreamFailure,
+    classify,
+    failure,
+)
+from headwater.upstream.pacer import Budget, BudgetExhausted, Pacer, PacerUnavailable, Permit
+from headwater.upstream.requests import upstream_url
+from headwater.upstream.transport import (
     ForbiddenAddress,
-    Forwarder,
     ResponseTooLarge,
+    Transport,
     UpstreamConnectError,
     UpstreamRequest,
     UpstreamResponse,
     UpstreamTimeout,
 )
-from headwater.upstream.oauth import TokenRefresher
-from headwater.upstream.pacer import Budget, BudgetExhausted, Pacer, PacerUnavailable, Permit
-from headwater.upstream.requests import upstream_url
+
+__all__ = ["BACKGROUND_SHARE", "Priority", "Sent", "Upstream", "UpstreamCall"]
 
 # Background sync reads may use at most this share of a credential's budget: they also take a
 # slot under the key "<credential>:sync" with a budget of 80% of the credential's, so interactive
@@ -44,8 +70,27 @@ from headwater.upstream.requests import upstream_url
 BACKGROUND_SHARE = 0.8
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 MAX_ATTEMPTS = 4
+# Backoff between attempts of one call (headwater.backoff): 0.1 s doubling, at most 2 s.
+BACKOFF_BASE, BACKOFF_CAP = 0.1, 2.0
+
+
+class Priority(enum.Enum):
+    INTERACTIVE = "interactive"  # proxy calls, mutations: the whole budget
+    BACKGROUND = "background"  # sync reads: within BACKGROUND_SHARE of it
+
+
+@dataclass(slots=True, kw_only=True)
+class UpstreamCall:
+    """One upstream request, as its caller builds it."""
+
+    method: str
+    path: str  # relative to the account's base URL, or fully qualified (UnsafeRequest if not allowed)
+    query: str = ""  # without the "?"
+    headers: list[tuple[str, str]] = field(default_factory=list)  # the caller's, already filtered
+    body: bytes = b""
+    deadline: float  # on the event loop's clock (`loop.time()`)
+    priority: Priority = Priority.INTERACTIVE
 
 
 @dataclass
@@ -55,24 +100,7 @@ class Sent:
     url: str  # the last attempt's URL: holds secrets when the auth is a query parameter
     waited: float  # seconds spent waiting for the budget, all attempts
     attempts: int
-
-
-def retry_after_seconds(headers: list[tuple[str, str]]) -> float | None:
-    """Retry-After as seconds from now: delta-seconds or an HTTP date."""
-    for name, value in headers:
-        if name.lower() != "retry-after":
-            continue
-        value = value.strip()
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            pass
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-            return max(0.0, when.timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
-    return None
+    outcome: Outcome  # what the last answer means (outcomes.classify)
 
 
 def background_budget(budget: Budget) -> Budget:
@@ -106,51 +134,43 @@ def api_name(account: UpstreamAccount) -> str:
     return name if name.endswith(" API") else f"{name} API"
 
 
-def is_idempotent(method: str, headers: list[tuple[str, str]]) -> bool:
-    return method.upper() in IDEMPOTENT_METHODS or any(n.lower() == "idempotency-key" for n, _ in headers)
+def is_idempotent(method: str, headers: list[tuple[str, str]], retry: RetryPolicy) -> bool:
+    """Safe to send twice: an idempotent method, or a write carrying the header by which this
+    provider deduplicates writes (retry.idempotency_header); any other Idempotency-Key means nothing."""
+    if method.upper() in IDEMPOTENT_METHODS:
+        return True
+    header = retry.idempotency_header.lower()
+    return bool(header) and any(n.lower() == header for n, _ in headers)
 
 
 class Upstream:
-    def __init__(self, forwarder: Forwarder, pacer: Pacer, refresher: TokenRefresher):
-        self.forwarder = forwarder
+    def __init__(self, forwarder: Transport, pacer: Pacer, refresher: TokenRefresher):
+        self.forwarder = forwarder  # the Transport: the aiohttp Forwarder, or a MockTransport in tests
         self.pacer = pacer
         self.refresher = refresher
 
-    async def send(
-        self,
-        account: UpstreamAccount,
-        method: str,
-        path: str,
-        query: str,
-        headers: list[tuple[str, str]],
-        body: bytes,
-        deadline: float,
-        background: bool = False,
-    ) -> Sent:
-        """Sends `method path?query` under the credential's budget with its auth added; retries
-        idempotent requests within the deadline, and any request once after a refreshed token.
-
-        `headers` are the caller's, already filtered (requests.outbound_headers); `path` is
-        relative to the account's base URL or fully qualified (UnsafeRequest if not allowed).
-        `deadline` is a time on the event loop's clock (`loop.time()`).
-        `background` (sync reads): also within the background share (BACKGROUND_SHARE).
-        """
+    async def send(self, account: UpstreamAccount, call: UpstreamCall) -> Sent:
+        """Sends `call` under the credential's budget with its auth added, and classifies the
+        answer; what it does with the outcome is in the module's docstring. Raises UpstreamFailure
+        (an ApiError) when there is no answer to give."""
         loop = asyncio.get_running_loop()
         api = api_name(account)
-        retry = is_idempotent(method, headers)
+        deadline = call.deadline
+        background = call.priority is Priority.BACKGROUND
+        limits, policy = account.kind.limits, account.kind.retry
+        safe = is_idempotent(call.method, call.headers, policy)
         waited = 0.0
         account = await self.refresher.fresh(account, deadline=deadline)
         refreshed = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            authorized, authorized_query = account.authorize(headers, query)
-            url = upstream_url(account.base_url, path, authorized_query, account.permitted_hosts)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, f"{api} timed out")
+            authorized, authorized_query = account.authorize(call.headers, call.query)
+            url = upstream_url(account.base_url, call.path, authorized_query, account.permitted_hosts)
+            if deadline - loop.time() <= 0:
+                raise failure(Kind.TIMEOUT, api)
+            response = None
             try:
-                async with self._background_slot(account, background, remaining) as share, self.pacer.slot(
-                    account.credential_id, account.budget, timeout=deadline - loop.time()
-                ) as permit:
+                async with self._background_slot(account, background, deadline - loop.time()) as share, \
+                        self.pacer.slot(account.credential_id, account.budget, timeout=deadline - loop.time()) as permit:
                     if background and permit.waited:
                         # It starts now, not at its share's slot: the share's window counts it now.
                         await self.pacer.started(*_background_key(account), share)
@@ -159,54 +179,51 @@ class Upstream:
                     if remaining <= 0:
                         raise UpstreamTimeout(api)
                     response = await self.forwarder.send(
-                        UpstreamRequest(method=method, url=url, headers=authorized, body=body, timeout=remaining)
+                        UpstreamRequest(method=call.method, url=url, headers=authorized, body=call.body, timeout=remaining)
                     )
             except BudgetExhausted as exhausted:
                 seconds = max(1, math.ceil(exhausted.retry_after))
-                raise ApiError(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                raise UpstreamFailure(
+                    Kind.PAUSE, grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"the rate limit of credential {account.credential_id} leaves no room before the "
                     f"deadline; retry in {seconds} s",
                     headers={"Retry-After": str(seconds)},
                 ) from None
             except PacerUnavailable:
-                raise ApiError(
-                    grpc.StatusCode.UNAVAILABLE, "the shared rate limiter is unavailable; nothing was sent"
+                raise UpstreamFailure(
+                    Kind.UNREACHABLE, grpc.StatusCode.UNAVAILABLE,
+                    "the shared rate limiter is unavailable; nothing was sent",
                 ) from None
             except UpstreamTimeout:
-                if retry and attempt < MAX_ATTEMPTS and await self._backoff(attempt, deadline, None):
-                    continue
-                raise ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, f"{api} timed out") from None
+                outcome = NO_ANSWER_IN_TIME
             except UpstreamConnectError:
-                if retry and attempt < MAX_ATTEMPTS and await self._backoff(attempt, deadline, None):
-                    continue
-                raise ApiError(
-                    grpc.StatusCode.UNAVAILABLE, f"{api} could not be reached (connection refused or reset)",
-                    http_status=502,
-                ) from None
+                outcome = UNREACHABLE
             except ForbiddenAddress:
-                raise ApiError(
-                    grpc.StatusCode.PERMISSION_DENIED,
+                raise UpstreamFailure(
+                    Kind.PERMANENT, grpc.StatusCode.PERMISSION_DENIED,
                     f"{api} host resolves to a private or loopback address, which Headwater does not call",
                 ) from None
             except ResponseTooLarge:
-                raise ApiError(
-                    grpc.StatusCode.UNAVAILABLE, f"{api} answered with a body over the size limit",
+                raise UpstreamFailure(
+                    Kind.PERMANENT, grpc.StatusCode.UNAVAILABLE, f"{api} answered with a body over the size limit",
                     http_status=502,
                 ) from None
+            else:
+                outcome = classify(response, limits, policy)
+                if outcome.pause is not None:
+                    await self.pacer.pause(account.credential_id, outcome.pause)
 
-            if response.status == 401 and not refreshed and attempt < MAX_ATTEMPTS:
+            # --- what to do next: refresh, repeat, or answer
+            if outcome.kind is Kind.REFRESH and not refreshed and attempt < MAX_ATTEMPTS:
                 fresh = await self.refresher.fresh(account, rejected=True, deadline=deadline)
                 if fresh is not account:
                     account, refreshed = fresh, True
                     continue  # the request was refused unread: sending it again is safe
-            if response.status in RETRYABLE_STATUSES:
-                pause = retry_after_seconds(response.headers) if response.status in (429, 503) else None
-                if pause is not None:
-                    await self.pacer.pause(account.credential_id, pause)
-                if retry and attempt < MAX_ATTEMPTS and await self._backoff(attempt, deadline, pause):
-                    continue
-            return Sent(response, account, url, waited, attempt)
+            if outcome.repeat and safe and attempt < MAX_ATTEMPTS and await self._before_next(attempt, deadline, outcome):
+                continue
+            if response is None:
+                raise failure(outcome.kind, api)
+            return Sent(response, account, url, waited, attempt, outcome)
         raise AssertionError("unreachable")
 
     def _background_slot(self, account: UpstreamAccount, background: bool, timeout: float):
@@ -214,15 +231,16 @@ class Upstream:
             return contextlib.nullcontext(Permit())
         return self.pacer.slot(*_background_key(account), timeout=timeout)
 
-    async def _backoff(self, attempt: int, deadline: float, paused_for: float | None) -> bool:
-        """Sleeps before the next attempt if it can still finish in time; False if not.
+    async def _before_next(self, attempt: int, deadline: float, outcome: Outcome) -> bool:
+        """Waits before the next attempt if it can still finish in time; False if not (the caller
+        gets this answer now: a wait is never allowed to run past the deadline).
 
-        After a Retry-After the pacer itself holds the next attempt back (`paused_for`)."""
+        After a pause the pacer itself holds the next attempt back until the pause ends."""
         loop = asyncio.get_running_loop()
-        if paused_for is not None:
-            return loop.time() + paused_for < deadline
-        delay = min(2.0, 0.1 * 2 ** (attempt - 1)) * random.uniform(1.0, 1.2)
-        if loop.time() + delay >= deadline:
+        if outcome.pause is not None:
+            return loop.time() + outcome.pause < deadline
+        delay = backoff(attempt, base=BACKOFF_BASE, cap=BACKOFF_CAP, remaining=deadline - loop.time())
+        if delay is None:
             return False
         await asyncio.sleep(delay)
         return True

@@ -10,8 +10,10 @@ where an error answer keeps the upstream's message. A new collection is a catalo
     change.upstream_id, change.data          # the record as the upstream now has it
 
 The request goes through `Upstream.send`, so it shares the credential's budget with the proxy and
-the sync engine. Upstream failures become the documented errors (`upstream_error`):
-400 "Salesforce validation error: `Invalid email`", 504 "Salesforce API timed out", ...
+the sync engine, and its answer is classified there (outcomes.classify). A failed answer becomes
+its outcome's documented error (`upstream_error`, outcomes.ERRORS): 400 "Salesforce validation
+error: `Invalid email`", 504 "Salesforce API timed out", 429 with Retry-After for a rate limit
+(GitHub's 403 with x-ratelimit-remaining: 0 too), ...
 """
 
 from __future__ import annotations
@@ -24,18 +26,18 @@ from urllib.parse import quote, urlencode
 
 import grpc
 
-from headwater.engine.reading import ReadError, dig, parse_time
 from headwater.errors import ApiError
 from headwater.store.models import utcnow
 from headwater.store.records import Change
 from headwater.upstream.accounts import UpstreamAccount
 from headwater.upstream.catalogue import Collection, WriteRequest, WriteSpec
-from headwater.upstream.forwarder import UpstreamResponse
-from headwater.upstream.gateway import Upstream, retry_after_seconds
+from headwater.upstream.gateway import Upstream, UpstreamCall, api_name
+from headwater.upstream.outcomes import Outcome, answer_error
+from headwater.upstream.reading import ReadError, dig, parse_time
 from headwater.upstream.requests import UnsafeRequest
+from headwater.upstream.transport import UpstreamResponse
 
 KINDS = ("create", "update", "delete")
-MAX_MESSAGE_CHARS = 500
 
 
 async def write_record(
@@ -114,45 +116,12 @@ def form_fields(value: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix, "" if value is None else str(value))]
 
 
-def upstream_error(account: UpstreamAccount, collection: Collection, response: UpstreamResponse,
+def upstream_error(account: UpstreamAccount, collection: Collection, response: UpstreamResponse, outcome: Outcome,
                    upstream_id: str) -> ApiError:
     """The documented error for an upstream's non-2xx answer to a write, carrying its message."""
-    name = account.provider.name
-    status = response.status
-    message = error_message(collection.write, response.body) or f"HTTP {status}"
-    if status in (408, 504):
-        return ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, f"{name} API timed out")
-    if status == 429:
-        seconds = retry_after_seconds(response.headers)
-        return ApiError(
-            grpc.StatusCode.RESOURCE_EXHAUSTED, f"{name} API rate limit exceeded: `{message}`",
-            headers={"Retry-After": str(max(1, round(seconds)))} if seconds is not None else None,
-        )
-    if status >= 500:
-        return ApiError(grpc.StatusCode.UNAVAILABLE, f"{name} API failed (HTTP {status}): `{message}`",
-                        http_status=502)
-    if status == 404:
-        return ApiError(grpc.StatusCode.NOT_FOUND, f"{name} has no {collection.name} {upstream_id}: `{message}`")
-    if status in (401, 403):
-        return ApiError(
-            grpc.StatusCode.FAILED_PRECONDITION,
-            f"{name} refused credential {account.credential_id} (HTTP {status}): `{message}`",
-        )
-    return ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"{name} validation error: `{message}`")
-
-
-def error_message(spec: WriteSpec, body: bytes) -> str:
-    """The upstream's own message in an error answer: at `spec.error_message` (in the first item
-    of an answer that is a list), else the answer's text; at most MAX_MESSAGE_CHARS."""
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        answer = None
-    if isinstance(answer, list) and answer:
-        answer = answer[0]
-    found = dig(answer, spec.error_message) if spec.error_message and isinstance(answer, dict) else None
-    text = found if isinstance(found, str) else body.decode("utf-8", "replace")
-    return " ".join(text.split())[:MAX_MESSAGE_CHARS]
+    return answer_error(outcome, response, api_name(account), message_at=collection.write.error_message,
+                        provider=account.provider.name, credential=account.credential_id,
+                        subject=f"{collection.name} {upstream_id}")
 
 
 async def _send(upstream, account, collection, operation: WriteRequest, upstream_id, headers, body, deadline):
@@ -160,11 +129,12 @@ async def _send(upstream, account, collection, operation: WriteRequest, upstream
     fields = ",".join(collection.read.fields) if collection.read else ""
     query = urlencode({k: str(v).replace("{fields}", fields) for k, v in operation.query.items()})
     try:
-        sent = await upstream.send(account, operation.method, path, query, headers, body, deadline)
+        sent = await upstream.send(account, UpstreamCall(
+            method=operation.method, path=path, query=query, headers=headers, body=body, deadline=deadline))
     except UnsafeRequest as unsafe:
         raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, f"credential {account.credential_id}: {unsafe}") from None
     if not 200 <= sent.response.status < 300:
-        raise upstream_error(account, collection, sent.response, upstream_id)
+        raise upstream_error(account, collection, sent.response, sent.outcome, upstream_id)
     return sent.response
 
 
