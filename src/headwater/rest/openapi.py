@@ -125,6 +125,7 @@ def document(routes: RouteTable) -> dict:
         path = _openapi_path(route.template)
         for verb, operation in builder.operations(route):
             paths.setdefault(path, {})[verb] = operation
+    _link_creates(paths, builder.schemas)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -155,6 +156,31 @@ def document(routes: RouteTable) -> dict:
         "security": [{"bearer": []}],
         "tags": [{"name": name} for name in sorted(builder.tags)],
     }
+
+
+def _link_creates(paths: dict[str, dict], schemas: dict[str, dict]) -> None:
+    """OpenAPI links from each create to what it creates: `POST /v1/syncs` answering an object
+    with an `id` links to every operation under `/v1/syncs/{id}` (`{x}` of the next segment is
+    `$response.body#/id`), so that clients (and schemathesis' stateful tests) can follow them."""
+    prefix = "#/components/schemas/"
+    for path, operations in paths.items():
+        create = operations.get("post")
+        ok = (create or {}).get("responses", {}).get("200", {})
+        ref = ok.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
+        if not ref.startswith(prefix) or "id" not in schemas[ref[len(prefix):]].get("properties", {}):
+            continue
+        links = {}
+        for other, their_operations in sorted(paths.items()):
+            match = re.match(re.escape(path) + r"/\{([^}]+)\}", other)
+            if not match:
+                continue
+            for verb, operation in sorted(their_operations.items()):
+                links[operation["operationId"]] = {
+                    "operationId": operation["operationId"],
+                    "parameters": {match.group(1): "$response.body#/id"},
+                }
+        if links:
+            ok["links"] = links
 
 
 def _openapi_path(template: PathTemplate) -> str:

@@ -1,0 +1,241 @@
+"""The OpenAPI document: what `make gen` commits is what the server serves at /openapi.json, it is
+valid OpenAPI 3.1, it says what the bridge does (names, required fields, well-known types, errors,
+auth, the raw routes), and schemathesis, run against a real server from it, finds no answer of the
+server's that the document does not describe."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+import httpx
+import jsonschema
+import pytest
+from openapi_spec_validator import validate
+
+from headwater.rest import build_app
+from headwater.rest.openapi import RAW_METHODS, document, render
+from headwater.v1 import stream_pb2, sync_pb2
+
+GENERATED = Path(__file__).resolve().parent.parent / "gen" / "openapi.json"
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict:
+    return json.loads(GENERATED.read_bytes())
+
+
+def schema_of(doc: dict, ref_or_schema: dict) -> dict:
+    """The component a {"$ref": ...} names (or the schema itself)."""
+    ref = ref_or_schema.get("$ref")
+    return doc["components"]["schemas"][ref.rsplit("/", 1)[1]] if ref else ref_or_schema
+
+
+def resolving(doc: dict, schema: dict) -> dict:
+    """`schema` with the document's components beside it, for jsonschema to follow the $refs."""
+    return {**schema, "components": doc["components"]}
+
+
+def test_the_committed_document_is_valid_openapi_3_1(doc):
+    validate(doc)
+    assert doc["openapi"] == "3.1.0"
+
+
+async def test_the_server_serves_the_committed_document_without_a_token(server):
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        answer = await http.get("/openapi.json")
+        wrong_verb = await http.post("/openapi.json")
+
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/json"
+    # The running server's route table and gen/ agree byte for byte (else: `make gen`).
+    assert answer.content == GENERATED.read_bytes()
+    assert wrong_verb.status_code == 405
+    assert wrong_verb.headers["allow"] == "GET"
+
+
+def test_the_document_follows_the_route_table_it_is_given():
+    # Any service the bridge routes is documented, and nothing it does not route.
+    bridge = build_app([(stream_pb2.DESCRIPTOR.services_by_name["StreamService"], None)])
+
+    doc = document(bridge.routes)
+
+    assert sorted(doc["paths"]) == ["/openapi.json", "/v1/streams", "/v1/streams/{id}"]
+    assert sorted(doc["paths"]["/v1/streams/{id}"]) == ["delete", "get"]
+    assert doc["paths"]["/v1/streams"]["post"]["operationId"] == "StreamService_CreateStream"
+    assert render(doc) == render(document(bridge.routes))  # deterministic
+
+
+def test_bodies_use_the_proto_field_names_and_required_fields_from_field_behavior(doc):
+    create = doc["paths"]["/v1/syncs"]["post"]
+    sent = schema_of(doc, create["requestBody"]["content"]["application/json"]["schema"])
+    answered = schema_of(doc, create["responses"]["200"]["content"]["application/json"]["schema"])
+
+    # REQUIRED in sync.proto; OUTPUT_ONLY fields are read-only in what is sent.
+    assert sent["required"] == ["provider", "stream_id", "collection_ids"]
+    assert sent["properties"]["id"]["readOnly"] is True
+    assert "rate_limit" in sent["properties"] and "rateLimit" not in sent["properties"]
+    assert sent["additionalProperties"] is False  # the bridge refuses unknown fields
+    # The answer has every key; what has presence (messages, `optional` scalars) may be null.
+    assert answered["required"] == [f.name for f in sync_pb2.Sync.DESCRIPTOR.fields]
+    assert answered["properties"]["name"] == {"anyOf": [{"type": "string"}, {"type": "null"}]}
+    assert answered["properties"]["created_at"] == {
+        "anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}
+    assert answered["properties"]["metadata"] == {"anyOf": [{"type": "object"}, {"type": "null"}]}
+    assert answered["properties"]["collection_ids"] == {"type": "array", "items": {"type": "string"}}
+
+
+def test_a_patch_body_requires_nothing_and_the_update_mask_is_a_query_parameter(doc):
+    patch = doc["paths"]["/v1/syncs/{id}"]["patch"]
+
+    body = schema_of(doc, patch["requestBody"]["content"]["application/json"]["schema"])
+    parameters = {p["name"]: p for p in patch["parameters"]}
+
+    assert "required" not in body
+    assert parameters["id"]["in"] == "path" and parameters["id"]["schema"]["minLength"] == 1
+    assert parameters["update_mask"]["in"] == "query"
+    assert parameters["update_mask"]["schema"]["type"] == "string"
+
+
+def test_fields_bound_by_neither_path_nor_body_are_query_parameters(doc):
+    listing = {p["name"]: p for p in doc["paths"]["/v1/syncs"]["get"]["parameters"]}
+    next_batch = doc["paths"]["/v1/http-consumers/{id}/next"]
+    posted = schema_of(doc, next_batch["post"]["requestBody"]["content"]["application/json"]["schema"])
+
+    assert listing["page_size"]["schema"]["type"] == "integer"
+    assert listing["health.status"]["in"] == "query"  # a nested message's field, by its path
+    assert {p["name"] for p in next_batch["get"]["parameters"]} == {"id", "batch_size", "wait_for"}
+    # body "*": the whole message but the path's fields, and no query parameters.
+    assert sorted(posted["properties"]) == ["batch_size", "wait_for"]
+    assert [p["name"] for p in next_batch["post"]["parameters"]] == ["id"]
+
+
+def test_errors_are_the_documented_body_and_validate_against_it(doc):
+    statuses = sorted(doc["paths"]["/v1/syncs"]["post"]["responses"])
+    error_schema = doc["components"]["schemas"]["Error"]
+    from headwater.errors import invalid
+
+    real_error = invalid("sync.provider", "is required").to_json()
+
+    assert statuses == ["200", "400", "401", "403", "404", "409", "413", "415", "429", "503", "504"]
+    assert "413" not in doc["paths"]["/v1/syncs"]["get"]["responses"]  # no body, no body errors
+    assert doc["components"]["responses"]["Error400"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"}
+    jsonschema.validate(real_error, error_schema)
+    assert error_schema["required"] == ["error", "docs", "code", "message", "details"]
+
+
+def test_the_token_is_a_bearer_scheme_that_the_document_and_the_connect_pages_do_not_need(doc):
+    assert doc["security"] == [{"bearer": []}]
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert "token <token>" in doc["components"]["securitySchemes"]["bearer"]["description"]
+    assert doc["paths"]["/openapi.json"]["get"]["security"] == []
+    assert doc["paths"]["/v1/connect/pages/{session_id}"]["get"]["security"] == []
+    assert "security" not in doc["paths"]["/v1/syncs"]["get"]  # the document's default: a token
+
+
+def test_proxy_routes_are_raw_pass_through_on_every_verb(doc):
+    proxy = doc["paths"]["/v1/proxy/sync/{sync_id}/{path}"]
+
+    assert sorted(proxy) == sorted(RAW_METHODS)
+    for verb, operation in proxy.items():
+        assert operation["responses"] == {"default": {
+            "description": operation["responses"]["default"]["description"],
+            "content": {"*/*": {"schema": {}}},  # any status, any body
+        }}
+        assert "security" not in operation  # the caller's token
+    assert proxy["post"]["requestBody"]["content"] == {"*/*": {"schema": {}}}
+    path_parameter = next(p for p in proxy["get"]["parameters"] if p["name"] == "path")
+    assert "several segments" in path_parameter["description"]
+
+
+def test_a_create_links_to_the_operations_on_what_it_created(doc):
+    links = doc["paths"]["/v1/http-consumers"]["post"]["responses"]["200"]["links"]
+
+    assert links["ConsumerService_Ack"] == {
+        "operationId": "ConsumerService_Ack", "parameters": {"id": "$response.body#/id"}}
+    assert "ConsumerService_GetConsumer" in links
+
+
+async def test_real_answers_match_the_document(server, client, doc):
+    # Arrange one of each kind of answer: a resource, a list of them, an error.
+    created = await client.rest.post("/v1/streams", json={"name": "orders"})
+    listed = await client.rest.get("/v1/streams")
+    missing = await client.rest.get("/v1/streams/nope")
+
+    def answer_schema(path: str, verb: str, status: str) -> dict:
+        response = doc["paths"][path][verb]["responses"][status]
+        if "$ref" in response:
+            response = doc["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+        return response["content"]["application/json"]["schema"]
+
+    assert created.status_code == 200, created.text
+    jsonschema.validate(created.json(), resolving(doc, answer_schema("/v1/streams", "post", "200")))
+    jsonschema.validate(listed.json(), resolving(doc, answer_schema("/v1/streams", "get", "200")))
+    assert missing.status_code == 404
+    jsonschema.validate(missing.json(), resolving(doc, answer_schema("/v1/streams/{id}", "get", "404")))
+
+
+# --- schemathesis --------------------------------------------------------------------------
+
+# The checks: no 5xx, documented statuses only, answers of the documented content type, schema
+# and headers, and (stateful, following the document's links) a deleted resource is gone and a
+# created one is there.
+CHECKS = ",".join([
+    "not_a_server_error", "status_code_conformance", "content_type_conformance",
+    "response_schema_conformance", "response_headers_conformance",
+    "use_after_free", "ensure_resource_availability",
+])
+EXAMPLES = int(os.environ.get("HEADWATER_SCHEMATHESIS_EXAMPLES", "8"))  # per operation and phase
+
+# The raw routes answer what the upstream (or the connect page) answers: their response schemas
+# are not checked (the document says "anything" for them anyway), their statuses and no-5xx are.
+CONFIG = textwrap.dedent("""
+    [[operations]]
+    include-tag = "Raw routes"
+    checks.response_schema_conformance.enabled = false
+
+    [[operations]]
+    include-tag = "Connect pages"
+    checks.response_schema_conformance.enabled = false
+""")
+
+
+# On SQLite only, to keep the run near a minute on a 2-core machine (tests/test_fuzz.py sends
+# hostile input to every route on PostgreSQL too).
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_schemathesis_finds_no_answer_the_document_does_not_describe(server, client, tmp_path):
+    # A stream exists, so that creates naming it (consumers, syncs) can get further than a 404.
+    stream = await client.rest.post("/v1/streams", json={"name": "schemathesis"})
+    assert stream.status_code == 200, stream.text
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG)
+    command = [
+        sys.executable, "-c", "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())",
+        "--config-file", str(config), "--no-color",
+        "run", f"{server.http_url}/openapi.json",
+        "-H", f"Authorization: Bearer {client.token}",
+        "--checks", CHECKS,
+        "--phases", "examples,coverage,fuzzing,stateful",
+        "--max-examples", str(EXAMPLES),
+        "--seed", "15",  # the same cases every run
+        "--generation-database", "none",
+        "--workers", "1",
+        "--request-timeout", "20",
+    ]
+
+    process = await asyncio.create_subprocess_exec(
+        *command, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await process.communicate()
+
+    report = output.decode(errors="replace")
+    assert process.returncode == 0, report[-20000:]
+    selected = re.search(r"Selected: (\d+)/(\d+)", report)
+    assert selected and selected.group(1) == selected.group(2), report[-5000:]  # every operation
+    assert f"Tested: {selected.group(1)}" in report, report[-5000:]
