@@ -10,7 +10,6 @@ import json
 import os
 import re
 import sys
-import textwrap
 from pathlib import Path
 
 import httpx
@@ -195,47 +194,85 @@ EXAMPLES = int(os.environ.get("HEADWATER_SCHEMATHESIS_EXAMPLES", "8"))  # per op
 
 # The raw routes answer what the upstream (or the connect page) answers: their response schemas
 # are not checked (the document says "anything" for them anyway), their statuses and no-5xx are.
-CONFIG = textwrap.dedent("""
-    [[operations]]
-    include-tag = "Raw routes"
-    checks.response_schema_conformance.enabled = false
+RAW_ROUTES = """
+[[operations]]
+include-tag = "Raw routes"
+checks.response_schema_conformance.enabled = false
 
-    [[operations]]
-    include-tag = "Connect pages"
-    checks.response_schema_conformance.enabled = false
-""")
+[[operations]]
+include-tag = "Connect pages"
+checks.response_schema_conformance.enabled = false
+"""
 
 
-# On SQLite only, to keep the run near a minute on a 2-core machine (tests/test_fuzz.py sends
-# hostile input to every route on PostgreSQL too).
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_schemathesis_finds_no_answer_the_document_does_not_describe(server, client, tmp_path):
-    # A stream exists, so that creates naming it (consumers, syncs) can get further than a 404.
-    stream = await client.rest.post("/v1/streams", json={"name": "schemathesis"})
-    assert stream.status_code == 200, stream.text
-    config = tmp_path / "schemathesis.toml"
-    config.write_text(CONFIG)
+async def existing_resources(client, upstream) -> dict[str, str]:
+    """One of each resource, by the path prefix of the calls on it: {"/v1/syncs/": id, ...}; the
+    credential's API is the upstream emulator on loopback (the proxy's calls go there)."""
+
+    async def create(path: str, body: dict) -> str:
+        answer = await client.rest.post(path, json=body)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["id"]
+
+    stream = await create("/v1/streams", {"name": "schemathesis"})
+    credential = await create("/v1/credentials", {"provider": "stripe", "properties": {
+        "kind": "stripe_api_key", "secret": "sk_test_schemathesis", "base_url": upstream.base_url}})
+    sync = await create("/v1/syncs", {
+        "provider": "stripe", "stream_id": stream, "credential_id": credential, "collection_ids": ["stripe:customer"]})
+    consumer = await create("/v1/http-consumers", {"name": "schemathesis", "stream_id": stream})
+    endpoint = await create("/v1/event-endpoints", {"url": "https://example.com/schemathesis"})
+    return {"/v1/streams/": stream, "/v1/credentials/": credential, "/v1/syncs/": sync,
+            "/v1/http-consumers/": consumer, "/v1/event-endpoints/": endpoint}
+
+
+async def schemathesis(server, token: str, config: Path, phases: str) -> str:
+    """Runs schemathesis against the server's /openapi.json, which must pass: its report."""
     command = [
         sys.executable, "-c", "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())",
         "--config-file", str(config), "--no-color",
         "run", f"{server.http_url}/openapi.json",
-        "-H", f"Authorization: Bearer {client.token}",
+        "-H", f"Authorization: Bearer {token}",
         "--checks", CHECKS,
-        "--phases", "examples,coverage,fuzzing,stateful",
+        "--phases", phases,
         "--max-examples", str(EXAMPLES),
         "--seed", "15",  # the same cases every run
         "--generation-database", "none",
         "--workers", "1",
         "--request-timeout", "20",
     ]
-
     process = await asyncio.create_subprocess_exec(
-        *command, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *command, cwd=config.parent, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     output, _ = await process.communicate()
-
     report = output.decode(errors="replace")
     assert process.returncode == 0, report[-20000:]
-    selected = re.search(r"Selected: (\d+)/(\d+)", report)
-    assert selected and selected.group(1) == selected.group(2), report[-5000:]  # every operation
-    assert f"Tested: {selected.group(1)}" in report, report[-5000:]
+    return report
+
+
+# On SQLite only, to keep the run near a minute on a 2-core machine (tests/test_fuzz.py sends
+# hostile input to every route on PostgreSQL too).
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_schemathesis_finds_no_answer_the_document_does_not_describe(server, client, upstream, tmp_path):
+    # Calls on an existing resource get past the 404 to the answers that show a resource (all but
+    # DELETE, which would leave the others a 404).
+    ids = await existing_resources(client, upstream)
+    on_existing = tmp_path / "existing" / "schemathesis.toml"
+    on_existing.parent.mkdir()
+    on_existing.write_text(RAW_ROUTES + "".join(
+        f'\n[[operations]]\ninclude-path-regex = "^{prefix}"\nexclude-method = "DELETE"\n'
+        f'parameters = {{ id = "{ident}" }}\n'
+        for prefix, ident in ids.items()
+    ))
+    # The stateful phase follows the document's links from each create to what it created (there
+    # the ids above would take the place of the created one's).
+    following_links = tmp_path / "links" / "schemathesis.toml"
+    following_links.parent.mkdir()
+    following_links.write_text(RAW_ROUTES)
+
+    fuzzed = await schemathesis(server, client.token, on_existing, "examples,coverage,fuzzing")
+    followed = await schemathesis(server, client.token, following_links, "stateful")
+
+    selected = re.search(r"Selected: (\d+)/(\d+)", fuzzed)
+    assert selected and selected.group(1) == selected.group(2), fuzzed[-5000:]  # every operation
+    assert f"Tested: {selected.group(1)}" in fuzzed, fuzzed[-5000:]
+    assert re.search(r"API Links: +[1-9]\d* covered", followed), followed[-5000:]

@@ -18,7 +18,8 @@ on loopback and saves what it serves). What it says, and where it comes from:
   Value: anything, FieldMask: "a,b.c", wrappers: their value); 64-bit integers as strings; enums
   by name. A response has every key: a field with presence (a message, an `optional` scalar)
   unset is null. Requests: `google.api.field_behavior` REQUIRED fields are required, OUTPUT_ONLY
-  ones are read-only; a PATCH body (the update mask is its keys) requires nothing.
+  ones are read-only; a PATCH body (the update mask is its keys) requires nothing; strings sent
+  are at most `headwater.inputs`' limits long.
   Not documented, though the bridge accepts them: camelCase spellings of field names, and one
   object where a list of messages is expected (a list of one).
 - Errors: the documented body (`Error`) for the statuses grpc-gateway maps our status codes to.
@@ -35,6 +36,8 @@ from dataclasses import dataclass
 
 from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
+from headwater.inputs import MAX_STRING_CHARS, STRING_LIMITS
 
 from . import _transcode as tc
 from ._routing import ANY_METHOD, PathTemplate, Route, RouteTable
@@ -402,7 +405,8 @@ class _Builder:
         if field.message_type is not None:  # a wrapper or Timestamp in a path or query parameter
             return _well_known(field.message_type, variant)
         if kind == _FD.TYPE_STRING:
-            return {"type": "string"}
+            limit = STRING_LIMITS.get(field.full_name, MAX_STRING_CHARS)  # checked on the way in
+            return {"type": "string", "maxLength": limit} if variant != "out" and limit else {"type": "string"}
         if kind == _FD.TYPE_BOOL:
             return {"type": "boolean"}
         if kind in _INT32:
