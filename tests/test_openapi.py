@@ -276,3 +276,76 @@ async def test_schemathesis_finds_no_answer_the_document_does_not_describe(serve
     assert selected and selected.group(1) == selected.group(2), fuzzed[-5000:]  # every operation
     assert f"Tested: {selected.group(1)}" in fuzzed, fuzzed[-5000:]
     assert re.search(r"API Links: +[1-9]\d* covered", followed), followed[-5000:]
+
+
+def a_service_of_every_field_type():
+    """A service the protos do not have (yet): 64-bit integers, an enum, wrappers, a Duration, a
+    map, a REQUIRED field; to show the generator takes whatever the bridge routes."""
+    from google.api import annotations_pb2, field_behavior_pb2
+    from google.protobuf import descriptor_pb2, descriptor_pool
+    from google.protobuf import duration_pb2, wrappers_pb2  # noqa: F401 (their files, in the pool)
+
+    name = "openapi_test/things.proto"
+    pool = descriptor_pool.Default()
+    try:
+        return pool.FindFileByName(name).services_by_name["ThingService"]
+    except KeyError:
+        pass
+    F = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(
+        name=name, package="openapi_test", syntax="proto3",
+        dependency=["google/api/annotations.proto", "google/api/field_behavior.proto",
+                    "google/protobuf/duration.proto", "google/protobuf/wrappers.proto"])
+    file.enum_type.add(name="Colour").value.extend([
+        descriptor_pb2.EnumValueDescriptorProto(name="COLOUR_UNSPECIFIED", number=0),
+        descriptor_pb2.EnumValueDescriptorProto(name="RED", number=1)])
+    thing = file.message_type.add(name="Thing")
+    thing.field.add(name="id", number=1, type=F.TYPE_STRING)
+    thing.field.add(name="count", number=2, type=F.TYPE_INT64)
+    thing.field.add(name="colour", number=3, type=F.TYPE_ENUM, type_name=".openapi_test.Colour")
+    thing.field.add(name="limit", number=4, type=F.TYPE_MESSAGE, type_name=".google.protobuf.Int32Value")
+    thing.field.add(name="every", number=5, type=F.TYPE_MESSAGE, type_name=".google.protobuf.Duration")
+    label = thing.field.add(name="label", number=6, type=F.TYPE_STRING)
+    label.options.Extensions[field_behavior_pb2.field_behavior].append(field_behavior_pb2.REQUIRED)
+    entry = thing.nested_type.add(name="SizesEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    entry.field.add(name="value", number=2, type=F.TYPE_UINT64, label=F.LABEL_OPTIONAL)
+    thing.field.add(name="sizes", number=7, type=F.TYPE_MESSAGE, type_name=".openapi_test.Thing.SizesEntry",
+                    label=F.LABEL_REPEATED)
+    request = file.message_type.add(name="PutThingRequest")
+    request.field.add(name="id", number=1, type=F.TYPE_STRING)
+    request.field.add(name="thing", number=2, type=F.TYPE_MESSAGE, type_name=".openapi_test.Thing")
+    request.field.add(name="dry_run", number=3, type=F.TYPE_BOOL)
+    method = file.service.add(name="ThingService").method.add(
+        name="PutThing", input_type=".openapi_test.PutThingRequest", output_type=".openapi_test.Thing")
+    rule = method.options.Extensions[annotations_pb2.http]
+    rule.put = "/v1/things/{id}"
+    rule.body = "thing"
+    pool.AddSerializedFile(file.SerializeToString())
+    return pool.FindFileByName(name).services_by_name["ThingService"]
+
+
+def test_the_generator_maps_every_field_type_as_protobufs_json_mapping_says():
+    bridge = build_app([(a_service_of_every_field_type(), None)])
+
+    doc = document(bridge.routes)
+    validate(doc)
+    put = doc["paths"]["/v1/things/{id}"]["put"]
+    sent = doc["components"]["schemas"]["openapi_test.ThingInput"]
+    answered = doc["components"]["schemas"]["openapi_test.Thing"]
+
+    assert put["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/openapi_test.ThingInput"}
+    assert [p["name"] for p in put["parameters"]] == ["id", "dry_run"]
+    assert sent["required"] == ["label"]
+    # 64-bit integers: strings out, strings or numbers in.
+    assert answered["properties"]["count"]["type"] == "string"
+    assert {s["type"] for s in sent["properties"]["count"]["oneOf"]} == {"string", "integer"}
+    assert answered["properties"]["colour"] == {"type": "string", "enum": ["COLOUR_UNSPECIFIED", "RED"]}
+    # A wrapper is its value, null when unset; a Duration is "1.5s".
+    assert answered["properties"]["limit"]["anyOf"][0]["type"] == "integer"
+    assert answered["properties"]["limit"]["anyOf"][1] == {"type": "null"}
+    assert answered["properties"]["every"]["anyOf"][0]["pattern"].endswith("s$")
+    assert answered["properties"]["sizes"] == {
+        "type": "object", "additionalProperties": {"type": "string", "format": "uint64", "pattern": "^[0-9]+$"}}
