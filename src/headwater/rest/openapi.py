@@ -245,7 +245,7 @@ class _Builder:
             "operationId": self._unique_id(f"{tag}_{method.name}"),
             "summary": method.full_name,
             "tags": [tag],
-            "parameters": [self._path_parameter(request, v, route.template) for v in route.template.variables],
+            "parameters": [self._path_parameter(request, v) for v in route.template.variables],
         }
         if handler.body != "*":
             skip = [*handler.path_fields, *([handler.body] if handler.body else [])]
@@ -253,8 +253,8 @@ class _Builder:
         if handler.body:
             variant = "patch" if handler.fill_update_mask else "in"
             if handler.body == "*":
-                schema = self._message_schema(request, "in", exclude={p.split(".")[0] for p in path_names
-                                                                       if "." not in p})
+                # The path's fields win over the body's: they are not part of it.
+                schema = self._message_schema(request, "in", exclude={p for p in path_names if "." not in p})
             else:
                 schema = self._body_schema(request.fields_by_name[handler.body], variant)
             operation["requestBody"] = {
@@ -309,7 +309,7 @@ class _Builder:
                 operation["requestBody"] = {"required": False, "content": {"*/*": {"schema": {}}}}
             yield verb, operation
 
-    def _path_parameter(self, request: Descriptor, var, template: PathTemplate) -> dict:
+    def _path_parameter(self, request: Descriptor, var) -> dict:
         fields = tc.resolve_field_path(request, var.name)
         schema = self._scalar_schema(fields[-1], "in")
         parameter = {"name": var.name, "in": "path", "required": True, "schema": schema}
