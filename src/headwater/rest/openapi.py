@@ -18,8 +18,8 @@ on loopback and saves what it serves). What it says, and where it comes from:
   Value: anything, FieldMask: "a,b.c", wrappers: their value); 64-bit integers as strings; enums
   by name. A response has every key: a field with presence (a message, an `optional` scalar)
   unset is null. Requests: `google.api.field_behavior` REQUIRED fields are required, OUTPUT_ONLY
-  ones are read-only; a PATCH body (the update mask is its keys) requires nothing; strings sent
-  are at most `headwater.inputs`' limits long.
+  ones are read-only; a PATCH body (the update mask is its keys) requires nothing; null is
+  "unset" for a field not required; strings sent are at most `headwater.inputs`' limits long.
   Not documented, though the bridge accepts them: camelCase spellings of field names, and one
   object where a list of messages is expected (a list of one).
 - Errors: the documented body (`Error`) for the statuses grpc-gateway maps our status codes to.
@@ -386,12 +386,15 @@ class _Builder:
         return {"type": "array", "items": single} if tc.is_repeated(field) else single
 
     def _field_schema(self, field: FieldDescriptor, variant: str) -> dict:
-        """A field's JSON value inside an object: null where the field has presence (a message, an
-        `optional` scalar), which the bridge writes for unset and takes as "unset"."""
+        """A field's JSON value inside an object. Answers write null for an unset field that has
+        presence (a message, an `optional` scalar); requests may send null for any field that is
+        not required, which the bridge takes as "unset" (protobuf's JSON parser does)."""
         schema = self._body_schema(field, variant)
-        if field.has_presence and not tc.is_repeated(field):
-            return _nullable(schema)
-        return schema
+        if variant == "out":
+            nullable = field.has_presence and not tc.is_repeated(field)
+        else:
+            nullable = variant == "patch" or not is_required(field)
+        return _nullable(schema) if nullable else schema
 
     def _single_schema(self, field: FieldDescriptor, variant: str) -> dict:
         if field.message_type is not None:
