@@ -36,6 +36,7 @@ gen: $(STAMP)
 	$(PY) -m grpc_tools.protoc -Iproto -I$(GOOGLEAPIS) \
 		--python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
 	touch gen/headwater/v1/__init__.py
+	$(PY) -m headwater.rest gen/openapi.json  # the REST bridge's OpenAPI document, from a server's routes
 
 # Fails when gen/ is not what `make gen` would write from proto/.
 check-gen: $(STAMP)
@@ -44,6 +45,8 @@ check-gen: $(STAMP)
 		--python_out=build/gen-check --pyi_out=build/gen-check --grpc_python_out=build/gen-check $(PROTOS)
 	touch build/gen-check/headwater/v1/__init__.py
 	diff -r -x __pycache__ gen/headwater build/gen-check/headwater || (echo 'gen/ is stale: run make gen and commit' >&2; exit 1)
+	$(PY) -m headwater.rest build/gen-check/openapi.json
+	diff gen/openapi.json build/gen-check/openapi.json || (echo 'gen/openapi.json is stale: run make gen and commit' >&2; exit 1)
 
 $(BUF):
 	mkdir -p build/tools

@@ -23,22 +23,41 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aheadwater/v1/connect.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"_\n\x07\x45ndUser\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\x05\x65mail\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x19\n\x0c\x64isplay_name\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\x08\n\x06_emailB\x0f\n\r_display_name\"\xfd\x02\n\x0e\x43onnectSession\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x13\n\x0b\x63onnect_url\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x08\x65nd_user\x18\x05 \x01(\x0b\x32\x15.headwater.v1.EndUser\x12\x1c\n\x14\x61llowed_integrations\x18\x06 \x03(\t\x12\x14\n\x0credirect_url\x18\x07 \x01(\t\x12W\n\x16integration_properties\x18\x08 \x03(\x0b\x32\x37.headwater.v1.ConnectSession.IntegrationPropertiesEntry\x1aU\n\x1aIntegrationPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct:\x02\x38\x01\"\xb7\x02\n\x1b\x43reateConnectSessionRequest\x12\'\n\x08\x65nd_user\x18\x01 \x01(\x0b\x32\x15.headwater.v1.EndUser\x12\x1c\n\x14\x61llowed_integrations\x18\x02 \x03(\t\x12\x14\n\x0credirect_url\x18\x03 \x01(\t\x12\x64\n\x16integration_properties\x18\x04 \x03(\x0b\x32\x44.headwater.v1.CreateConnectSessionRequest.IntegrationPropertiesEntry\x1aU\n\x1aIntegrationPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct:\x02\x38\x01\"M\n\x1c\x43reateConnectSessionResponse\x12-\n\x07session\x18\x01 \x01(\x0b\x32\x1c.headwater.v1.ConnectSession\"\xac\x01\n!CreateConnectedUserSessionRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x13\n\x0bintegration\x18\x02 \x01(\t\x12\x14\n\x0credirect_url\x18\x03 \x01(\t\x12\x12\n\x05\x65mail\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x19\n\x0c\x64isplay_name\x18\x05 \x01(\tH\x01\x88\x01\x01\x42\x08\n\x06_emailB\x0f\n\r_display_name\"S\n\"CreateConnectedUserSessionResponse\x12-\n\x07session\x18\x01 \x01(\x0b\x32\x1c.headwater.v1.ConnectSession\"c\n\x0f\x43onnectSettings\x12 \n\x18\x61llowed_redirect_origins\x18\x01 \x03(\t\x12.\n\nupdated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1b\n\x19GetConnectSettingsRequest\"M\n\x1aGetConnectSettingsResponse\x12/\n\x08settings\x18\x01 \x01(\x0b\x32\x1d.headwater.v1.ConnectSettings\"\x80\x01\n\x1cUpdateConnectSettingsRequest\x12/\n\x08settings\x18\x01 \x01(\x0b\x32\x1d.headwater.v1.ConnectSettings\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"P\n\x1dUpdateConnectSettingsResponse\x12/\n\x08settings\x18\x01 \x01(\x0b\x32\x1d.headwater.v1.ConnectSettings2\xa9\x05\n\x0e\x43onnectService\x12\x97\x01\n\x14\x43reateConnectSession\x12).headwater.v1.CreateConnectSessionRequest\x1a*.headwater.v1.CreateConnectSessionResponse\"(\x82\xd3\xe4\x93\x02\"\"\x14/v1/connect/sessions:\x01*b\x07session\x12\xc5\x01\n\x1a\x43reateConnectedUserSession\x12/.headwater.v1.CreateConnectedUserSessionRequest\x1a\x30.headwater.v1.CreateConnectedUserSessionResponse\"D\x82\xd3\xe4\x93\x02>\"0/projects/{project_id}/sdk/connect/{integration}:\x01*b\x07session\x12\x8f\x01\n\x12GetConnectSettings\x12\'.headwater.v1.GetConnectSettingsRequest\x1a(.headwater.v1.GetConnectSettingsResponse\"&\x82\xd3\xe4\x93\x02 \x12\x14/v1/connect/settingsb\x08settings\x12\xa2\x01\n\x15UpdateConnectSettings\x12*.headwater.v1.UpdateConnectSettingsRequest\x1a+.headwater.v1.UpdateConnectSettingsResponse\"0\x82\xd3\xe4\x93\x02*2\x14/v1/connect/settings:\x08settingsb\x08settingsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aheadwater/v1/connect.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"e\n\x07\x45ndUser\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x05\x65mail\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x19\n\x0c\x64isplay_name\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\x08\n\x06_emailB\x0f\n\r_display_name\"\x95\x03\n\x0e\x43onnectSession\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x63onnect_url\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\'\n\x08\x65nd_user\x18\x05 \x01(\x0b\x32\x15.headwater.v1.EndUser\x12\x1c\n\x14\x61llowed_integrations\x18\x06 \x03(\t\x12\x14\n\x0credirect_url\x18\x07 \x01(\t\x12W\n\x16integration_properties\x18\x08 \x03(\x0b\x32\x37.headwater.v1.ConnectSession.IntegrationPropertiesEntry\x1aU\n\x1aIntegrationPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct:\x02\x38\x01\"\xc3\x02\n\x1b\x43reateConnectSessionRequest\x12-\n\x08\x65nd_user\x18\x01 \x01(\x0b\x32\x15.headwater.v1.EndUserB\x04\xe2\x41\x01\x02\x12\x1c\n\x14\x61llowed_integrations\x18\x02 \x03(\t\x12\x1a\n\x0credirect_url\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x64\n\x16integration_properties\x18\x04 \x03(\x0b\x32\x44.headwater.v1.CreateConnectSessionRequest.IntegrationPropertiesEntry\x1aU\n\x1aIntegrationPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct:\x02\x38\x01\"M\n\x1c\x43reateConnectSessionResponse\x12-\n\x07session\x18\x01 \x01(\x0b\x32\x1c.headwater.v1.ConnectSession\"\xb2\x01\n!CreateConnectedUserSessionRequest\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x13\n\x0bintegration\x18\x02 \x01(\t\x12\x1a\n\x0credirect_url\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x05\x65mail\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x19\n\x0c\x64isplay_name\x18\x05 \x01(\tH\x01\x88\x01\x01\x42\x08\n\x06_emailB\x0f\n\r_display_name\"S\n\"CreateConnectedUserSessionResponse\x12-\n\x07session\x18\x01 \x01(\x0b\x32\x1c.headwater.v1.ConnectSession\"i\n\x0f\x43onnectSettings\x12 \n\x18\x61llowed_redirect_origins\x18\x01 \x03(\t\x12\x34\n\nupdated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\x1b\n\x19GetConnectSettingsRequest\"M\n\x1aGetConnectSettingsResponse\x12/\n\x08settings\x18\x01 \x01(\x0b\x32\x1d.headwater.v1.ConnectSettings\"\x80\x01\n\x1cUpdateConnectSettingsRequest\x12/\n\x08settings\x18\x01 \x01(\x0b\x32\x1d.headwater.v1.ConnectSettings\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"P\n\x1dUpdateConnectSettingsResponse\x12/\n\x08settings\x18\x01 \x01(\x0b\x32\x1d.headwater.v1.ConnectSettings2\xa9\x05\n\x0e\x43onnectService\x12\x97\x01\n\x14\x43reateConnectSession\x12).headwater.v1.CreateConnectSessionRequest\x1a*.headwater.v1.CreateConnectSessionResponse\"(\x82\xd3\xe4\x93\x02\"\"\x14/v1/connect/sessions:\x01*b\x07session\x12\xc5\x01\n\x1a\x43reateConnectedUserSession\x12/.headwater.v1.CreateConnectedUserSessionRequest\x1a\x30.headwater.v1.CreateConnectedUserSessionResponse\"D\x82\xd3\xe4\x93\x02>\"0/projects/{project_id}/sdk/connect/{integration}:\x01*b\x07session\x12\x8f\x01\n\x12GetConnectSettings\x12\'.headwater.v1.GetConnectSettingsRequest\x1a(.headwater.v1.GetConnectSettingsResponse\"&\x82\xd3\xe4\x93\x02 \x12\x14/v1/connect/settingsb\x08settings\x12\xa2\x01\n\x15UpdateConnectSettings\x12*.headwater.v1.UpdateConnectSettingsRequest\x1a+.headwater.v1.UpdateConnectSettingsResponse\"0\x82\xd3\xe4\x93\x02*2\x14/v1/connect/settings:\x08settingsb\x08settingsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'headwater.v1.connect_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ENDUSER'].fields_by_name['id']._loaded_options = None
+  _globals['_ENDUSER'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_CONNECTSESSION_INTEGRATIONPROPERTIESENTRY']._loaded_options = None
   _globals['_CONNECTSESSION_INTEGRATIONPROPERTIESENTRY']._serialized_options = b'8\001'
+  _globals['_CONNECTSESSION'].fields_by_name['id']._loaded_options = None
+  _globals['_CONNECTSESSION'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_CONNECTSESSION'].fields_by_name['token']._loaded_options = None
+  _globals['_CONNECTSESSION'].fields_by_name['token']._serialized_options = b'\342A\001\003'
+  _globals['_CONNECTSESSION'].fields_by_name['connect_url']._loaded_options = None
+  _globals['_CONNECTSESSION'].fields_by_name['connect_url']._serialized_options = b'\342A\001\003'
+  _globals['_CONNECTSESSION'].fields_by_name['expires_at']._loaded_options = None
+  _globals['_CONNECTSESSION'].fields_by_name['expires_at']._serialized_options = b'\342A\001\003'
   _globals['_CREATECONNECTSESSIONREQUEST_INTEGRATIONPROPERTIESENTRY']._loaded_options = None
   _globals['_CREATECONNECTSESSIONREQUEST_INTEGRATIONPROPERTIESENTRY']._serialized_options = b'8\001'
+  _globals['_CREATECONNECTSESSIONREQUEST'].fields_by_name['end_user']._loaded_options = None
+  _globals['_CREATECONNECTSESSIONREQUEST'].fields_by_name['end_user']._serialized_options = b'\342A\001\002'
+  _globals['_CREATECONNECTSESSIONREQUEST'].fields_by_name['redirect_url']._loaded_options = None
+  _globals['_CREATECONNECTSESSIONREQUEST'].fields_by_name['redirect_url']._serialized_options = b'\342A\001\002'
+  _globals['_CREATECONNECTEDUSERSESSIONREQUEST'].fields_by_name['redirect_url']._loaded_options = None
+  _globals['_CREATECONNECTEDUSERSESSIONREQUEST'].fields_by_name['redirect_url']._serialized_options = b'\342A\001\002'
+  _globals['_CONNECTSETTINGS'].fields_by_name['updated_at']._loaded_options = None
+  _globals['_CONNECTSETTINGS'].fields_by_name['updated_at']._serialized_options = b'\342A\001\003'
   _globals['_CONNECTSERVICE'].methods_by_name['CreateConnectSession']._loaded_options = None
   _globals['_CONNECTSERVICE'].methods_by_name['CreateConnectSession']._serialized_options = b'\202\323\344\223\002\"\"\024/v1/connect/sessions:\001*b\007session'
   _globals['_CONNECTSERVICE'].methods_by_name['CreateConnectedUserSession']._loaded_options = None
@@ -47,32 +66,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONNECTSERVICE'].methods_by_name['GetConnectSettings']._serialized_options = b'\202\323\344\223\002 \022\024/v1/connect/settingsb\010settings'
   _globals['_CONNECTSERVICE'].methods_by_name['UpdateConnectSettings']._loaded_options = None
   _globals['_CONNECTSERVICE'].methods_by_name['UpdateConnectSettings']._serialized_options = b'\202\323\344\223\002*2\024/v1/connect/settings:\010settingsb\010settings'
-  _globals['_ENDUSER']._serialized_start=171
-  _globals['_ENDUSER']._serialized_end=266
-  _globals['_CONNECTSESSION']._serialized_start=269
-  _globals['_CONNECTSESSION']._serialized_end=650
-  _globals['_CONNECTSESSION_INTEGRATIONPROPERTIESENTRY']._serialized_start=565
-  _globals['_CONNECTSESSION_INTEGRATIONPROPERTIESENTRY']._serialized_end=650
-  _globals['_CREATECONNECTSESSIONREQUEST']._serialized_start=653
-  _globals['_CREATECONNECTSESSIONREQUEST']._serialized_end=964
-  _globals['_CREATECONNECTSESSIONREQUEST_INTEGRATIONPROPERTIESENTRY']._serialized_start=565
-  _globals['_CREATECONNECTSESSIONREQUEST_INTEGRATIONPROPERTIESENTRY']._serialized_end=650
-  _globals['_CREATECONNECTSESSIONRESPONSE']._serialized_start=966
-  _globals['_CREATECONNECTSESSIONRESPONSE']._serialized_end=1043
-  _globals['_CREATECONNECTEDUSERSESSIONREQUEST']._serialized_start=1046
-  _globals['_CREATECONNECTEDUSERSESSIONREQUEST']._serialized_end=1218
-  _globals['_CREATECONNECTEDUSERSESSIONRESPONSE']._serialized_start=1220
-  _globals['_CREATECONNECTEDUSERSESSIONRESPONSE']._serialized_end=1303
-  _globals['_CONNECTSETTINGS']._serialized_start=1305
-  _globals['_CONNECTSETTINGS']._serialized_end=1404
-  _globals['_GETCONNECTSETTINGSREQUEST']._serialized_start=1406
-  _globals['_GETCONNECTSETTINGSREQUEST']._serialized_end=1433
-  _globals['_GETCONNECTSETTINGSRESPONSE']._serialized_start=1435
-  _globals['_GETCONNECTSETTINGSRESPONSE']._serialized_end=1512
-  _globals['_UPDATECONNECTSETTINGSREQUEST']._serialized_start=1515
-  _globals['_UPDATECONNECTSETTINGSREQUEST']._serialized_end=1643
-  _globals['_UPDATECONNECTSETTINGSRESPONSE']._serialized_start=1645
-  _globals['_UPDATECONNECTSETTINGSRESPONSE']._serialized_end=1725
-  _globals['_CONNECTSERVICE']._serialized_start=1728
-  _globals['_CONNECTSERVICE']._serialized_end=2409
+  _globals['_ENDUSER']._serialized_start=204
+  _globals['_ENDUSER']._serialized_end=305
+  _globals['_CONNECTSESSION']._serialized_start=308
+  _globals['_CONNECTSESSION']._serialized_end=713
+  _globals['_CONNECTSESSION_INTEGRATIONPROPERTIESENTRY']._serialized_start=628
+  _globals['_CONNECTSESSION_INTEGRATIONPROPERTIESENTRY']._serialized_end=713
+  _globals['_CREATECONNECTSESSIONREQUEST']._serialized_start=716
+  _globals['_CREATECONNECTSESSIONREQUEST']._serialized_end=1039
+  _globals['_CREATECONNECTSESSIONREQUEST_INTEGRATIONPROPERTIESENTRY']._serialized_start=628
+  _globals['_CREATECONNECTSESSIONREQUEST_INTEGRATIONPROPERTIESENTRY']._serialized_end=713
+  _globals['_CREATECONNECTSESSIONRESPONSE']._serialized_start=1041
+  _globals['_CREATECONNECTSESSIONRESPONSE']._serialized_end=1118
+  _globals['_CREATECONNECTEDUSERSESSIONREQUEST']._serialized_start=1121
+  _globals['_CREATECONNECTEDUSERSESSIONREQUEST']._serialized_end=1299
+  _globals['_CREATECONNECTEDUSERSESSIONRESPONSE']._serialized_start=1301
+  _globals['_CREATECONNECTEDUSERSESSIONRESPONSE']._serialized_end=1384
+  _globals['_CONNECTSETTINGS']._serialized_start=1386
+  _globals['_CONNECTSETTINGS']._serialized_end=1491
+  _globals['_GETCONNECTSETTINGSREQUEST']._serialized_start=1493
+  _globals['_GETCONNECTSETTINGSREQUEST']._serialized_end=1520
+  _globals['_GETCONNECTSETTINGSRESPONSE']._serialized_start=1522
+  _globals['_GETCONNECTSETTINGSRESPONSE']._serialized_end=1599
+  _globals['_UPDATECONNECTSETTINGSREQUEST']._serialized_start=1602
+  _globals['_UPDATECONNECTSETTINGSREQUEST']._serialized_end=1730
+  _globals['_UPDATECONNECTSETTINGSRESPONSE']._serialized_start=1732
+  _globals['_UPDATECONNECTSETTINGSRESPONSE']._serialized_end=1812
+  _globals['_CONNECTSERVICE']._serialized_start=1815
+  _globals['_CONNECTSERVICE']._serialized_end=2496
 # @@protoc_insertion_point(module_scope)

@@ -23,18 +23,35 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from headwater.v1 import common_pb2 as headwater_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bheadwater/v1/consumer.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19headwater/v1/common.proto\"\x86\x01\n\x0e\x43onsumerFilter\x12\x14\n\x07sync_id\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rcollection_id\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x16\n\trecord_id\x18\x03 \x01(\tH\x02\x88\x01\x01\x42\n\n\x08_sync_idB\x10\n\x0e_collection_idB\x0c\n\n_record_id\"\x89\x04\n\x08\x43onsumer\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06org_id\x18\x02 \x01(\t\x12\x11\n\x04name\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x11\n\tstream_id\x18\x04 \x01(\t\x12-\n\x07\x66ilters\x18\x05 \x03(\x0b\x32\x1c.headwater.v1.ConsumerFilter\x12\x16\n\x0e\x64\x65liver_policy\x18\x06 \x01(\t\x12\x18\n\x0b\x61\x63k_wait_ms\x18\x07 \x01(\x05H\x01\x88\x01\x01\x12\x18\n\x0bmax_deliver\x18\x08 \x01(\x05H\x02\x88\x01\x01\x12\x17\n\x0fmax_ack_pending\x18\t \x01(\x05\x12\x0c\n\x04kind\x18\n \x01(\t\x12\x18\n\x0bwebhook_url\x18\x0b \x01(\tH\x03\x88\x01\x01\x12\x1b\n\x0ewebhook_secret\x18\x0c \x01(\tH\x04\x88\x01\x01\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x12webhook_batch_size\x18\x0f \x01(\x05H\x05\x88\x01\x01\x42\x07\n\x05_nameB\x0e\n\x0c_ack_wait_msB\x0e\n\x0c_max_deliverB\x0e\n\x0c_webhook_urlB\x11\n\x0f_webhook_secretB\x15\n\x13_webhook_batch_size\"Z\n\x0f\x43onsumerMessage\x12\x11\n\tack_token\x18\x01 \x01(\t\x12$\n\x06record\x18\x02 \x01(\x0b\x32\x14.headwater.v1.Record\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\"<\n\x0c\x43onsumerInfo\x12\x13\n\x0bnum_pending\x18\x01 \x01(\x05\x12\x17\n\x0fnum_ack_pending\x18\x02 \x01(\x05\"|\n\rParkedMessage\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x06record\x18\x02 \x01(\x0b\x32\x14.headwater.v1.Record\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x15\n\rdeliver_count\x18\x04 \x01(\x05\x12\x12\n\nlast_error\x18\x05 \x01(\t\"A\n\x15\x43reateConsumerRequest\x12(\n\x08\x63onsumer\x18\x01 \x01(\x0b\x32\x16.headwater.v1.Consumer\"B\n\x16\x43reateConsumerResponse\x12(\n\x08\x63onsumer\x18\x01 \x01(\x0b\x32\x16.headwater.v1.Consumer\" \n\x12GetConsumerRequest\x12\n\n\x02id\x18\x01 \x01(\t\"?\n\x13GetConsumerResponse\x12(\n\x08\x63onsumer\x18\x01 \x01(\x0b\x32\x16.headwater.v1.Consumer\"=\n\x14ListConsumersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"V\n\x15ListConsumersResponse\x12$\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x16.headwater.v1.Consumer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"~\n\x15UpdateConsumerRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x08\x63onsumer\x18\x02 \x01(\x0b\x32\x16.headwater.v1.Consumer\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"B\n\x16UpdateConsumerResponse\x12(\n\x08\x63onsumer\x18\x01 \x01(\x0b\x32\x16.headwater.v1.Consumer\"#\n\x15\x44\x65leteConsumerRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x16\x44\x65leteConsumerResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\"?\n\x0bNextRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nbatch_size\x18\x02 \x01(\x05\x12\x10\n\x08wait_for\x18\x03 \x01(\x05\"e\n\x0cNextResponse\x12+\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x1d.headwater.v1.ConsumerMessage\x12(\n\x04info\x18\x02 \x01(\x0b\x32\x1a.headwater.v1.ConsumerInfo\"0\n\x0eReceiveRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nbatch_size\x18\x02 \x01(\x05\"h\n\x0fReceiveResponse\x12+\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x1d.headwater.v1.ConsumerMessage\x12(\n\x04info\x18\x02 \x01(\x0b\x32\x1a.headwater.v1.ConsumerInfo\",\n\nAckRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nack_tokens\x18\x02 \x03(\t\"I\n\x0b\x41\x63kResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\r\n\x05\x61\x63ked\x18\x02 \x01(\x05\x12\x1a\n\x12unknown_ack_tokens\x18\x03 \x03(\t\"?\n\x0bNackRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nack_tokens\x18\x02 \x03(\t\x12\x10\n\x08\x64\x65lay_ms\x18\x03 \x01(\x05\"K\n\x0cNackResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0e\n\x06nacked\x18\x02 \x01(\x05\x12\x1a\n\x12unknown_ack_tokens\x18\x03 \x03(\t\"N\n\x19ListParkedMessagesRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"`\n\x1aListParkedMessagesResponse\x12)\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x1b.headwater.v1.ParkedMessage\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x1eRedeliverParkedMessagesRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bmessage_ids\x18\x02 \x03(\t\"6\n\x1fRedeliverParkedMessagesResponse\x12\x13\n\x0bredelivered\x18\x01 \x01(\x05\x32\xfd\n\n\x0f\x43onsumerService\x12\x8b\x01\n\x0e\x43reateConsumer\x12#.headwater.v1.CreateConsumerRequest\x1a$.headwater.v1.CreateConsumerResponse\".\x82\xd3\xe4\x93\x02(\"\x12/v1/http-consumers:\x08\x63onsumerb\x08\x63onsumer\x12}\n\x0bGetConsumer\x12 .headwater.v1.GetConsumerRequest\x1a!.headwater.v1.GetConsumerResponse\")\x82\xd3\xe4\x93\x02#\x12\x17/v1/http-consumers/{id}b\x08\x63onsumer\x12t\n\rListConsumers\x12\".headwater.v1.ListConsumersRequest\x1a#.headwater.v1.ListConsumersResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/http-consumers\x12\x90\x01\n\x0eUpdateConsumer\x12#.headwater.v1.UpdateConsumerRequest\x1a$.headwater.v1.UpdateConsumerResponse\"3\x82\xd3\xe4\x93\x02-2\x17/v1/http-consumers/{id}:\x08\x63onsumerb\x08\x63onsumer\x12|\n\x0e\x44\x65leteConsumer\x12#.headwater.v1.DeleteConsumerRequest\x1a$.headwater.v1.DeleteConsumerResponse\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/v1/http-consumers/{id}\x12\x86\x01\n\x04Next\x12\x19.headwater.v1.NextRequest\x1a\x1a.headwater.v1.NextResponse\"G\x82\xd3\xe4\x93\x02\x41\x12\x1c/v1/http-consumers/{id}/nextZ!\"\x1c/v1/http-consumers/{id}/next:\x01*\x12H\n\x07Receive\x12\x1c.headwater.v1.ReceiveRequest\x1a\x1d.headwater.v1.ReceiveResponse0\x01\x12\x62\n\x03\x41\x63k\x12\x18.headwater.v1.AckRequest\x1a\x19.headwater.v1.AckResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/http-consumers/{id}/ack:\x01*\x12\x66\n\x04Nack\x12\x19.headwater.v1.NackRequest\x1a\x1a.headwater.v1.NackResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/http-consumers/{id}/nack:\x01*\x12\x8f\x01\n\x12ListParkedMessages\x12\'.headwater.v1.ListParkedMessagesRequest\x1a(.headwater.v1.ListParkedMessagesResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/http-consumers/{id}/parked\x12\xa4\x01\n\x17RedeliverParkedMessages\x12,.headwater.v1.RedeliverParkedMessagesRequest\x1a-.headwater.v1.RedeliverParkedMessagesResponse\",\x82\xd3\xe4\x93\x02&\"!/v1/http-consumers/{id}/redeliver:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bheadwater/v1/consumer.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19headwater/v1/common.proto\"\x86\x01\n\x0e\x43onsumerFilter\x12\x14\n\x07sync_id\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rcollection_id\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x16\n\trecord_id\x18\x03 \x01(\tH\x02\x88\x01\x01\x42\n\n\x08_sync_idB\x10\n\x0e_collection_idB\x0c\n\n_record_id\"\xad\x04\n\x08\x43onsumer\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06org_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x11\n\x04name\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x11\n\tstream_id\x18\x04 \x01(\t\x12-\n\x07\x66ilters\x18\x05 \x03(\x0b\x32\x1c.headwater.v1.ConsumerFilter\x12\x16\n\x0e\x64\x65liver_policy\x18\x06 \x01(\t\x12\x18\n\x0b\x61\x63k_wait_ms\x18\x07 \x01(\x05H\x01\x88\x01\x01\x12\x18\n\x0bmax_deliver\x18\x08 \x01(\x05H\x02\x88\x01\x01\x12\x17\n\x0fmax_ack_pending\x18\t \x01(\x05\x12\x12\n\x04kind\x18\n \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\x0bwebhook_url\x18\x0b \x01(\tH\x03\x88\x01\x01\x12!\n\x0ewebhook_secret\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03H\x04\x88\x01\x01\x12\x34\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1f\n\x12webhook_batch_size\x18\x0f \x01(\x05H\x05\x88\x01\x01\x42\x07\n\x05_nameB\x0e\n\x0c_ack_wait_msB\x0e\n\x0c_max_deliverB\x0e\n\x0c_webhook_urlB\x11\n\x0f_webhook_secretB\x15\n\x13_webhook_batch_size\"Z\n\x0f\x43onsumerMessage\x12\x11\n\tack_token\x18\x01 \x01(\t\x12$\n\x06record\x18\x02 \x01(\x0b\x32\x14.headwater.v1.Record\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\"<\n\x0c\x43onsumerInfo\x12\x13\n\x0bnum_pending\x18\x01 \x01(\x05\x12\x17\n\x0fnum_ack_pending\x18\x02 \x01(\x05\"|\n\rParkedMessage\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x06record\x18\x02 \x01(\x0b\x32\x14.headwater.v1.Record\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x15\n\rdeliver_count\x18\x04 \x01(\x05\x12\x12\n\nlast_error\x18\x05 \x01(\t\"A\n\x15\x43reateConsumerRequest\x12(\n\x08\x63onsumer\x18\x01 \x01(\x0b\x32\x16.headwater.v1.Consumer\"B\n\x16\x43reateConsumerResponse\x12(\n\x08\x63onsumer\x18\x01 \x01(\x0b\x32\x16.headwater.v1.Consumer\" \n\x12GetConsumerRequest\x12\n\n\x02id\x18\x01 \x01(\t\"?\n\x13GetConsumerResponse\x12(\n\x08\x63onsumer\x18\x01 \x01(\x0b\x32\x16.headwater.v1.Consumer\"=\n\x14ListConsumersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"V\n\x15ListConsumersResponse\x12$\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x16.headwater.v1.Consumer\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"~\n\x15UpdateConsumerRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x08\x63onsumer\x18\x02 \x01(\x0b\x32\x16.headwater.v1.Consumer\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"B\n\x16UpdateConsumerResponse\x12(\n\x08\x63onsumer\x18\x01 \x01(\x0b\x32\x16.headwater.v1.Consumer\"#\n\x15\x44\x65leteConsumerRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x16\x44\x65leteConsumerResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\"?\n\x0bNextRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nbatch_size\x18\x02 \x01(\x05\x12\x10\n\x08wait_for\x18\x03 \x01(\x05\"e\n\x0cNextResponse\x12+\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x1d.headwater.v1.ConsumerMessage\x12(\n\x04info\x18\x02 \x01(\x0b\x32\x1a.headwater.v1.ConsumerInfo\"0\n\x0eReceiveRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nbatch_size\x18\x02 \x01(\x05\"h\n\x0fReceiveResponse\x12+\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x1d.headwater.v1.ConsumerMessage\x12(\n\x04info\x18\x02 \x01(\x0b\x32\x1a.headwater.v1.ConsumerInfo\"2\n\nAckRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\nack_tokens\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02\"I\n\x0b\x41\x63kResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\r\n\x05\x61\x63ked\x18\x02 \x01(\x05\x12\x1a\n\x12unknown_ack_tokens\x18\x03 \x03(\t\"E\n\x0bNackRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\nack_tokens\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08\x64\x65lay_ms\x18\x03 \x01(\x05\"K\n\x0cNackResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0e\n\x06nacked\x18\x02 \x01(\x05\x12\x1a\n\x12unknown_ack_tokens\x18\x03 \x03(\t\"N\n\x19ListParkedMessagesRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"`\n\x1aListParkedMessagesResponse\x12)\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x1b.headwater.v1.ParkedMessage\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x1eRedeliverParkedMessagesRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bmessage_ids\x18\x02 \x03(\t\"6\n\x1fRedeliverParkedMessagesResponse\x12\x13\n\x0bredelivered\x18\x01 \x01(\x05\x32\xfd\n\n\x0f\x43onsumerService\x12\x8b\x01\n\x0e\x43reateConsumer\x12#.headwater.v1.CreateConsumerRequest\x1a$.headwater.v1.CreateConsumerResponse\".\x82\xd3\xe4\x93\x02(\"\x12/v1/http-consumers:\x08\x63onsumerb\x08\x63onsumer\x12}\n\x0bGetConsumer\x12 .headwater.v1.GetConsumerRequest\x1a!.headwater.v1.GetConsumerResponse\")\x82\xd3\xe4\x93\x02#\x12\x17/v1/http-consumers/{id}b\x08\x63onsumer\x12t\n\rListConsumers\x12\".headwater.v1.ListConsumersRequest\x1a#.headwater.v1.ListConsumersResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/http-consumers\x12\x90\x01\n\x0eUpdateConsumer\x12#.headwater.v1.UpdateConsumerRequest\x1a$.headwater.v1.UpdateConsumerResponse\"3\x82\xd3\xe4\x93\x02-2\x17/v1/http-consumers/{id}:\x08\x63onsumerb\x08\x63onsumer\x12|\n\x0e\x44\x65leteConsumer\x12#.headwater.v1.DeleteConsumerRequest\x1a$.headwater.v1.DeleteConsumerResponse\"\x1f\x82\xd3\xe4\x93\x02\x19*\x17/v1/http-consumers/{id}\x12\x86\x01\n\x04Next\x12\x19.headwater.v1.NextRequest\x1a\x1a.headwater.v1.NextResponse\"G\x82\xd3\xe4\x93\x02\x41\x12\x1c/v1/http-consumers/{id}/nextZ!\"\x1c/v1/http-consumers/{id}/next:\x01*\x12H\n\x07Receive\x12\x1c.headwater.v1.ReceiveRequest\x1a\x1d.headwater.v1.ReceiveResponse0\x01\x12\x62\n\x03\x41\x63k\x12\x18.headwater.v1.AckRequest\x1a\x19.headwater.v1.AckResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/http-consumers/{id}/ack:\x01*\x12\x66\n\x04Nack\x12\x19.headwater.v1.NackRequest\x1a\x1a.headwater.v1.NackResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/http-consumers/{id}/nack:\x01*\x12\x8f\x01\n\x12ListParkedMessages\x12\'.headwater.v1.ListParkedMessagesRequest\x1a(.headwater.v1.ListParkedMessagesResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/http-consumers/{id}/parked\x12\xa4\x01\n\x17RedeliverParkedMessages\x12,.headwater.v1.RedeliverParkedMessagesRequest\x1a-.headwater.v1.RedeliverParkedMessagesResponse\",\x82\xd3\xe4\x93\x02&\"!/v1/http-consumers/{id}/redeliver:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'headwater.v1.consumer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CONSUMER'].fields_by_name['id']._loaded_options = None
+  _globals['_CONSUMER'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_CONSUMER'].fields_by_name['org_id']._loaded_options = None
+  _globals['_CONSUMER'].fields_by_name['org_id']._serialized_options = b'\342A\001\003'
+  _globals['_CONSUMER'].fields_by_name['kind']._loaded_options = None
+  _globals['_CONSUMER'].fields_by_name['kind']._serialized_options = b'\342A\001\003'
+  _globals['_CONSUMER'].fields_by_name['webhook_secret']._loaded_options = None
+  _globals['_CONSUMER'].fields_by_name['webhook_secret']._serialized_options = b'\342A\001\003'
+  _globals['_CONSUMER'].fields_by_name['created_at']._loaded_options = None
+  _globals['_CONSUMER'].fields_by_name['created_at']._serialized_options = b'\342A\001\003'
+  _globals['_CONSUMER'].fields_by_name['updated_at']._loaded_options = None
+  _globals['_CONSUMER'].fields_by_name['updated_at']._serialized_options = b'\342A\001\003'
+  _globals['_ACKREQUEST'].fields_by_name['ack_tokens']._loaded_options = None
+  _globals['_ACKREQUEST'].fields_by_name['ack_tokens']._serialized_options = b'\342A\001\002'
+  _globals['_NACKREQUEST'].fields_by_name['ack_tokens']._loaded_options = None
+  _globals['_NACKREQUEST'].fields_by_name['ack_tokens']._serialized_options = b'\342A\001\002'
   _globals['_CONSUMERSERVICE'].methods_by_name['CreateConsumer']._loaded_options = None
   _globals['_CONSUMERSERVICE'].methods_by_name['CreateConsumer']._serialized_options = b'\202\323\344\223\002(\"\022/v1/http-consumers:\010consumerb\010consumer'
   _globals['_CONSUMERSERVICE'].methods_by_name['GetConsumer']._loaded_options = None
@@ -55,60 +72,60 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONSUMERSERVICE'].methods_by_name['ListParkedMessages']._serialized_options = b'\202\323\344\223\002 \022\036/v1/http-consumers/{id}/parked'
   _globals['_CONSUMERSERVICE'].methods_by_name['RedeliverParkedMessages']._loaded_options = None
   _globals['_CONSUMERSERVICE'].methods_by_name['RedeliverParkedMessages']._serialized_options = b'\202\323\344\223\002&\"!/v1/http-consumers/{id}/redeliver:\001*'
-  _globals['_CONSUMERFILTER']._serialized_start=170
-  _globals['_CONSUMERFILTER']._serialized_end=304
-  _globals['_CONSUMER']._serialized_start=307
-  _globals['_CONSUMER']._serialized_end=828
-  _globals['_CONSUMERMESSAGE']._serialized_start=830
-  _globals['_CONSUMERMESSAGE']._serialized_end=920
-  _globals['_CONSUMERINFO']._serialized_start=922
-  _globals['_CONSUMERINFO']._serialized_end=982
-  _globals['_PARKEDMESSAGE']._serialized_start=984
-  _globals['_PARKEDMESSAGE']._serialized_end=1108
-  _globals['_CREATECONSUMERREQUEST']._serialized_start=1110
-  _globals['_CREATECONSUMERREQUEST']._serialized_end=1175
-  _globals['_CREATECONSUMERRESPONSE']._serialized_start=1177
-  _globals['_CREATECONSUMERRESPONSE']._serialized_end=1243
-  _globals['_GETCONSUMERREQUEST']._serialized_start=1245
-  _globals['_GETCONSUMERREQUEST']._serialized_end=1277
-  _globals['_GETCONSUMERRESPONSE']._serialized_start=1279
-  _globals['_GETCONSUMERRESPONSE']._serialized_end=1342
-  _globals['_LISTCONSUMERSREQUEST']._serialized_start=1344
-  _globals['_LISTCONSUMERSREQUEST']._serialized_end=1405
-  _globals['_LISTCONSUMERSRESPONSE']._serialized_start=1407
-  _globals['_LISTCONSUMERSRESPONSE']._serialized_end=1493
-  _globals['_UPDATECONSUMERREQUEST']._serialized_start=1495
-  _globals['_UPDATECONSUMERREQUEST']._serialized_end=1621
-  _globals['_UPDATECONSUMERRESPONSE']._serialized_start=1623
-  _globals['_UPDATECONSUMERRESPONSE']._serialized_end=1689
-  _globals['_DELETECONSUMERREQUEST']._serialized_start=1691
-  _globals['_DELETECONSUMERREQUEST']._serialized_end=1726
-  _globals['_DELETECONSUMERRESPONSE']._serialized_start=1728
-  _globals['_DELETECONSUMERRESPONSE']._serialized_end=1781
-  _globals['_NEXTREQUEST']._serialized_start=1783
-  _globals['_NEXTREQUEST']._serialized_end=1846
-  _globals['_NEXTRESPONSE']._serialized_start=1848
-  _globals['_NEXTRESPONSE']._serialized_end=1949
-  _globals['_RECEIVEREQUEST']._serialized_start=1951
-  _globals['_RECEIVEREQUEST']._serialized_end=1999
-  _globals['_RECEIVERESPONSE']._serialized_start=2001
-  _globals['_RECEIVERESPONSE']._serialized_end=2105
-  _globals['_ACKREQUEST']._serialized_start=2107
-  _globals['_ACKREQUEST']._serialized_end=2151
-  _globals['_ACKRESPONSE']._serialized_start=2153
-  _globals['_ACKRESPONSE']._serialized_end=2226
-  _globals['_NACKREQUEST']._serialized_start=2228
-  _globals['_NACKREQUEST']._serialized_end=2291
-  _globals['_NACKRESPONSE']._serialized_start=2293
-  _globals['_NACKRESPONSE']._serialized_end=2368
-  _globals['_LISTPARKEDMESSAGESREQUEST']._serialized_start=2370
-  _globals['_LISTPARKEDMESSAGESREQUEST']._serialized_end=2448
-  _globals['_LISTPARKEDMESSAGESRESPONSE']._serialized_start=2450
-  _globals['_LISTPARKEDMESSAGESRESPONSE']._serialized_end=2546
-  _globals['_REDELIVERPARKEDMESSAGESREQUEST']._serialized_start=2548
-  _globals['_REDELIVERPARKEDMESSAGESREQUEST']._serialized_end=2613
-  _globals['_REDELIVERPARKEDMESSAGESRESPONSE']._serialized_start=2615
-  _globals['_REDELIVERPARKEDMESSAGESRESPONSE']._serialized_end=2669
-  _globals['_CONSUMERSERVICE']._serialized_start=2672
-  _globals['_CONSUMERSERVICE']._serialized_end=4077
+  _globals['_CONSUMERFILTER']._serialized_start=203
+  _globals['_CONSUMERFILTER']._serialized_end=337
+  _globals['_CONSUMER']._serialized_start=340
+  _globals['_CONSUMER']._serialized_end=897
+  _globals['_CONSUMERMESSAGE']._serialized_start=899
+  _globals['_CONSUMERMESSAGE']._serialized_end=989
+  _globals['_CONSUMERINFO']._serialized_start=991
+  _globals['_CONSUMERINFO']._serialized_end=1051
+  _globals['_PARKEDMESSAGE']._serialized_start=1053
+  _globals['_PARKEDMESSAGE']._serialized_end=1177
+  _globals['_CREATECONSUMERREQUEST']._serialized_start=1179
+  _globals['_CREATECONSUMERREQUEST']._serialized_end=1244
+  _globals['_CREATECONSUMERRESPONSE']._serialized_start=1246
+  _globals['_CREATECONSUMERRESPONSE']._serialized_end=1312
+  _globals['_GETCONSUMERREQUEST']._serialized_start=1314
+  _globals['_GETCONSUMERREQUEST']._serialized_end=1346
+  _globals['_GETCONSUMERRESPONSE']._serialized_start=1348
+  _globals['_GETCONSUMERRESPONSE']._serialized_end=1411
+  _globals['_LISTCONSUMERSREQUEST']._serialized_start=1413
+  _globals['_LISTCONSUMERSREQUEST']._serialized_end=1474
+  _globals['_LISTCONSUMERSRESPONSE']._serialized_start=1476
+  _globals['_LISTCONSUMERSRESPONSE']._serialized_end=1562
+  _globals['_UPDATECONSUMERREQUEST']._serialized_start=1564
+  _globals['_UPDATECONSUMERREQUEST']._serialized_end=1690
+  _globals['_UPDATECONSUMERRESPONSE']._serialized_start=1692
+  _globals['_UPDATECONSUMERRESPONSE']._serialized_end=1758
+  _globals['_DELETECONSUMERREQUEST']._serialized_start=1760
+  _globals['_DELETECONSUMERREQUEST']._serialized_end=1795
+  _globals['_DELETECONSUMERRESPONSE']._serialized_start=1797
+  _globals['_DELETECONSUMERRESPONSE']._serialized_end=1850
+  _globals['_NEXTREQUEST']._serialized_start=1852
+  _globals['_NEXTREQUEST']._serialized_end=1915
+  _globals['_NEXTRESPONSE']._serialized_start=1917
+  _globals['_NEXTRESPONSE']._serialized_end=2018
+  _globals['_RECEIVEREQUEST']._serialized_start=2020
+  _globals['_RECEIVEREQUEST']._serialized_end=2068
+  _globals['_RECEIVERESPONSE']._serialized_start=2070
+  _globals['_RECEIVERESPONSE']._serialized_end=2174
+  _globals['_ACKREQUEST']._serialized_start=2176
+  _globals['_ACKREQUEST']._serialized_end=2226
+  _globals['_ACKRESPONSE']._serialized_start=2228
+  _globals['_ACKRESPONSE']._serialized_end=2301
+  _globals['_NACKREQUEST']._serialized_start=2303
+  _globals['_NACKREQUEST']._serialized_end=2372
+  _globals['_NACKRESPONSE']._serialized_start=2374
+  _globals['_NACKRESPONSE']._serialized_end=2449
+  _globals['_LISTPARKEDMESSAGESREQUEST']._serialized_start=2451
+  _globals['_LISTPARKEDMESSAGESREQUEST']._serialized_end=2529
+  _globals['_LISTPARKEDMESSAGESRESPONSE']._serialized_start=2531
+  _globals['_LISTPARKEDMESSAGESRESPONSE']._serialized_end=2627
+  _globals['_REDELIVERPARKEDMESSAGESREQUEST']._serialized_start=2629
+  _globals['_REDELIVERPARKEDMESSAGESREQUEST']._serialized_end=2694
+  _globals['_REDELIVERPARKEDMESSAGESRESPONSE']._serialized_start=2696
+  _globals['_REDELIVERPARKEDMESSAGESRESPONSE']._serialized_end=2750
+  _globals['_CONSUMERSERVICE']._serialized_start=2753
+  _globals['_CONSUMERSERVICE']._serialized_end=4158
 # @@protoc_insertion_point(module_scope)

@@ -23,18 +23,33 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dheadwater/v1/credential.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x03\n\nCredential\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06org_id\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12+\n\nproperties\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x19\n\x0coauth_app_id\x18\x05 \x01(\tH\x00\x88\x01\x01\x12)\n\toauth_app\x18\x06 \x01(\x0b\x32\x16.headwater.v1.OAuthApp\x12)\n\x08metadata\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x18\n\x0b\x65xternal_id\x18\x08 \x01(\tH\x01\x88\x01\x01\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x06health\x18\x0b \x01(\x0b\x32\x1e.headwater.v1.CredentialHealthB\x0f\n\r_oauth_app_idB\x0e\n\x0c_external_id\"}\n\x10\x43redentialHealth\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x17\n\nlast_error\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x31\n\rlast_error_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b_last_error\"\\\n\x08OAuthApp\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x16\n\tclient_id\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x0c\n\n_client_id\"G\n\x17\x43reateCredentialRequest\x12,\n\ncredential\x18\x01 \x01(\x0b\x32\x18.headwater.v1.Credential\"H\n\x18\x43reateCredentialResponse\x12,\n\ncredential\x18\x01 \x01(\x0b\x32\x18.headwater.v1.Credential\"\"\n\x14GetCredentialRequest\x12\n\n\x02id\x18\x01 \x01(\t\"E\n\x15GetCredentialResponse\x12,\n\ncredential\x18\x01 \x01(\x0b\x32\x18.headwater.v1.Credential\"f\n\x16ListCredentialsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\x04 \x01(\t\"Z\n\x17ListCredentialsResponse\x12&\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x18.headwater.v1.Credential\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x84\x01\n\x17UpdateCredentialRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12,\n\ncredential\x18\x02 \x01(\x0b\x32\x18.headwater.v1.Credential\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"H\n\x18UpdateCredentialResponse\x12,\n\ncredential\x18\x01 \x01(\x0b\x32\x18.headwater.v1.Credential\"%\n\x17\x44\x65leteCredentialRequest\x12\n\n\x02id\x18\x01 \x01(\t\"7\n\x18\x44\x65leteCredentialResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x32\xc1\x05\n\x11\x43redentialService\x12\x92\x01\n\x10\x43reateCredential\x12%.headwater.v1.CreateCredentialRequest\x1a&.headwater.v1.CreateCredentialResponse\"/\x82\xd3\xe4\x93\x02)\"\x0f/v1/credentials:\ncredentialb\ncredential\x12\x82\x01\n\rGetCredential\x12\".headwater.v1.GetCredentialRequest\x1a#.headwater.v1.GetCredentialResponse\"(\x82\xd3\xe4\x93\x02\"\x12\x14/v1/credentials/{id}b\ncredential\x12w\n\x0fListCredentials\x12$.headwater.v1.ListCredentialsRequest\x1a%.headwater.v1.ListCredentialsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/credentials\x12\x97\x01\n\x10UpdateCredential\x12%.headwater.v1.UpdateCredentialRequest\x1a&.headwater.v1.UpdateCredentialResponse\"4\x82\xd3\xe4\x93\x02.2\x14/v1/credentials/{id}:\ncredentialb\ncredential\x12\x7f\n\x10\x44\x65leteCredential\x12%.headwater.v1.DeleteCredentialRequest\x1a&.headwater.v1.DeleteCredentialResponse\"\x1c\x82\xd3\xe4\x93\x02\x16*\x14/v1/credentials/{id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dheadwater/v1/credential.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\x03\n\nCredential\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06org_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x31\n\nproperties\x18\x04 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x02\x12\x19\n\x0coauth_app_id\x18\x05 \x01(\tH\x00\x88\x01\x01\x12/\n\toauth_app\x18\x06 \x01(\x0b\x32\x16.headwater.v1.OAuthAppB\x04\xe2\x41\x01\x03\x12)\n\x08metadata\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x18\n\x0b\x65xternal_id\x18\x08 \x01(\tH\x01\x88\x01\x01\x12\x34\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\x06health\x18\x0b \x01(\x0b\x32\x1e.headwater.v1.CredentialHealthB\x04\xe2\x41\x01\x03\x42\x0f\n\r_oauth_app_idB\x0e\n\x0c_external_id\"}\n\x10\x43redentialHealth\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x17\n\nlast_error\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x31\n\rlast_error_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b_last_error\"\\\n\x08OAuthApp\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x16\n\tclient_id\x18\x04 \x01(\tH\x00\x88\x01\x01\x42\x0c\n\n_client_id\"G\n\x17\x43reateCredentialRequest\x12,\n\ncredential\x18\x01 \x01(\x0b\x32\x18.headwater.v1.Credential\"H\n\x18\x43reateCredentialResponse\x12,\n\ncredential\x18\x01 \x01(\x0b\x32\x18.headwater.v1.Credential\"\"\n\x14GetCredentialRequest\x12\n\n\x02id\x18\x01 \x01(\t\"E\n\x15GetCredentialResponse\x12,\n\ncredential\x18\x01 \x01(\x0b\x32\x18.headwater.v1.Credential\"f\n\x16ListCredentialsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\x04 \x01(\t\"Z\n\x17ListCredentialsResponse\x12&\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x18.headwater.v1.Credential\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x84\x01\n\x17UpdateCredentialRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12,\n\ncredential\x18\x02 \x01(\x0b\x32\x18.headwater.v1.Credential\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"H\n\x18UpdateCredentialResponse\x12,\n\ncredential\x18\x01 \x01(\x0b\x32\x18.headwater.v1.Credential\"%\n\x17\x44\x65leteCredentialRequest\x12\n\n\x02id\x18\x01 \x01(\t\"7\n\x18\x44\x65leteCredentialResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x32\xc1\x05\n\x11\x43redentialService\x12\x92\x01\n\x10\x43reateCredential\x12%.headwater.v1.CreateCredentialRequest\x1a&.headwater.v1.CreateCredentialResponse\"/\x82\xd3\xe4\x93\x02)\"\x0f/v1/credentials:\ncredentialb\ncredential\x12\x82\x01\n\rGetCredential\x12\".headwater.v1.GetCredentialRequest\x1a#.headwater.v1.GetCredentialResponse\"(\x82\xd3\xe4\x93\x02\"\x12\x14/v1/credentials/{id}b\ncredential\x12w\n\x0fListCredentials\x12$.headwater.v1.ListCredentialsRequest\x1a%.headwater.v1.ListCredentialsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/credentials\x12\x97\x01\n\x10UpdateCredential\x12%.headwater.v1.UpdateCredentialRequest\x1a&.headwater.v1.UpdateCredentialResponse\"4\x82\xd3\xe4\x93\x02.2\x14/v1/credentials/{id}:\ncredentialb\ncredential\x12\x7f\n\x10\x44\x65leteCredential\x12%.headwater.v1.DeleteCredentialRequest\x1a&.headwater.v1.DeleteCredentialResponse\"\x1c\x82\xd3\xe4\x93\x02\x16*\x14/v1/credentials/{id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'headwater.v1.credential_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CREDENTIAL'].fields_by_name['id']._loaded_options = None
+  _globals['_CREDENTIAL'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_CREDENTIAL'].fields_by_name['org_id']._loaded_options = None
+  _globals['_CREDENTIAL'].fields_by_name['org_id']._serialized_options = b'\342A\001\003'
+  _globals['_CREDENTIAL'].fields_by_name['properties']._loaded_options = None
+  _globals['_CREDENTIAL'].fields_by_name['properties']._serialized_options = b'\342A\001\002'
+  _globals['_CREDENTIAL'].fields_by_name['oauth_app']._loaded_options = None
+  _globals['_CREDENTIAL'].fields_by_name['oauth_app']._serialized_options = b'\342A\001\003'
+  _globals['_CREDENTIAL'].fields_by_name['created_at']._loaded_options = None
+  _globals['_CREDENTIAL'].fields_by_name['created_at']._serialized_options = b'\342A\001\003'
+  _globals['_CREDENTIAL'].fields_by_name['updated_at']._loaded_options = None
+  _globals['_CREDENTIAL'].fields_by_name['updated_at']._serialized_options = b'\342A\001\003'
+  _globals['_CREDENTIAL'].fields_by_name['health']._loaded_options = None
+  _globals['_CREDENTIAL'].fields_by_name['health']._serialized_options = b'\342A\001\003'
   _globals['_CREDENTIALSERVICE'].methods_by_name['CreateCredential']._loaded_options = None
   _globals['_CREDENTIALSERVICE'].methods_by_name['CreateCredential']._serialized_options = b'\202\323\344\223\002)\"\017/v1/credentials:\ncredentialb\ncredential'
   _globals['_CREDENTIALSERVICE'].methods_by_name['GetCredential']._loaded_options = None
@@ -45,32 +60,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREDENTIALSERVICE'].methods_by_name['UpdateCredential']._serialized_options = b'\202\323\344\223\002.2\024/v1/credentials/{id}:\ncredentialb\ncredential'
   _globals['_CREDENTIALSERVICE'].methods_by_name['DeleteCredential']._loaded_options = None
   _globals['_CREDENTIALSERVICE'].methods_by_name['DeleteCredential']._serialized_options = b'\202\323\344\223\002\026*\024/v1/credentials/{id}'
-  _globals['_CREDENTIAL']._serialized_start=175
-  _globals['_CREDENTIAL']._serialized_end=594
-  _globals['_CREDENTIALHEALTH']._serialized_start=596
-  _globals['_CREDENTIALHEALTH']._serialized_end=721
-  _globals['_OAUTHAPP']._serialized_start=723
-  _globals['_OAUTHAPP']._serialized_end=815
-  _globals['_CREATECREDENTIALREQUEST']._serialized_start=817
-  _globals['_CREATECREDENTIALREQUEST']._serialized_end=888
-  _globals['_CREATECREDENTIALRESPONSE']._serialized_start=890
-  _globals['_CREATECREDENTIALRESPONSE']._serialized_end=962
-  _globals['_GETCREDENTIALREQUEST']._serialized_start=964
-  _globals['_GETCREDENTIALREQUEST']._serialized_end=998
-  _globals['_GETCREDENTIALRESPONSE']._serialized_start=1000
-  _globals['_GETCREDENTIALRESPONSE']._serialized_end=1069
-  _globals['_LISTCREDENTIALSREQUEST']._serialized_start=1071
-  _globals['_LISTCREDENTIALSREQUEST']._serialized_end=1173
-  _globals['_LISTCREDENTIALSRESPONSE']._serialized_start=1175
-  _globals['_LISTCREDENTIALSRESPONSE']._serialized_end=1265
-  _globals['_UPDATECREDENTIALREQUEST']._serialized_start=1268
-  _globals['_UPDATECREDENTIALREQUEST']._serialized_end=1400
-  _globals['_UPDATECREDENTIALRESPONSE']._serialized_start=1402
-  _globals['_UPDATECREDENTIALRESPONSE']._serialized_end=1474
-  _globals['_DELETECREDENTIALREQUEST']._serialized_start=1476
-  _globals['_DELETECREDENTIALREQUEST']._serialized_end=1513
-  _globals['_DELETECREDENTIALRESPONSE']._serialized_start=1515
-  _globals['_DELETECREDENTIALRESPONSE']._serialized_end=1570
-  _globals['_CREDENTIALSERVICE']._serialized_start=1573
-  _globals['_CREDENTIALSERVICE']._serialized_end=2278
+  _globals['_CREDENTIAL']._serialized_start=208
+  _globals['_CREDENTIAL']._serialized_end=669
+  _globals['_CREDENTIALHEALTH']._serialized_start=671
+  _globals['_CREDENTIALHEALTH']._serialized_end=796
+  _globals['_OAUTHAPP']._serialized_start=798
+  _globals['_OAUTHAPP']._serialized_end=890
+  _globals['_CREATECREDENTIALREQUEST']._serialized_start=892
+  _globals['_CREATECREDENTIALREQUEST']._serialized_end=963
+  _globals['_CREATECREDENTIALRESPONSE']._serialized_start=965
+  _globals['_CREATECREDENTIALRESPONSE']._serialized_end=1037
+  _globals['_GETCREDENTIALREQUEST']._serialized_start=1039
+  _globals['_GETCREDENTIALREQUEST']._serialized_end=1073
+  _globals['_GETCREDENTIALRESPONSE']._serialized_start=1075
+  _globals['_GETCREDENTIALRESPONSE']._serialized_end=1144
+  _globals['_LISTCREDENTIALSREQUEST']._serialized_start=1146
+  _globals['_LISTCREDENTIALSREQUEST']._serialized_end=1248
+  _globals['_LISTCREDENTIALSRESPONSE']._serialized_start=1250
+  _globals['_LISTCREDENTIALSRESPONSE']._serialized_end=1340
+  _globals['_UPDATECREDENTIALREQUEST']._serialized_start=1343
+  _globals['_UPDATECREDENTIALREQUEST']._serialized_end=1475
+  _globals['_UPDATECREDENTIALRESPONSE']._serialized_start=1477
+  _globals['_UPDATECREDENTIALRESPONSE']._serialized_end=1549
+  _globals['_DELETECREDENTIALREQUEST']._serialized_start=1551
+  _globals['_DELETECREDENTIALREQUEST']._serialized_end=1588
+  _globals['_DELETECREDENTIALRESPONSE']._serialized_start=1590
+  _globals['_DELETECREDENTIALRESPONSE']._serialized_end=1645
+  _globals['_CREDENTIALSERVICE']._serialized_start=1648
+  _globals['_CREDENTIALSERVICE']._serialized_end=2353
 # @@protoc_insertion_point(module_scope)

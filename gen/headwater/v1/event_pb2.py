@@ -23,18 +23,31 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18headwater/v1/event.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\x01\n\rEventEndpoint\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06org_id\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x13\n\x0b\x65vent_types\x18\x04 \x03(\t\x12\x13\n\x06secret\x18\x05 \x01(\tH\x00\x88\x01\x01\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\t\n\x07_secret\"x\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04\x64\x61ta\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"h\n\x0bParkedEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x13.headwater.v1.Event\x12\x15\n\rdeliver_count\x18\x03 \x01(\x05\x12\x12\n\nlast_error\x18\x04 \x01(\t\"Q\n\x1a\x43reateEventEndpointRequest\x12\x33\n\x0e\x65vent_endpoint\x18\x01 \x01(\x0b\x32\x1b.headwater.v1.EventEndpoint\"R\n\x1b\x43reateEventEndpointResponse\x12\x33\n\x0e\x65vent_endpoint\x18\x01 \x01(\x0b\x32\x1b.headwater.v1.EventEndpoint\"%\n\x17GetEventEndpointRequest\x12\n\n\x02id\x18\x01 \x01(\t\"O\n\x18GetEventEndpointResponse\x12\x33\n\x0e\x65vent_endpoint\x18\x01 \x01(\x0b\x32\x1b.headwater.v1.EventEndpoint\"B\n\x19ListEventEndpointsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"`\n\x1aListEventEndpointsResponse\x12)\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x1b.headwater.v1.EventEndpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8e\x01\n\x1aUpdateEventEndpointRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x33\n\x0e\x65vent_endpoint\x18\x02 \x01(\x0b\x32\x1b.headwater.v1.EventEndpoint\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"R\n\x1bUpdateEventEndpointResponse\x12\x33\n\x0e\x65vent_endpoint\x18\x01 \x01(\x0b\x32\x1b.headwater.v1.EventEndpoint\"(\n\x1a\x44\x65leteEventEndpointRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x1b\x44\x65leteEventEndpointResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\"L\n\x17ListParkedEventsRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x18ListParkedEventsResponse\x12\'\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x19.headwater.v1.ParkedEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"D\n\x1cRedeliverParkedEventsRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\x10parked_event_ids\x18\x02 \x03(\t\"4\n\x1dRedeliverParkedEventsResponse\x12\x13\n\x0bredelivered\x18\x01 \x01(\x05\x32\xca\x08\n\x14\x45ventEndpointService\x12\xa7\x01\n\x13\x43reateEventEndpoint\x12(.headwater.v1.CreateEventEndpointRequest\x1a).headwater.v1.CreateEventEndpointResponse\";\x82\xd3\xe4\x93\x02\x35\"\x13/v1/event-endpoints:\x0e\x65vent_endpointb\x0e\x65vent_endpoint\x12\x93\x01\n\x10GetEventEndpoint\x12%.headwater.v1.GetEventEndpointRequest\x1a&.headwater.v1.GetEventEndpointResponse\"0\x82\xd3\xe4\x93\x02*\x12\x18/v1/event-endpoints/{id}b\x0e\x65vent_endpoint\x12\x84\x01\n\x12ListEventEndpoints\x12\'.headwater.v1.ListEventEndpointsRequest\x1a(.headwater.v1.ListEventEndpointsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/event-endpoints\x12\xac\x01\n\x13UpdateEventEndpoint\x12(.headwater.v1.UpdateEventEndpointRequest\x1a).headwater.v1.UpdateEventEndpointResponse\"@\x82\xd3\xe4\x93\x02:2\x18/v1/event-endpoints/{id}:\x0e\x65vent_endpointb\x0e\x65vent_endpoint\x12\x8c\x01\n\x13\x44\x65leteEventEndpoint\x12(.headwater.v1.DeleteEventEndpointRequest\x1a).headwater.v1.DeleteEventEndpointResponse\" \x82\xd3\xe4\x93\x02\x1a*\x18/v1/event-endpoints/{id}\x12\x8a\x01\n\x10ListParkedEvents\x12%.headwater.v1.ListParkedEventsRequest\x1a&.headwater.v1.ListParkedEventsResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/event-endpoints/{id}/parked\x12\x9f\x01\n\x15RedeliverParkedEvents\x12*.headwater.v1.RedeliverParkedEventsRequest\x1a+.headwater.v1.RedeliverParkedEventsResponse\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/event-endpoints/{id}/redeliver:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18headwater/v1/event.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf1\x01\n\rEventEndpoint\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06org_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x11\n\x03url\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x65vent_types\x18\x04 \x03(\t\x12\x19\n\x06secret\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x12\x34\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x42\t\n\x07_secret\"x\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04\x64\x61ta\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"h\n\x0bParkedEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x13.headwater.v1.Event\x12\x15\n\rdeliver_count\x18\x03 \x01(\x05\x12\x12\n\nlast_error\x18\x04 \x01(\t\"Q\n\x1a\x43reateEventEndpointRequest\x12\x33\n\x0e\x65vent_endpoint\x18\x01 \x01(\x0b\x32\x1b.headwater.v1.EventEndpoint\"R\n\x1b\x43reateEventEndpointResponse\x12\x33\n\x0e\x65vent_endpoint\x18\x01 \x01(\x0b\x32\x1b.headwater.v1.EventEndpoint\"%\n\x17GetEventEndpointRequest\x12\n\n\x02id\x18\x01 \x01(\t\"O\n\x18GetEventEndpointResponse\x12\x33\n\x0e\x65vent_endpoint\x18\x01 \x01(\x0b\x32\x1b.headwater.v1.EventEndpoint\"B\n\x19ListEventEndpointsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"`\n\x1aListEventEndpointsResponse\x12)\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x1b.headwater.v1.EventEndpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8e\x01\n\x1aUpdateEventEndpointRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x33\n\x0e\x65vent_endpoint\x18\x02 \x01(\x0b\x32\x1b.headwater.v1.EventEndpoint\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"R\n\x1bUpdateEventEndpointResponse\x12\x33\n\x0e\x65vent_endpoint\x18\x01 \x01(\x0b\x32\x1b.headwater.v1.EventEndpoint\"(\n\x1a\x44\x65leteEventEndpointRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x1b\x44\x65leteEventEndpointResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\"L\n\x17ListParkedEventsRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x18ListParkedEventsResponse\x12\'\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x19.headwater.v1.ParkedEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"D\n\x1cRedeliverParkedEventsRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x18\n\x10parked_event_ids\x18\x02 \x03(\t\"4\n\x1dRedeliverParkedEventsResponse\x12\x13\n\x0bredelivered\x18\x01 \x01(\x05\x32\xca\x08\n\x14\x45ventEndpointService\x12\xa7\x01\n\x13\x43reateEventEndpoint\x12(.headwater.v1.CreateEventEndpointRequest\x1a).headwater.v1.CreateEventEndpointResponse\";\x82\xd3\xe4\x93\x02\x35\"\x13/v1/event-endpoints:\x0e\x65vent_endpointb\x0e\x65vent_endpoint\x12\x93\x01\n\x10GetEventEndpoint\x12%.headwater.v1.GetEventEndpointRequest\x1a&.headwater.v1.GetEventEndpointResponse\"0\x82\xd3\xe4\x93\x02*\x12\x18/v1/event-endpoints/{id}b\x0e\x65vent_endpoint\x12\x84\x01\n\x12ListEventEndpoints\x12\'.headwater.v1.ListEventEndpointsRequest\x1a(.headwater.v1.ListEventEndpointsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/event-endpoints\x12\xac\x01\n\x13UpdateEventEndpoint\x12(.headwater.v1.UpdateEventEndpointRequest\x1a).headwater.v1.UpdateEventEndpointResponse\"@\x82\xd3\xe4\x93\x02:2\x18/v1/event-endpoints/{id}:\x0e\x65vent_endpointb\x0e\x65vent_endpoint\x12\x8c\x01\n\x13\x44\x65leteEventEndpoint\x12(.headwater.v1.DeleteEventEndpointRequest\x1a).headwater.v1.DeleteEventEndpointResponse\" \x82\xd3\xe4\x93\x02\x1a*\x18/v1/event-endpoints/{id}\x12\x8a\x01\n\x10ListParkedEvents\x12%.headwater.v1.ListParkedEventsRequest\x1a&.headwater.v1.ListParkedEventsResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/event-endpoints/{id}/parked\x12\x9f\x01\n\x15RedeliverParkedEvents\x12*.headwater.v1.RedeliverParkedEventsRequest\x1a+.headwater.v1.RedeliverParkedEventsResponse\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/event-endpoints/{id}/redeliver:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'headwater.v1.event_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_EVENTENDPOINT'].fields_by_name['id']._loaded_options = None
+  _globals['_EVENTENDPOINT'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_EVENTENDPOINT'].fields_by_name['org_id']._loaded_options = None
+  _globals['_EVENTENDPOINT'].fields_by_name['org_id']._serialized_options = b'\342A\001\003'
+  _globals['_EVENTENDPOINT'].fields_by_name['url']._loaded_options = None
+  _globals['_EVENTENDPOINT'].fields_by_name['url']._serialized_options = b'\342A\001\002'
+  _globals['_EVENTENDPOINT'].fields_by_name['secret']._loaded_options = None
+  _globals['_EVENTENDPOINT'].fields_by_name['secret']._serialized_options = b'\342A\001\003'
+  _globals['_EVENTENDPOINT'].fields_by_name['created_at']._loaded_options = None
+  _globals['_EVENTENDPOINT'].fields_by_name['created_at']._serialized_options = b'\342A\001\003'
+  _globals['_EVENTENDPOINT'].fields_by_name['updated_at']._loaded_options = None
+  _globals['_EVENTENDPOINT'].fields_by_name['updated_at']._serialized_options = b'\342A\001\003'
   _globals['_EVENTENDPOINTSERVICE'].methods_by_name['CreateEventEndpoint']._loaded_options = None
   _globals['_EVENTENDPOINTSERVICE'].methods_by_name['CreateEventEndpoint']._serialized_options = b'\202\323\344\223\0025\"\023/v1/event-endpoints:\016event_endpointb\016event_endpoint'
   _globals['_EVENTENDPOINTSERVICE'].methods_by_name['GetEventEndpoint']._loaded_options = None
@@ -49,40 +62,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENTENDPOINTSERVICE'].methods_by_name['ListParkedEvents']._serialized_options = b'\202\323\344\223\002!\022\037/v1/event-endpoints/{id}/parked'
   _globals['_EVENTENDPOINTSERVICE'].methods_by_name['RedeliverParkedEvents']._loaded_options = None
   _globals['_EVENTENDPOINTSERVICE'].methods_by_name['RedeliverParkedEvents']._serialized_options = b'\202\323\344\223\002\'\"\"/v1/event-endpoints/{id}/redeliver:\001*'
-  _globals['_EVENTENDPOINT']._serialized_start=170
-  _globals['_EVENTENDPOINT']._serialized_end=375
-  _globals['_EVENT']._serialized_start=377
-  _globals['_EVENT']._serialized_end=497
-  _globals['_PARKEDEVENT']._serialized_start=499
-  _globals['_PARKEDEVENT']._serialized_end=603
-  _globals['_CREATEEVENTENDPOINTREQUEST']._serialized_start=605
-  _globals['_CREATEEVENTENDPOINTREQUEST']._serialized_end=686
-  _globals['_CREATEEVENTENDPOINTRESPONSE']._serialized_start=688
-  _globals['_CREATEEVENTENDPOINTRESPONSE']._serialized_end=770
-  _globals['_GETEVENTENDPOINTREQUEST']._serialized_start=772
-  _globals['_GETEVENTENDPOINTREQUEST']._serialized_end=809
-  _globals['_GETEVENTENDPOINTRESPONSE']._serialized_start=811
-  _globals['_GETEVENTENDPOINTRESPONSE']._serialized_end=890
-  _globals['_LISTEVENTENDPOINTSREQUEST']._serialized_start=892
-  _globals['_LISTEVENTENDPOINTSREQUEST']._serialized_end=958
-  _globals['_LISTEVENTENDPOINTSRESPONSE']._serialized_start=960
-  _globals['_LISTEVENTENDPOINTSRESPONSE']._serialized_end=1056
-  _globals['_UPDATEEVENTENDPOINTREQUEST']._serialized_start=1059
-  _globals['_UPDATEEVENTENDPOINTREQUEST']._serialized_end=1201
-  _globals['_UPDATEEVENTENDPOINTRESPONSE']._serialized_start=1203
-  _globals['_UPDATEEVENTENDPOINTRESPONSE']._serialized_end=1285
-  _globals['_DELETEEVENTENDPOINTREQUEST']._serialized_start=1287
-  _globals['_DELETEEVENTENDPOINTREQUEST']._serialized_end=1327
-  _globals['_DELETEEVENTENDPOINTRESPONSE']._serialized_start=1329
-  _globals['_DELETEEVENTENDPOINTRESPONSE']._serialized_end=1387
-  _globals['_LISTPARKEDEVENTSREQUEST']._serialized_start=1389
-  _globals['_LISTPARKEDEVENTSREQUEST']._serialized_end=1465
-  _globals['_LISTPARKEDEVENTSRESPONSE']._serialized_start=1467
-  _globals['_LISTPARKEDEVENTSRESPONSE']._serialized_end=1559
-  _globals['_REDELIVERPARKEDEVENTSREQUEST']._serialized_start=1561
-  _globals['_REDELIVERPARKEDEVENTSREQUEST']._serialized_end=1629
-  _globals['_REDELIVERPARKEDEVENTSRESPONSE']._serialized_start=1631
-  _globals['_REDELIVERPARKEDEVENTSRESPONSE']._serialized_end=1683
-  _globals['_EVENTENDPOINTSERVICE']._serialized_start=1686
-  _globals['_EVENTENDPOINTSERVICE']._serialized_end=2784
+  _globals['_EVENTENDPOINT']._serialized_start=203
+  _globals['_EVENTENDPOINT']._serialized_end=444
+  _globals['_EVENT']._serialized_start=446
+  _globals['_EVENT']._serialized_end=566
+  _globals['_PARKEDEVENT']._serialized_start=568
+  _globals['_PARKEDEVENT']._serialized_end=672
+  _globals['_CREATEEVENTENDPOINTREQUEST']._serialized_start=674
+  _globals['_CREATEEVENTENDPOINTREQUEST']._serialized_end=755
+  _globals['_CREATEEVENTENDPOINTRESPONSE']._serialized_start=757
+  _globals['_CREATEEVENTENDPOINTRESPONSE']._serialized_end=839
+  _globals['_GETEVENTENDPOINTREQUEST']._serialized_start=841
+  _globals['_GETEVENTENDPOINTREQUEST']._serialized_end=878
+  _globals['_GETEVENTENDPOINTRESPONSE']._serialized_start=880
+  _globals['_GETEVENTENDPOINTRESPONSE']._serialized_end=959
+  _globals['_LISTEVENTENDPOINTSREQUEST']._serialized_start=961
+  _globals['_LISTEVENTENDPOINTSREQUEST']._serialized_end=1027
+  _globals['_LISTEVENTENDPOINTSRESPONSE']._serialized_start=1029
+  _globals['_LISTEVENTENDPOINTSRESPONSE']._serialized_end=1125
+  _globals['_UPDATEEVENTENDPOINTREQUEST']._serialized_start=1128
+  _globals['_UPDATEEVENTENDPOINTREQUEST']._serialized_end=1270
+  _globals['_UPDATEEVENTENDPOINTRESPONSE']._serialized_start=1272
+  _globals['_UPDATEEVENTENDPOINTRESPONSE']._serialized_end=1354
+  _globals['_DELETEEVENTENDPOINTREQUEST']._serialized_start=1356
+  _globals['_DELETEEVENTENDPOINTREQUEST']._serialized_end=1396
+  _globals['_DELETEEVENTENDPOINTRESPONSE']._serialized_start=1398
+  _globals['_DELETEEVENTENDPOINTRESPONSE']._serialized_end=1456
+  _globals['_LISTPARKEDEVENTSREQUEST']._serialized_start=1458
+  _globals['_LISTPARKEDEVENTSREQUEST']._serialized_end=1534
+  _globals['_LISTPARKEDEVENTSRESPONSE']._serialized_start=1536
+  _globals['_LISTPARKEDEVENTSRESPONSE']._serialized_end=1628
+  _globals['_REDELIVERPARKEDEVENTSREQUEST']._serialized_start=1630
+  _globals['_REDELIVERPARKEDEVENTSREQUEST']._serialized_end=1698
+  _globals['_REDELIVERPARKEDEVENTSRESPONSE']._serialized_start=1700
+  _globals['_REDELIVERPARKEDEVENTSRESPONSE']._serialized_end=1752
+  _globals['_EVENTENDPOINTSERVICE']._serialized_start=1755
+  _globals['_EVENTENDPOINTSERVICE']._serialized_end=2853
 # @@protoc_insertion_point(module_scope)

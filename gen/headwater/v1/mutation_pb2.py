@@ -23,29 +23,36 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from headwater.v1 import common_pb2 as headwater_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bheadwater/v1/mutation.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x19headwater/v1/common.proto\"L\n\x0eMutationRecord\x12\x13\n\x0bupstream_id\x18\x01 \x01(\t\x12%\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xb2\x02\n\x12RunMutationRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07sync_id\x18\x02 \x01(\t\x12\x15\n\rcollection_id\x18\x03 \x01(\t\x12-\n\x07records\x18\x04 \x03(\x0b\x32\x1c.headwater.v1.MutationRecord\x12*\n\x04\x64\x61ta\x18\x05 \x03(\x0b\x32\x1c.headwater.v1.MutationRecord\x12\x14\n\x0cupstream_ids\x18\x06 \x03(\t\x12\x1a\n\x12\x61wait_consumer_ids\x18\x07 \x03(\t\x12$\n\x17\x61wait_consumers_timeout\x18\x08 \x01(\x05H\x00\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\t \x01(\tB\x1a\n\x18_await_consumers_timeout\"<\n\x13RunMutationResponse\x12%\n\x07records\x18\x01 \x03(\x0b\x32\x14.headwater.v1.Record\"l\n\x0fMutationFailure\x12%\n\x07\x61pplied\x18\x01 \x03(\x0b\x32\x14.headwater.v1.Record\x12\x32\n\x06\x66\x61iled\x18\x02 \x03(\x0b\x32\".headwater.v1.FailedMutationRecord\"I\n\x14\x46\x61iledMutationRecord\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x13\n\x0bupstream_id\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t2\x83\x01\n\x0fMutationService\x12p\n\x0bRunMutation\x12 .headwater.v1.RunMutationRequest\x1a!.headwater.v1.RunMutationResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/mutations/run:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bheadwater/v1/mutation.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x19headwater/v1/common.proto\"L\n\x0eMutationRecord\x12\x13\n\x0bupstream_id\x18\x01 \x01(\t\x12%\n\x04\x64\x61ta\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xc4\x02\n\x12RunMutationRequest\x12\x12\n\x04kind\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07sync_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\rcollection_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x07records\x18\x04 \x03(\x0b\x32\x1c.headwater.v1.MutationRecord\x12*\n\x04\x64\x61ta\x18\x05 \x03(\x0b\x32\x1c.headwater.v1.MutationRecord\x12\x14\n\x0cupstream_ids\x18\x06 \x03(\t\x12\x1a\n\x12\x61wait_consumer_ids\x18\x07 \x03(\t\x12$\n\x17\x61wait_consumers_timeout\x18\x08 \x01(\x05H\x00\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\t \x01(\tB\x1a\n\x18_await_consumers_timeout\"<\n\x13RunMutationResponse\x12%\n\x07records\x18\x01 \x03(\x0b\x32\x14.headwater.v1.Record\"l\n\x0fMutationFailure\x12%\n\x07\x61pplied\x18\x01 \x03(\x0b\x32\x14.headwater.v1.Record\x12\x32\n\x06\x66\x61iled\x18\x02 \x03(\x0b\x32\".headwater.v1.FailedMutationRecord\"I\n\x14\x46\x61iledMutationRecord\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x13\n\x0bupstream_id\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t2\x83\x01\n\x0fMutationService\x12p\n\x0bRunMutation\x12 .headwater.v1.RunMutationRequest\x1a!.headwater.v1.RunMutationResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/mutations/run:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'headwater.v1.mutation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_RUNMUTATIONREQUEST'].fields_by_name['kind']._loaded_options = None
+  _globals['_RUNMUTATIONREQUEST'].fields_by_name['kind']._serialized_options = b'\342A\001\002'
+  _globals['_RUNMUTATIONREQUEST'].fields_by_name['sync_id']._loaded_options = None
+  _globals['_RUNMUTATIONREQUEST'].fields_by_name['sync_id']._serialized_options = b'\342A\001\002'
+  _globals['_RUNMUTATIONREQUEST'].fields_by_name['collection_id']._loaded_options = None
+  _globals['_RUNMUTATIONREQUEST'].fields_by_name['collection_id']._serialized_options = b'\342A\001\002'
   _globals['_MUTATIONSERVICE'].methods_by_name['RunMutation']._loaded_options = None
   _globals['_MUTATIONSERVICE'].methods_by_name['RunMutation']._serialized_options = b'\202\323\344\223\002\026\"\021/v1/mutations/run:\001*'
-  _globals['_MUTATIONRECORD']._serialized_start=132
-  _globals['_MUTATIONRECORD']._serialized_end=208
-  _globals['_RUNMUTATIONREQUEST']._serialized_start=211
-  _globals['_RUNMUTATIONREQUEST']._serialized_end=517
-  _globals['_RUNMUTATIONRESPONSE']._serialized_start=519
-  _globals['_RUNMUTATIONRESPONSE']._serialized_end=579
-  _globals['_MUTATIONFAILURE']._serialized_start=581
-  _globals['_MUTATIONFAILURE']._serialized_end=689
-  _globals['_FAILEDMUTATIONRECORD']._serialized_start=691
-  _globals['_FAILEDMUTATIONRECORD']._serialized_end=764
-  _globals['_MUTATIONSERVICE']._serialized_start=767
-  _globals['_MUTATIONSERVICE']._serialized_end=898
+  _globals['_MUTATIONRECORD']._serialized_start=165
+  _globals['_MUTATIONRECORD']._serialized_end=241
+  _globals['_RUNMUTATIONREQUEST']._serialized_start=244
+  _globals['_RUNMUTATIONREQUEST']._serialized_end=568
+  _globals['_RUNMUTATIONRESPONSE']._serialized_start=570
+  _globals['_RUNMUTATIONRESPONSE']._serialized_end=630
+  _globals['_MUTATIONFAILURE']._serialized_start=632
+  _globals['_MUTATIONFAILURE']._serialized_end=740
+  _globals['_FAILEDMUTATIONRECORD']._serialized_start=742
+  _globals['_FAILEDMUTATIONRECORD']._serialized_end=815
+  _globals['_MUTATIONSERVICE']._serialized_start=818
+  _globals['_MUTATIONSERVICE']._serialized_end=949
 # @@protoc_insertion_point(module_scope)

@@ -23,18 +23,33 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cheadwater/v1/oauth_app.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x02\n\x0bOAuthClient\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06org_id\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x11\n\tclient_id\x18\x04 \x01(\t\x12\x15\n\rclient_secret\x18\x05 \x01(\t\x12\x0e\n\x06scopes\x18\x06 \x03(\t\x12\x1e\n\x11\x61uthorization_url\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x16\n\ttoken_url\x18\x08 \x01(\tH\x01\x88\x01\x01\x12)\n\x08metadata\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x14\n\x12_authorization_urlB\x0c\n\n_token_url\"E\n\x15\x43reateOAuthAppRequest\x12,\n\toauth_app\x18\x01 \x01(\x0b\x32\x19.headwater.v1.OAuthClient\"F\n\x16\x43reateOAuthAppResponse\x12,\n\toauth_app\x18\x01 \x01(\x0b\x32\x19.headwater.v1.OAuthClient\" \n\x12GetOAuthAppRequest\x12\n\n\x02id\x18\x01 \x01(\t\"C\n\x13GetOAuthAppResponse\x12,\n\toauth_app\x18\x01 \x01(\x0b\x32\x19.headwater.v1.OAuthClient\"b\n\x14ListOAuthAppsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x11\n\tclient_id\x18\x04 \x01(\t\"Y\n\x15ListOAuthAppsResponse\x12\'\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x19.headwater.v1.OAuthClient\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x82\x01\n\x15UpdateOAuthAppRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12,\n\toauth_app\x18\x02 \x01(\x0b\x32\x19.headwater.v1.OAuthClient\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"F\n\x16UpdateOAuthAppResponse\x12,\n\toauth_app\x18\x01 \x01(\x0b\x32\x19.headwater.v1.OAuthClient\"#\n\x15\x44\x65leteOAuthAppRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x16\x44\x65leteOAuthAppResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x32\x96\x05\n\x0fOAuthAppService\x12\x89\x01\n\x0e\x43reateOAuthApp\x12#.headwater.v1.CreateOAuthAppRequest\x1a$.headwater.v1.CreateOAuthAppResponse\",\x82\xd3\xe4\x93\x02&\"\x0e/v1/oauth-apps:\toauth_appb\toauth_app\x12z\n\x0bGetOAuthApp\x12 .headwater.v1.GetOAuthAppRequest\x1a!.headwater.v1.GetOAuthAppResponse\"&\x82\xd3\xe4\x93\x02 \x12\x13/v1/oauth-apps/{id}b\toauth_app\x12p\n\rListOAuthApps\x12\".headwater.v1.ListOAuthAppsRequest\x1a#.headwater.v1.ListOAuthAppsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/oauth-apps\x12\x8e\x01\n\x0eUpdateOAuthApp\x12#.headwater.v1.UpdateOAuthAppRequest\x1a$.headwater.v1.UpdateOAuthAppResponse\"1\x82\xd3\xe4\x93\x02+2\x13/v1/oauth-apps/{id}:\toauth_appb\toauth_app\x12x\n\x0e\x44\x65leteOAuthApp\x12#.headwater.v1.DeleteOAuthAppRequest\x1a$.headwater.v1.DeleteOAuthAppResponse\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/oauth-apps/{id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cheadwater/v1/oauth_app.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x03\n\x0bOAuthClient\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06org_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08provider\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tclient_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\rclient_secret\x18\x05 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06scopes\x18\x06 \x03(\t\x12\x1e\n\x11\x61uthorization_url\x18\x07 \x01(\tH\x00\x88\x01\x01\x12\x16\n\ttoken_url\x18\x08 \x01(\tH\x01\x88\x01\x01\x12)\n\x08metadata\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x34\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x42\x14\n\x12_authorization_urlB\x0c\n\n_token_url\"E\n\x15\x43reateOAuthAppRequest\x12,\n\toauth_app\x18\x01 \x01(\x0b\x32\x19.headwater.v1.OAuthClient\"F\n\x16\x43reateOAuthAppResponse\x12,\n\toauth_app\x18\x01 \x01(\x0b\x32\x19.headwater.v1.OAuthClient\" \n\x12GetOAuthAppRequest\x12\n\n\x02id\x18\x01 \x01(\t\"C\n\x13GetOAuthAppResponse\x12,\n\toauth_app\x18\x01 \x01(\x0b\x32\x19.headwater.v1.OAuthClient\"b\n\x14ListOAuthAppsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x11\n\tclient_id\x18\x04 \x01(\t\"Y\n\x15ListOAuthAppsResponse\x12\'\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x19.headwater.v1.OAuthClient\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x82\x01\n\x15UpdateOAuthAppRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12,\n\toauth_app\x18\x02 \x01(\x0b\x32\x19.headwater.v1.OAuthClient\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"F\n\x16UpdateOAuthAppResponse\x12,\n\toauth_app\x18\x01 \x01(\x0b\x32\x19.headwater.v1.OAuthClient\"#\n\x15\x44\x65leteOAuthAppRequest\x12\n\n\x02id\x18\x01 \x01(\t\"5\n\x16\x44\x65leteOAuthAppResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x32\x96\x05\n\x0fOAuthAppService\x12\x89\x01\n\x0e\x43reateOAuthApp\x12#.headwater.v1.CreateOAuthAppRequest\x1a$.headwater.v1.CreateOAuthAppResponse\",\x82\xd3\xe4\x93\x02&\"\x0e/v1/oauth-apps:\toauth_appb\toauth_app\x12z\n\x0bGetOAuthApp\x12 .headwater.v1.GetOAuthAppRequest\x1a!.headwater.v1.GetOAuthAppResponse\"&\x82\xd3\xe4\x93\x02 \x12\x13/v1/oauth-apps/{id}b\toauth_app\x12p\n\rListOAuthApps\x12\".headwater.v1.ListOAuthAppsRequest\x1a#.headwater.v1.ListOAuthAppsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/oauth-apps\x12\x8e\x01\n\x0eUpdateOAuthApp\x12#.headwater.v1.UpdateOAuthAppRequest\x1a$.headwater.v1.UpdateOAuthAppResponse\"1\x82\xd3\xe4\x93\x02+2\x13/v1/oauth-apps/{id}:\toauth_appb\toauth_app\x12x\n\x0e\x44\x65leteOAuthApp\x12#.headwater.v1.DeleteOAuthAppRequest\x1a$.headwater.v1.DeleteOAuthAppResponse\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/v1/oauth-apps/{id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'headwater.v1.oauth_app_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_OAUTHCLIENT'].fields_by_name['id']._loaded_options = None
+  _globals['_OAUTHCLIENT'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_OAUTHCLIENT'].fields_by_name['org_id']._loaded_options = None
+  _globals['_OAUTHCLIENT'].fields_by_name['org_id']._serialized_options = b'\342A\001\003'
+  _globals['_OAUTHCLIENT'].fields_by_name['provider']._loaded_options = None
+  _globals['_OAUTHCLIENT'].fields_by_name['provider']._serialized_options = b'\342A\001\002'
+  _globals['_OAUTHCLIENT'].fields_by_name['client_id']._loaded_options = None
+  _globals['_OAUTHCLIENT'].fields_by_name['client_id']._serialized_options = b'\342A\001\002'
+  _globals['_OAUTHCLIENT'].fields_by_name['client_secret']._loaded_options = None
+  _globals['_OAUTHCLIENT'].fields_by_name['client_secret']._serialized_options = b'\342A\001\002'
+  _globals['_OAUTHCLIENT'].fields_by_name['created_at']._loaded_options = None
+  _globals['_OAUTHCLIENT'].fields_by_name['created_at']._serialized_options = b'\342A\001\003'
+  _globals['_OAUTHCLIENT'].fields_by_name['updated_at']._loaded_options = None
+  _globals['_OAUTHCLIENT'].fields_by_name['updated_at']._serialized_options = b'\342A\001\003'
   _globals['_OAUTHAPPSERVICE'].methods_by_name['CreateOAuthApp']._loaded_options = None
   _globals['_OAUTHAPPSERVICE'].methods_by_name['CreateOAuthApp']._serialized_options = b'\202\323\344\223\002&\"\016/v1/oauth-apps:\toauth_appb\toauth_app'
   _globals['_OAUTHAPPSERVICE'].methods_by_name['GetOAuthApp']._loaded_options = None
@@ -45,28 +60,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OAUTHAPPSERVICE'].methods_by_name['UpdateOAuthApp']._serialized_options = b'\202\323\344\223\002+2\023/v1/oauth-apps/{id}:\toauth_appb\toauth_app'
   _globals['_OAUTHAPPSERVICE'].methods_by_name['DeleteOAuthApp']._loaded_options = None
   _globals['_OAUTHAPPSERVICE'].methods_by_name['DeleteOAuthApp']._serialized_options = b'\202\323\344\223\002\025*\023/v1/oauth-apps/{id}'
-  _globals['_OAUTHCLIENT']._serialized_start=174
-  _globals['_OAUTHCLIENT']._serialized_end=522
-  _globals['_CREATEOAUTHAPPREQUEST']._serialized_start=524
-  _globals['_CREATEOAUTHAPPREQUEST']._serialized_end=593
-  _globals['_CREATEOAUTHAPPRESPONSE']._serialized_start=595
-  _globals['_CREATEOAUTHAPPRESPONSE']._serialized_end=665
-  _globals['_GETOAUTHAPPREQUEST']._serialized_start=667
-  _globals['_GETOAUTHAPPREQUEST']._serialized_end=699
-  _globals['_GETOAUTHAPPRESPONSE']._serialized_start=701
-  _globals['_GETOAUTHAPPRESPONSE']._serialized_end=768
-  _globals['_LISTOAUTHAPPSREQUEST']._serialized_start=770
-  _globals['_LISTOAUTHAPPSREQUEST']._serialized_end=868
-  _globals['_LISTOAUTHAPPSRESPONSE']._serialized_start=870
-  _globals['_LISTOAUTHAPPSRESPONSE']._serialized_end=959
-  _globals['_UPDATEOAUTHAPPREQUEST']._serialized_start=962
-  _globals['_UPDATEOAUTHAPPREQUEST']._serialized_end=1092
-  _globals['_UPDATEOAUTHAPPRESPONSE']._serialized_start=1094
-  _globals['_UPDATEOAUTHAPPRESPONSE']._serialized_end=1164
-  _globals['_DELETEOAUTHAPPREQUEST']._serialized_start=1166
-  _globals['_DELETEOAUTHAPPREQUEST']._serialized_end=1201
-  _globals['_DELETEOAUTHAPPRESPONSE']._serialized_start=1203
-  _globals['_DELETEOAUTHAPPRESPONSE']._serialized_end=1256
-  _globals['_OAUTHAPPSERVICE']._serialized_start=1259
-  _globals['_OAUTHAPPSERVICE']._serialized_end=1921
+  _globals['_OAUTHCLIENT']._serialized_start=207
+  _globals['_OAUTHCLIENT']._serialized_end=597
+  _globals['_CREATEOAUTHAPPREQUEST']._serialized_start=599
+  _globals['_CREATEOAUTHAPPREQUEST']._serialized_end=668
+  _globals['_CREATEOAUTHAPPRESPONSE']._serialized_start=670
+  _globals['_CREATEOAUTHAPPRESPONSE']._serialized_end=740
+  _globals['_GETOAUTHAPPREQUEST']._serialized_start=742
+  _globals['_GETOAUTHAPPREQUEST']._serialized_end=774
+  _globals['_GETOAUTHAPPRESPONSE']._serialized_start=776
+  _globals['_GETOAUTHAPPRESPONSE']._serialized_end=843
+  _globals['_LISTOAUTHAPPSREQUEST']._serialized_start=845
+  _globals['_LISTOAUTHAPPSREQUEST']._serialized_end=943
+  _globals['_LISTOAUTHAPPSRESPONSE']._serialized_start=945
+  _globals['_LISTOAUTHAPPSRESPONSE']._serialized_end=1034
+  _globals['_UPDATEOAUTHAPPREQUEST']._serialized_start=1037
+  _globals['_UPDATEOAUTHAPPREQUEST']._serialized_end=1167
+  _globals['_UPDATEOAUTHAPPRESPONSE']._serialized_start=1169
+  _globals['_UPDATEOAUTHAPPRESPONSE']._serialized_end=1239
+  _globals['_DELETEOAUTHAPPREQUEST']._serialized_start=1241
+  _globals['_DELETEOAUTHAPPREQUEST']._serialized_end=1276
+  _globals['_DELETEOAUTHAPPRESPONSE']._serialized_start=1278
+  _globals['_DELETEOAUTHAPPRESPONSE']._serialized_end=1331
+  _globals['_OAUTHAPPSERVICE']._serialized_start=1334
+  _globals['_OAUTHAPPSERVICE']._serialized_end=1996
 # @@protoc_insertion_point(module_scope)

@@ -23,17 +23,28 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aheadwater/v1/project.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbd\x01\n\x07Project\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06org_id\x18\x02 \x01(\t\x12\x11\n\x04name\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\x12signing_public_key\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x07\n\x05_name\">\n\x14\x43reateProjectRequest\x12&\n\x07project\x18\x01 \x01(\x0b\x32\x15.headwater.v1.Project\"?\n\x15\x43reateProjectResponse\x12&\n\x07project\x18\x01 \x01(\x0b\x32\x15.headwater.v1.Project\"\x1f\n\x11GetProjectRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x12GetProjectResponse\x12&\n\x07project\x18\x01 \x01(\x0b\x32\x15.headwater.v1.Project\"<\n\x13ListProjectsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"T\n\x14ListProjectsResponse\x12#\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x15.headwater.v1.Project\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"{\n\x14UpdateProjectRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12&\n\x07project\x18\x02 \x01(\x0b\x32\x15.headwater.v1.Project\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"?\n\x15UpdateProjectResponse\x12&\n\x07project\x18\x01 \x01(\x0b\x32\x15.headwater.v1.Project\"\"\n\x14\x44\x65leteProjectRequest\x12\n\n\x02id\x18\x01 \x01(\t\"4\n\x15\x44\x65leteProjectResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x32\xf2\x04\n\x0eProjectService\x12\x80\x01\n\rCreateProject\x12\".headwater.v1.CreateProjectRequest\x1a#.headwater.v1.CreateProjectResponse\"&\x82\xd3\xe4\x93\x02 \"\x0c/v1/projects:\x07projectb\x07project\x12s\n\nGetProject\x12\x1f.headwater.v1.GetProjectRequest\x1a .headwater.v1.GetProjectResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x11/v1/projects/{id}b\x07project\x12k\n\x0cListProjects\x12!.headwater.v1.ListProjectsRequest\x1a\".headwater.v1.ListProjectsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/projects\x12\x85\x01\n\rUpdateProject\x12\".headwater.v1.UpdateProjectRequest\x1a#.headwater.v1.UpdateProjectResponse\"+\x82\xd3\xe4\x93\x02%2\x11/v1/projects/{id}:\x07projectb\x07project\x12s\n\rDeleteProject\x12\".headwater.v1.DeleteProjectRequest\x1a#.headwater.v1.DeleteProjectResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/projects/{id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aheadwater/v1/project.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdb\x01\n\x07Project\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06org_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x11\n\x04name\x18\x03 \x01(\tH\x00\x88\x01\x01\x12 \n\x12signing_public_key\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x42\x07\n\x05_name\">\n\x14\x43reateProjectRequest\x12&\n\x07project\x18\x01 \x01(\x0b\x32\x15.headwater.v1.Project\"?\n\x15\x43reateProjectResponse\x12&\n\x07project\x18\x01 \x01(\x0b\x32\x15.headwater.v1.Project\"\x1f\n\x11GetProjectRequest\x12\n\n\x02id\x18\x01 \x01(\t\"<\n\x12GetProjectResponse\x12&\n\x07project\x18\x01 \x01(\x0b\x32\x15.headwater.v1.Project\"<\n\x13ListProjectsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"T\n\x14ListProjectsResponse\x12#\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x15.headwater.v1.Project\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"{\n\x14UpdateProjectRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12&\n\x07project\x18\x02 \x01(\x0b\x32\x15.headwater.v1.Project\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"?\n\x15UpdateProjectResponse\x12&\n\x07project\x18\x01 \x01(\x0b\x32\x15.headwater.v1.Project\"\"\n\x14\x44\x65leteProjectRequest\x12\n\n\x02id\x18\x01 \x01(\t\"4\n\x15\x44\x65leteProjectResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x32\xf2\x04\n\x0eProjectService\x12\x80\x01\n\rCreateProject\x12\".headwater.v1.CreateProjectRequest\x1a#.headwater.v1.CreateProjectResponse\"&\x82\xd3\xe4\x93\x02 \"\x0c/v1/projects:\x07projectb\x07project\x12s\n\nGetProject\x12\x1f.headwater.v1.GetProjectRequest\x1a .headwater.v1.GetProjectResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x11/v1/projects/{id}b\x07project\x12k\n\x0cListProjects\x12!.headwater.v1.ListProjectsRequest\x1a\".headwater.v1.ListProjectsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/projects\x12\x85\x01\n\rUpdateProject\x12\".headwater.v1.UpdateProjectRequest\x1a#.headwater.v1.UpdateProjectResponse\"+\x82\xd3\xe4\x93\x02%2\x11/v1/projects/{id}:\x07projectb\x07project\x12s\n\rDeleteProject\x12\".headwater.v1.DeleteProjectRequest\x1a#.headwater.v1.DeleteProjectResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/v1/projects/{id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'headwater.v1.project_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PROJECT'].fields_by_name['id']._loaded_options = None
+  _globals['_PROJECT'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_PROJECT'].fields_by_name['org_id']._loaded_options = None
+  _globals['_PROJECT'].fields_by_name['org_id']._serialized_options = b'\342A\001\003'
+  _globals['_PROJECT'].fields_by_name['signing_public_key']._loaded_options = None
+  _globals['_PROJECT'].fields_by_name['signing_public_key']._serialized_options = b'\342A\001\002'
+  _globals['_PROJECT'].fields_by_name['created_at']._loaded_options = None
+  _globals['_PROJECT'].fields_by_name['created_at']._serialized_options = b'\342A\001\003'
+  _globals['_PROJECT'].fields_by_name['updated_at']._loaded_options = None
+  _globals['_PROJECT'].fields_by_name['updated_at']._serialized_options = b'\342A\001\003'
   _globals['_PROJECTSERVICE'].methods_by_name['CreateProject']._loaded_options = None
   _globals['_PROJECTSERVICE'].methods_by_name['CreateProject']._serialized_options = b'\202\323\344\223\002 \"\014/v1/projects:\007projectb\007project'
   _globals['_PROJECTSERVICE'].methods_by_name['GetProject']._loaded_options = None
@@ -44,28 +55,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROJECTSERVICE'].methods_by_name['UpdateProject']._serialized_options = b'\202\323\344\223\002%2\021/v1/projects/{id}:\007projectb\007project'
   _globals['_PROJECTSERVICE'].methods_by_name['DeleteProject']._loaded_options = None
   _globals['_PROJECTSERVICE'].methods_by_name['DeleteProject']._serialized_options = b'\202\323\344\223\002\023*\021/v1/projects/{id}'
-  _globals['_PROJECT']._serialized_start=142
-  _globals['_PROJECT']._serialized_end=331
-  _globals['_CREATEPROJECTREQUEST']._serialized_start=333
-  _globals['_CREATEPROJECTREQUEST']._serialized_end=395
-  _globals['_CREATEPROJECTRESPONSE']._serialized_start=397
-  _globals['_CREATEPROJECTRESPONSE']._serialized_end=460
-  _globals['_GETPROJECTREQUEST']._serialized_start=462
-  _globals['_GETPROJECTREQUEST']._serialized_end=493
-  _globals['_GETPROJECTRESPONSE']._serialized_start=495
-  _globals['_GETPROJECTRESPONSE']._serialized_end=555
-  _globals['_LISTPROJECTSREQUEST']._serialized_start=557
-  _globals['_LISTPROJECTSREQUEST']._serialized_end=617
-  _globals['_LISTPROJECTSRESPONSE']._serialized_start=619
-  _globals['_LISTPROJECTSRESPONSE']._serialized_end=703
-  _globals['_UPDATEPROJECTREQUEST']._serialized_start=705
-  _globals['_UPDATEPROJECTREQUEST']._serialized_end=828
-  _globals['_UPDATEPROJECTRESPONSE']._serialized_start=830
-  _globals['_UPDATEPROJECTRESPONSE']._serialized_end=893
-  _globals['_DELETEPROJECTREQUEST']._serialized_start=895
-  _globals['_DELETEPROJECTREQUEST']._serialized_end=929
-  _globals['_DELETEPROJECTRESPONSE']._serialized_start=931
-  _globals['_DELETEPROJECTRESPONSE']._serialized_end=983
-  _globals['_PROJECTSERVICE']._serialized_start=986
-  _globals['_PROJECTSERVICE']._serialized_end=1612
+  _globals['_PROJECT']._serialized_start=175
+  _globals['_PROJECT']._serialized_end=394
+  _globals['_CREATEPROJECTREQUEST']._serialized_start=396
+  _globals['_CREATEPROJECTREQUEST']._serialized_end=458
+  _globals['_CREATEPROJECTRESPONSE']._serialized_start=460
+  _globals['_CREATEPROJECTRESPONSE']._serialized_end=523
+  _globals['_GETPROJECTREQUEST']._serialized_start=525
+  _globals['_GETPROJECTREQUEST']._serialized_end=556
+  _globals['_GETPROJECTRESPONSE']._serialized_start=558
+  _globals['_GETPROJECTRESPONSE']._serialized_end=618
+  _globals['_LISTPROJECTSREQUEST']._serialized_start=620
+  _globals['_LISTPROJECTSREQUEST']._serialized_end=680
+  _globals['_LISTPROJECTSRESPONSE']._serialized_start=682
+  _globals['_LISTPROJECTSRESPONSE']._serialized_end=766
+  _globals['_UPDATEPROJECTREQUEST']._serialized_start=768
+  _globals['_UPDATEPROJECTREQUEST']._serialized_end=891
+  _globals['_UPDATEPROJECTRESPONSE']._serialized_start=893
+  _globals['_UPDATEPROJECTRESPONSE']._serialized_end=956
+  _globals['_DELETEPROJECTREQUEST']._serialized_start=958
+  _globals['_DELETEPROJECTREQUEST']._serialized_end=992
+  _globals['_DELETEPROJECTRESPONSE']._serialized_start=994
+  _globals['_DELETEPROJECTRESPONSE']._serialized_end=1046
+  _globals['_PROJECTSERVICE']._serialized_start=1049
+  _globals['_PROJECTSERVICE']._serialized_end=1675
 # @@protoc_insertion_point(module_scope)

@@ -23,16 +23,27 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19headwater/v1/stream.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\x01\n\x06Stream\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06org_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\";\n\x13\x43reateStreamRequest\x12$\n\x06stream\x18\x01 \x01(\x0b\x32\x14.headwater.v1.Stream\"<\n\x14\x43reateStreamResponse\x12$\n\x06stream\x18\x01 \x01(\x0b\x32\x14.headwater.v1.Stream\"\x1e\n\x10GetStreamRequest\x12\n\n\x02id\x18\x01 \x01(\t\"9\n\x11GetStreamResponse\x12$\n\x06stream\x18\x01 \x01(\x0b\x32\x14.headwater.v1.Stream\";\n\x12ListStreamsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x13ListStreamsResponse\x12\"\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x14.headwater.v1.Stream\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x13\x44\x65leteStreamRequest\x12\n\n\x02id\x18\x01 \x01(\t\"3\n\x14\x44\x65leteStreamResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x32\xd5\x03\n\rStreamService\x12z\n\x0c\x43reateStream\x12!.headwater.v1.CreateStreamRequest\x1a\".headwater.v1.CreateStreamResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x0b/v1/streams:\x06streamb\x06stream\x12n\n\tGetStream\x12\x1e.headwater.v1.GetStreamRequest\x1a\x1f.headwater.v1.GetStreamResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x10/v1/streams/{id}b\x06stream\x12g\n\x0bListStreams\x12 .headwater.v1.ListStreamsRequest\x1a!.headwater.v1.ListStreamsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/streams\x12o\n\x0c\x44\x65leteStream\x12!.headwater.v1.DeleteStreamRequest\x1a\".headwater.v1.DeleteStreamResponse\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/streams/{id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19headwater/v1/stream.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x01\n\x06Stream\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06org_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\";\n\x13\x43reateStreamRequest\x12$\n\x06stream\x18\x01 \x01(\x0b\x32\x14.headwater.v1.Stream\"<\n\x14\x43reateStreamResponse\x12$\n\x06stream\x18\x01 \x01(\x0b\x32\x14.headwater.v1.Stream\"\x1e\n\x10GetStreamRequest\x12\n\n\x02id\x18\x01 \x01(\t\"9\n\x11GetStreamResponse\x12$\n\x06stream\x18\x01 \x01(\x0b\x32\x14.headwater.v1.Stream\";\n\x12ListStreamsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x13ListStreamsResponse\x12\"\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x14.headwater.v1.Stream\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x13\x44\x65leteStreamRequest\x12\n\n\x02id\x18\x01 \x01(\t\"3\n\x14\x44\x65leteStreamResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x32\xd5\x03\n\rStreamService\x12z\n\x0c\x43reateStream\x12!.headwater.v1.CreateStreamRequest\x1a\".headwater.v1.CreateStreamResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x0b/v1/streams:\x06streamb\x06stream\x12n\n\tGetStream\x12\x1e.headwater.v1.GetStreamRequest\x1a\x1f.headwater.v1.GetStreamResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x10/v1/streams/{id}b\x06stream\x12g\n\x0bListStreams\x12 .headwater.v1.ListStreamsRequest\x1a!.headwater.v1.ListStreamsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/streams\x12o\n\x0c\x44\x65leteStream\x12!.headwater.v1.DeleteStreamRequest\x1a\".headwater.v1.DeleteStreamResponse\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/streams/{id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'headwater.v1.stream_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_STREAM'].fields_by_name['id']._loaded_options = None
+  _globals['_STREAM'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_STREAM'].fields_by_name['org_id']._loaded_options = None
+  _globals['_STREAM'].fields_by_name['org_id']._serialized_options = b'\342A\001\003'
+  _globals['_STREAM'].fields_by_name['name']._loaded_options = None
+  _globals['_STREAM'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_STREAM'].fields_by_name['created_at']._loaded_options = None
+  _globals['_STREAM'].fields_by_name['created_at']._serialized_options = b'\342A\001\003'
+  _globals['_STREAM'].fields_by_name['updated_at']._loaded_options = None
+  _globals['_STREAM'].fields_by_name['updated_at']._serialized_options = b'\342A\001\003'
   _globals['_STREAMSERVICE'].methods_by_name['CreateStream']._loaded_options = None
   _globals['_STREAMSERVICE'].methods_by_name['CreateStream']._serialized_options = b'\202\323\344\223\002\035\"\013/v1/streams:\006streamb\006stream'
   _globals['_STREAMSERVICE'].methods_by_name['GetStream']._loaded_options = None
@@ -41,24 +52,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMSERVICE'].methods_by_name['ListStreams']._serialized_options = b'\202\323\344\223\002\r\022\013/v1/streams'
   _globals['_STREAMSERVICE'].methods_by_name['DeleteStream']._loaded_options = None
   _globals['_STREAMSERVICE'].methods_by_name['DeleteStream']._serialized_options = b'\202\323\344\223\002\022*\020/v1/streams/{id}'
-  _globals['_STREAM']._serialized_start=107
-  _globals['_STREAM']._serialized_end=253
-  _globals['_CREATESTREAMREQUEST']._serialized_start=255
-  _globals['_CREATESTREAMREQUEST']._serialized_end=314
-  _globals['_CREATESTREAMRESPONSE']._serialized_start=316
-  _globals['_CREATESTREAMRESPONSE']._serialized_end=376
-  _globals['_GETSTREAMREQUEST']._serialized_start=378
-  _globals['_GETSTREAMREQUEST']._serialized_end=408
-  _globals['_GETSTREAMRESPONSE']._serialized_start=410
-  _globals['_GETSTREAMRESPONSE']._serialized_end=467
-  _globals['_LISTSTREAMSREQUEST']._serialized_start=469
-  _globals['_LISTSTREAMSREQUEST']._serialized_end=528
-  _globals['_LISTSTREAMSRESPONSE']._serialized_start=530
-  _globals['_LISTSTREAMSRESPONSE']._serialized_end=612
-  _globals['_DELETESTREAMREQUEST']._serialized_start=614
-  _globals['_DELETESTREAMREQUEST']._serialized_end=647
-  _globals['_DELETESTREAMRESPONSE']._serialized_start=649
-  _globals['_DELETESTREAMRESPONSE']._serialized_end=700
-  _globals['_STREAMSERVICE']._serialized_start=703
-  _globals['_STREAMSERVICE']._serialized_end=1172
+  _globals['_STREAM']._serialized_start=140
+  _globals['_STREAM']._serialized_end=316
+  _globals['_CREATESTREAMREQUEST']._serialized_start=318
+  _globals['_CREATESTREAMREQUEST']._serialized_end=377
+  _globals['_CREATESTREAMRESPONSE']._serialized_start=379
+  _globals['_CREATESTREAMRESPONSE']._serialized_end=439
+  _globals['_GETSTREAMREQUEST']._serialized_start=441
+  _globals['_GETSTREAMREQUEST']._serialized_end=471
+  _globals['_GETSTREAMRESPONSE']._serialized_start=473
+  _globals['_GETSTREAMRESPONSE']._serialized_end=530
+  _globals['_LISTSTREAMSREQUEST']._serialized_start=532
+  _globals['_LISTSTREAMSREQUEST']._serialized_end=591
+  _globals['_LISTSTREAMSRESPONSE']._serialized_start=593
+  _globals['_LISTSTREAMSRESPONSE']._serialized_end=675
+  _globals['_DELETESTREAMREQUEST']._serialized_start=677
+  _globals['_DELETESTREAMREQUEST']._serialized_end=710
+  _globals['_DELETESTREAMRESPONSE']._serialized_start=712
+  _globals['_DELETESTREAMRESPONSE']._serialized_end=763
+  _globals['_STREAMSERVICE']._serialized_start=766
+  _globals['_STREAMSERVICE']._serialized_end=1235
 # @@protoc_insertion_point(module_scope)

@@ -23,6 +23,7 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
@@ -30,13 +31,33 @@ from headwater.v1 import common_pb2 as headwater_dot_v1_dot_common__pb2
 from headwater.v1 import credential_pb2 as headwater_dot_v1_dot_credential__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17headwater/v1/sync.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19headwater/v1/common.proto\x1a\x1dheadwater/v1/credential.proto\"\x97\x05\n\x04Sync\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x11\n\tstream_id\x18\x03 \x01(\t\x12\x11\n\x04name\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x0e\n\x06org_id\x18\x06 \x01(\t\x12(\n\x06health\x18\x07 \x01(\x0b\x32\x18.headwater.v1.SyncHealth\x12\x16\n\x0e\x63ollection_ids\x18\x08 \x03(\t\x12+\n\nrate_limit\x18\t \x01(\x0b\x32\x17.headwater.v1.RateLimit\x12\x15\n\rcredential_id\x18\n \x01(\t\x12,\n\ncredential\x18\x0b \x01(\x0b\x32\x18.headwater.v1.Credential\x12\x19\n\x0cmax_age_days\x18\x0c \x01(\x05H\x01\x88\x01\x01\x12\x16\n\x0esync_frequency\x18\r \x01(\t\x12\x41\n\x1dinitial_backfill_completed_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08metadata\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x18\n\x0b\x65xternal_id\x18\x10 \x01(\tH\x02\x88\x01\x01\x12.\n\ncreated_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x08progress\x18\x13 \x03(\x0b\x32 .headwater.v1.CollectionProgressB\x07\n\x05_nameB\x0f\n\r_max_age_daysB\x0e\n\x0c_external_id\"\x90\x03\n\x12\x43ollectionProgress\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x16\n\x0e\x62\x61\x63kfill_state\x18\x02 \x01(\t\x12\x16\n\x0erecords_synced\x18\x03 \x01(\x05\x12\'\n\x06\x63ursor\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06health\x18\x05 \x01(\t\x12\x17\n\nlast_error\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x31\n\rlast_error_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x15\x62\x61\x63kfill_completed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_synced_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cnext_sync_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b_last_error\"\x88\x01\n\nSyncHealth\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07sync_id\x18\x02 \x01(\t\x12\x17\n\nlast_error\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x31\n\rlast_error_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b_last_error\"5\n\x11\x43reateSyncRequest\x12 \n\x04sync\x18\x01 \x01(\x0b\x32\x12.headwater.v1.Sync\"6\n\x12\x43reateSyncResponse\x12 \n\x04sync\x18\x01 \x01(\x0b\x32\x12.headwater.v1.Sync\"\x1c\n\x0eGetSyncRequest\x12\n\n\x02id\x18\x01 \x01(\t\"3\n\x0fGetSyncResponse\x12 \n\x04sync\x18\x01 \x01(\x0b\x32\x12.headwater.v1.Sync\"\x98\x01\n\x10ListSyncsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12(\n\x06health\x18\x06 \x01(\x0b\x32\x18.headwater.v1.SyncHealth\"N\n\x11ListSyncsResponse\x12 \n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x12.headwater.v1.Sync\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"r\n\x11UpdateSyncRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12 \n\x04sync\x18\x02 \x01(\x0b\x32\x12.headwater.v1.Sync\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"6\n\x12UpdateSyncResponse\x12 \n\x04sync\x18\x01 \x01(\x0b\x32\x12.headwater.v1.Sync\"\x1f\n\x11\x44\x65leteSyncRequest\x12\n\n\x02id\x18\x01 \x01(\t\"1\n\x12\x44\x65leteSyncResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x32\xa2\x04\n\x0bSyncService\x12n\n\nCreateSync\x12\x1f.headwater.v1.CreateSyncRequest\x1a .headwater.v1.CreateSyncResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\t/v1/syncs:\x04syncb\x04sync\x12\x64\n\x07GetSync\x12\x1c.headwater.v1.GetSyncRequest\x1a\x1d.headwater.v1.GetSyncResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x0e/v1/syncs/{id}b\x04sync\x12_\n\tListSyncs\x12\x1e.headwater.v1.ListSyncsRequest\x1a\x1f.headwater.v1.ListSyncsResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/syncs\x12s\n\nUpdateSync\x12\x1f.headwater.v1.UpdateSyncRequest\x1a .headwater.v1.UpdateSyncResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x32\x0e/v1/syncs/{id}:\x04syncb\x04sync\x12g\n\nDeleteSync\x12\x1f.headwater.v1.DeleteSyncRequest\x1a .headwater.v1.DeleteSyncResponse\"\x16\x82\xd3\xe4\x93\x02\x10*\x0e/v1/syncs/{id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17headwater/v1/sync.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19headwater/v1/common.proto\x1a\x1dheadwater/v1/credential.proto\"\xd3\x05\n\x04Sync\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08provider\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tstream_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x04name\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x14\n\x06org_id\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12.\n\x06health\x18\x07 \x01(\x0b\x32\x18.headwater.v1.SyncHealthB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x63ollection_ids\x18\x08 \x03(\tB\x04\xe2\x41\x01\x02\x12+\n\nrate_limit\x18\t \x01(\x0b\x32\x17.headwater.v1.RateLimit\x12\x15\n\rcredential_id\x18\n \x01(\t\x12,\n\ncredential\x18\x0b \x01(\x0b\x32\x18.headwater.v1.Credential\x12\x19\n\x0cmax_age_days\x18\x0c \x01(\x05H\x01\x88\x01\x01\x12\x16\n\x0esync_frequency\x18\r \x01(\t\x12G\n\x1dinitial_backfill_completed_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12)\n\x08metadata\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x18\n\x0b\x65xternal_id\x18\x10 \x01(\tH\x02\x88\x01\x01\x12\x34\n\ncreated_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x38\n\x08progress\x18\x13 \x03(\x0b\x32 .headwater.v1.CollectionProgressB\x04\xe2\x41\x01\x03\x42\x07\n\x05_nameB\x0f\n\r_max_age_daysB\x0e\n\x0c_external_id\"\x90\x03\n\x12\x43ollectionProgress\x12\x15\n\rcollection_id\x18\x01 \x01(\t\x12\x16\n\x0e\x62\x61\x63kfill_state\x18\x02 \x01(\t\x12\x16\n\x0erecords_synced\x18\x03 \x01(\x05\x12\'\n\x06\x63ursor\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06health\x18\x05 \x01(\t\x12\x17\n\nlast_error\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x31\n\rlast_error_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x15\x62\x61\x63kfill_completed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_synced_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cnext_sync_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b_last_error\"\x88\x01\n\nSyncHealth\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07sync_id\x18\x02 \x01(\t\x12\x17\n\nlast_error\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x31\n\rlast_error_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b_last_error\"5\n\x11\x43reateSyncRequest\x12 \n\x04sync\x18\x01 \x01(\x0b\x32\x12.headwater.v1.Sync\"6\n\x12\x43reateSyncResponse\x12 \n\x04sync\x18\x01 \x01(\x0b\x32\x12.headwater.v1.Sync\"\x1c\n\x0eGetSyncRequest\x12\n\n\x02id\x18\x01 \x01(\t\"3\n\x0fGetSyncResponse\x12 \n\x04sync\x18\x01 \x01(\x0b\x32\x12.headwater.v1.Sync\"\x98\x01\n\x10ListSyncsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12(\n\x06health\x18\x06 \x01(\x0b\x32\x18.headwater.v1.SyncHealth\"N\n\x11ListSyncsResponse\x12 \n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x12.headwater.v1.Sync\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"r\n\x11UpdateSyncRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12 \n\x04sync\x18\x02 \x01(\x0b\x32\x12.headwater.v1.Sync\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"6\n\x12UpdateSyncResponse\x12 \n\x04sync\x18\x01 \x01(\x0b\x32\x12.headwater.v1.Sync\"\x1f\n\x11\x44\x65leteSyncRequest\x12\n\n\x02id\x18\x01 \x01(\t\"1\n\x12\x44\x65leteSyncResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x32\xa2\x04\n\x0bSyncService\x12n\n\nCreateSync\x12\x1f.headwater.v1.CreateSyncRequest\x1a .headwater.v1.CreateSyncResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\t/v1/syncs:\x04syncb\x04sync\x12\x64\n\x07GetSync\x12\x1c.headwater.v1.GetSyncRequest\x1a\x1d.headwater.v1.GetSyncResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x0e/v1/syncs/{id}b\x04sync\x12_\n\tListSyncs\x12\x1e.headwater.v1.ListSyncsRequest\x1a\x1f.headwater.v1.ListSyncsResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/syncs\x12s\n\nUpdateSync\x12\x1f.headwater.v1.UpdateSyncRequest\x1a .headwater.v1.UpdateSyncResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x32\x0e/v1/syncs/{id}:\x04syncb\x04sync\x12g\n\nDeleteSync\x12\x1f.headwater.v1.DeleteSyncRequest\x1a .headwater.v1.DeleteSyncResponse\"\x16\x82\xd3\xe4\x93\x02\x10*\x0e/v1/syncs/{id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'headwater.v1.sync_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SYNC'].fields_by_name['id']._loaded_options = None
+  _globals['_SYNC'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_SYNC'].fields_by_name['provider']._loaded_options = None
+  _globals['_SYNC'].fields_by_name['provider']._serialized_options = b'\342A\001\002'
+  _globals['_SYNC'].fields_by_name['stream_id']._loaded_options = None
+  _globals['_SYNC'].fields_by_name['stream_id']._serialized_options = b'\342A\001\002'
+  _globals['_SYNC'].fields_by_name['org_id']._loaded_options = None
+  _globals['_SYNC'].fields_by_name['org_id']._serialized_options = b'\342A\001\003'
+  _globals['_SYNC'].fields_by_name['health']._loaded_options = None
+  _globals['_SYNC'].fields_by_name['health']._serialized_options = b'\342A\001\003'
+  _globals['_SYNC'].fields_by_name['collection_ids']._loaded_options = None
+  _globals['_SYNC'].fields_by_name['collection_ids']._serialized_options = b'\342A\001\002'
+  _globals['_SYNC'].fields_by_name['initial_backfill_completed_at']._loaded_options = None
+  _globals['_SYNC'].fields_by_name['initial_backfill_completed_at']._serialized_options = b'\342A\001\003'
+  _globals['_SYNC'].fields_by_name['created_at']._loaded_options = None
+  _globals['_SYNC'].fields_by_name['created_at']._serialized_options = b'\342A\001\003'
+  _globals['_SYNC'].fields_by_name['updated_at']._loaded_options = None
+  _globals['_SYNC'].fields_by_name['updated_at']._serialized_options = b'\342A\001\003'
+  _globals['_SYNC'].fields_by_name['progress']._loaded_options = None
+  _globals['_SYNC'].fields_by_name['progress']._serialized_options = b'\342A\001\003'
   _globals['_SYNCSERVICE'].methods_by_name['CreateSync']._loaded_options = None
   _globals['_SYNCSERVICE'].methods_by_name['CreateSync']._serialized_options = b'\202\323\344\223\002\027\"\t/v1/syncs:\004syncb\004sync'
   _globals['_SYNCSERVICE'].methods_by_name['GetSync']._loaded_options = None
@@ -47,32 +68,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SYNCSERVICE'].methods_by_name['UpdateSync']._serialized_options = b'\202\323\344\223\002\0342\016/v1/syncs/{id}:\004syncb\004sync'
   _globals['_SYNCSERVICE'].methods_by_name['DeleteSync']._loaded_options = None
   _globals['_SYNCSERVICE'].methods_by_name['DeleteSync']._serialized_options = b'\202\323\344\223\002\020*\016/v1/syncs/{id}'
-  _globals['_SYNC']._serialized_start=227
-  _globals['_SYNC']._serialized_end=890
-  _globals['_COLLECTIONPROGRESS']._serialized_start=893
-  _globals['_COLLECTIONPROGRESS']._serialized_end=1293
-  _globals['_SYNCHEALTH']._serialized_start=1296
-  _globals['_SYNCHEALTH']._serialized_end=1432
-  _globals['_CREATESYNCREQUEST']._serialized_start=1434
-  _globals['_CREATESYNCREQUEST']._serialized_end=1487
-  _globals['_CREATESYNCRESPONSE']._serialized_start=1489
-  _globals['_CREATESYNCRESPONSE']._serialized_end=1543
-  _globals['_GETSYNCREQUEST']._serialized_start=1545
-  _globals['_GETSYNCREQUEST']._serialized_end=1573
-  _globals['_GETSYNCRESPONSE']._serialized_start=1575
-  _globals['_GETSYNCRESPONSE']._serialized_end=1626
-  _globals['_LISTSYNCSREQUEST']._serialized_start=1629
-  _globals['_LISTSYNCSREQUEST']._serialized_end=1781
-  _globals['_LISTSYNCSRESPONSE']._serialized_start=1783
-  _globals['_LISTSYNCSRESPONSE']._serialized_end=1861
-  _globals['_UPDATESYNCREQUEST']._serialized_start=1863
-  _globals['_UPDATESYNCREQUEST']._serialized_end=1977
-  _globals['_UPDATESYNCRESPONSE']._serialized_start=1979
-  _globals['_UPDATESYNCRESPONSE']._serialized_end=2033
-  _globals['_DELETESYNCREQUEST']._serialized_start=2035
-  _globals['_DELETESYNCREQUEST']._serialized_end=2066
-  _globals['_DELETESYNCRESPONSE']._serialized_start=2068
-  _globals['_DELETESYNCRESPONSE']._serialized_end=2117
-  _globals['_SYNCSERVICE']._serialized_start=2120
-  _globals['_SYNCSERVICE']._serialized_end=2666
+  _globals['_SYNC']._serialized_start=260
+  _globals['_SYNC']._serialized_end=983
+  _globals['_COLLECTIONPROGRESS']._serialized_start=986
+  _globals['_COLLECTIONPROGRESS']._serialized_end=1386
+  _globals['_SYNCHEALTH']._serialized_start=1389
+  _globals['_SYNCHEALTH']._serialized_end=1525
+  _globals['_CREATESYNCREQUEST']._serialized_start=1527
+  _globals['_CREATESYNCREQUEST']._serialized_end=1580
+  _globals['_CREATESYNCRESPONSE']._serialized_start=1582
+  _globals['_CREATESYNCRESPONSE']._serialized_end=1636
+  _globals['_GETSYNCREQUEST']._serialized_start=1638
+  _globals['_GETSYNCREQUEST']._serialized_end=1666
+  _globals['_GETSYNCRESPONSE']._serialized_start=1668
+  _globals['_GETSYNCRESPONSE']._serialized_end=1719
+  _globals['_LISTSYNCSREQUEST']._serialized_start=1722
+  _globals['_LISTSYNCSREQUEST']._serialized_end=1874
+  _globals['_LISTSYNCSRESPONSE']._serialized_start=1876
+  _globals['_LISTSYNCSRESPONSE']._serialized_end=1954
+  _globals['_UPDATESYNCREQUEST']._serialized_start=1956
+  _globals['_UPDATESYNCREQUEST']._serialized_end=2070
+  _globals['_UPDATESYNCRESPONSE']._serialized_start=2072
+  _globals['_UPDATESYNCRESPONSE']._serialized_end=2126
+  _globals['_DELETESYNCREQUEST']._serialized_start=2128
+  _globals['_DELETESYNCREQUEST']._serialized_end=2159
+  _globals['_DELETESYNCRESPONSE']._serialized_start=2161
+  _globals['_DELETESYNCRESPONSE']._serialized_end=2210
+  _globals['_SYNCSERVICE']._serialized_start=2213
+  _globals['_SYNCSERVICE']._serialized_end=2759
 # @@protoc_insertion_point(module_scope)

@@ -54,6 +54,7 @@ from headwater.inputs import request_violations
 from . import _transcode as tc
 from ._context import RestContext, peer_of, timeout_from_headers
 from ._routing import ANY_METHOD, Match, Route, RouteTable, compile_template
+from .openapi import OPENAPI_PATH, OpenApiRoute
 
 log = logging.getLogger("headwater.rest")
 
@@ -106,6 +107,9 @@ def build_app(
 
         build_app(services, raw_routes=[(("*",), "/v1/proxy/sync/{sync_id}/{path=**}", proxy)])
 
+    `GET /openapi.json` answers the OpenAPI document of all these routes (headwater.rest.openapi);
+    a raw handler marked with `openapi.describe` is documented as it says, others as pass-through.
+
     `methods` are HTTP methods, or ("*",) for any. Raw routes share the route table with the RPC
     routes (same precedence, 404/405, duplicate detection), the body limit and the error
     rendering: raise ApiError for a JSON error answer. The call's deadline (from the headers) is in
@@ -132,6 +136,8 @@ def build_app(
     for methods, template, handler in raw_routes:
         methods = frozenset(ANY_METHOD if m == ANY_METHOD else m.upper() for m in methods)
         table.add(Route(methods, compile_template(template), handler))
+    # The OpenAPI document of this very table (headwater.rest.openapi), no token needed.
+    table.add(Route(frozenset({"GET"}), compile_template(OPENAPI_PATH), OpenApiRoute(table)))
     return RestBridge(table, max_body_bytes)
 
 

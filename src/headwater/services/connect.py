@@ -35,6 +35,7 @@ from headwater.connect.pages import html, redirect, stylesheet
 from headwater.errors import invalid, raise_if_invalid
 from headwater.inputs import string_problem
 from headwater.rest import RawRequest, RawResponse, RawRoute
+from headwater.rest.openapi import RawDoc, describe
 from headwater.services._common import Backend, struct, timestamp, update_paths
 from headwater.store import utcnow
 from headwater.store.models import ConnectSettings
@@ -219,12 +220,20 @@ def page_routes(flow: ConnectFlow) -> list[RawRoute]:
     async def css(http: RawRequest):
         return stylesheet()
 
+    def shown_as(summary: str, media_type: str = "text/html") -> RawDoc:  # in the OpenAPI document
+        return RawDoc(summary, tag="Connect pages", authenticated=False, media_type=media_type)
+
     return [
-        (("GET",), "/v1/connect", page(open_page)),
-        (("GET",), "/v1/connect/pages/{session_id}", page(show_page)),
-        (("POST",), "/v1/connect/pages/{session_id}/{integration}", page(submit)),
-        (("GET",), "/v1/connect/callback", page(callback)),
-        (("GET",), "/v1/connect/assets/connect.css", page(css)),
+        (("GET",), "/v1/connect", describe(page(open_page), shown_as(
+            "Opens a connect session's page (`?session_token=`, once) in this browser: a redirect to it."))),
+        (("GET",), "/v1/connect/pages/{session_id}", describe(page(show_page), shown_as(
+            "The connect page: the session's integrations."))),
+        (("POST",), "/v1/connect/pages/{session_id}/{integration}", describe(page(submit), shown_as(
+            "A connect page's form (an API key, or on to the provider's OAuth consent)."))),
+        (("GET",), "/v1/connect/callback", describe(page(callback), shown_as(
+            "The provider's OAuth answer: a redirect back to the session's redirect_url."))),
+        (("GET",), "/v1/connect/assets/connect.css", describe(page(css), shown_as(
+            "The connect page's stylesheet.", "text/css"))),
     ]
 
 
