@@ -52,6 +52,17 @@ AUTH_SHAPES = {
     "header": AuthShape(("property",), "property", named=True),
     "query": AuthShape(("property",), "property", named=True),
 }
+# Optional keys of an auth type: a header's `prefix` ("SSWS ", "Bot ", "Zoho-oauthtoken ") is sent
+# before the property; a basic auth without `password` sends the username (an API key) and an empty
+# password (Close, Greenhouse), and its username is then the proof.
+AUTH_OPTIONAL = {"header": ("prefix",), "basic": ("password",)}
+
+
+def auth_proof(auth: dict[str, Any]) -> str | None:
+    """The key of `auth` whose property is the credential's proof (always secret)."""
+    if auth["type"] == "basic" and "password" not in auth:
+        return "username"
+    return AUTH_SHAPES[auth["type"]].proof
 
 
 def check_auth(where: str, auth: Any) -> dict[str, Any]:
@@ -59,12 +70,17 @@ def check_auth(where: str, auth: Any) -> dict[str, Any]:
     if not isinstance(auth, dict) or auth.get("type") not in AUTH_SHAPES:
         raise CatalogueError(f"{where}: `type` must be one of {', '.join(AUTH_SHAPES)}")
     shape = AUTH_SHAPES[auth["type"]]
-    unknown = set(auth) - {"type", *shape.keys, *(("name", "name_property") if shape.named else ())}
+    optional = AUTH_OPTIONAL.get(auth["type"], ())
+    unknown = set(auth) - {"type", *shape.keys, *optional, *(("name", "name_property") if shape.named else ())}
     if unknown:
         raise CatalogueError(f"{where}: unknown keys {sorted(unknown)} for type {auth['type']}")
     for key in shape.keys:
+        if key in optional and key not in auth:
+            continue
         if not isinstance(auth.get(key), str) or not auth[key]:
             raise CatalogueError(f"{where}: give `{key}`, the name of a credential property")
+    if "prefix" in auth and not isinstance(auth["prefix"], str):
+        raise CatalogueError(f"{where}.prefix: give the text sent before the property (e.g. \"SSWS \")")
     names = [key for key in ("name", "name_property") if isinstance(auth.get(key), str) and auth[key]]
     if shape.named and len(names) != 1:
         raise CatalogueError(f"{where}: give one of `name` or `name_property`")
@@ -78,7 +94,7 @@ def secret_properties(auth: dict[str, Any], extra: Iterable[str] = ()) -> frozen
         secret_properties({"type": "query", "name": "key", "property": "api_key"})
         # {"api_key", "refresh_token", "client_secret", "access_token"}
     """
-    proof = AUTH_SHAPES[auth["type"]].proof
+    proof = auth_proof(auth)
     return frozenset({*([auth[proof]] if proof else []), *REFRESH_PROPERTIES, *extra})
 
 
@@ -150,6 +166,35 @@ class CredentialKind:
 
 SCOPE_SEPARATORS = (" ", ",")
 PLACEHOLDER = re.compile(r"\{(\w+)\}")  # `{property}` in an account request's path or query
+
+# What may fill a `{P}` of a provider's base URL (Shopify's `{shop}`, Zendesk's `{subdomain}`,
+# Atlassian's `{cloud_id}`): one DNS label or path segment, so that no value can change the URL's
+# shape (no dot, slash, `@`, colon, `%`, `?` or `#`).
+TEMPLATE_VALUE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def template_properties(url: str | None) -> tuple[str, ...]:
+    """The properties `{P}` of a base URL template names, in order: ("shop",)."""
+    return tuple(dict.fromkeys(PLACEHOLDER.findall(url or "")))
+
+
+def template_problem(value: Any) -> str | None:
+    """Why `value` cannot fill a `{P}` of a base URL template, or None if it can."""
+    if isinstance(value, str) and TEMPLATE_VALUE.fullmatch(value):
+        return None
+    return ("must be the account's name as the provider's host or path has it (letters, digits and inner "
+            "hyphens, at most 63: e.g. \"acme\" for acme.zendesk.com), not a URL or host")
+
+
+def fill_template(url: str, properties: dict[str, Any]) -> str:
+    """`url` with each `{P}` replaced by the property P; ValueError naming the first property that
+    is missing or cannot fill it (template_problem)."""
+    for name in template_properties(url):
+        if properties.get(name) in (None, ""):
+            raise ValueError(f"property `{name}` is missing: the provider's base URL {url} needs it")
+        if problem := template_problem(properties[name]):
+            raise ValueError(f"property `{name}` {problem}")
+    return PLACEHOLDER.sub(lambda m: str(properties[m.group(1)]), url)
 
 
 def _names_to_strings(where: str, value: Any) -> dict[str, str]:
@@ -386,6 +431,23 @@ class Collection:
     read: ReadSpec | None = None  # None: the sync engine cannot read it
     write: WriteSpec | None = None  # None: mutations cannot write it
 
+    @property
+    def capabilities(self) -> dict[str, bool]:
+        """What Headwater can do with its records (discovery shows it): `read` (sync), `changes`
+        (incremental passes find changed records: a `changes` listing, or the list read from the
+        watermark by change time), `deletions` (a `deletions` listing or a `deleted_when` flag),
+        and `create`, `update`, `delete` (mutations)."""
+        read, write = self.read, self.write
+        listings = [] if read is None else [read.list, read.changes, *([read.deletions] if read.deletions else [])]
+        return {
+            "read": read is not None,
+            "changes": read is not None and (read.changes is not read.list or bool(read.list.updated_at)),
+            "deletions": read is not None and (read.deletions is not None or any(l.deleted_when for l in listings)),
+            "create": bool(write and write.create),
+            "update": bool(write and write.update),
+            "delete": bool(write and write.delete),
+        }
+
 
 @dataclass(frozen=True)
 class Provider:
@@ -399,6 +461,22 @@ class Provider:
     # How its accounts are connected and refreshed with OAuth2; None: it has no OAuth of its own.
     oauth: OAuthSpec | None
     collections: dict[str, Collection]
+    # The properties `{P}` in `base_url` names (per-account hosts: Shopify's `shop`): every kind
+    # requires them, and their values are checked with `template_problem`.
+    template_properties: tuple[str, ...] = ()
+
+    def template_violations(self, properties: dict[str, Any], field: str) -> list[tuple[str, str]]:
+        """(field, problem) for each template property of `properties` that cannot fill the base URL
+        (a missing one is the kind's `required` check's to report)."""
+        return [(f"{field}.{name}", problem) for name in self.template_properties
+                if properties.get(name) not in (None, "") and (problem := template_problem(properties[name]))]
+
+    @property
+    def account_facts(self) -> tuple[str, ...]:
+        """The per-account facts a credential must give before calls can go anywhere: the base URL
+        template's properties and the kinds' `base_url_property` (discovery shows them)."""
+        own = [kind.base_url_property for kind in self.credential_kinds.values() if kind.base_url_property]
+        return tuple(dict.fromkeys([*self.template_properties, *own]))
 
 
 def _oauth(key: str, entry: dict[str, Any], kinds: dict[str, CredentialKind]) -> OAuthSpec | None:
@@ -412,11 +490,31 @@ def _oauth(key: str, entry: dict[str, Any], kinds: dict[str, CredentialKind]) ->
     if kind is None or "property" not in kind.auth:
         raise CatalogueError(f"{key}.oauth.credential_kind: must be one of {key}'s kinds whose auth sends a token")
     known = {kind.auth["property"], *oauth.account_properties}
-    hosts = [*entry.get("permitted_hosts", ()), *filter(None, [urlsplit(entry.get("base_url") or "").hostname])]
+    base_host = urlsplit(entry.get("base_url") or "").hostname or ""
+    hosts = [*entry.get("permitted_hosts", ()), *([base_host] if base_host and "{" not in base_host else [])]
     for i, request in enumerate(oauth.account_requests):
         request.check(f"{key}.oauth.account_requests[{i}]", known, {"kind", *kind.secret}, hosts)
         known |= set(request.properties)
     return oauth
+
+
+def _templates(key: str, entry: dict[str, Any], kinds: dict[str, CredentialKind]) -> tuple[str, ...]:
+    """The properties the provider's `base_url` template names, each required by every kind (so a
+    credential cannot be made without the account's host). A template in an OAuth URL would need
+    the property before the connect flow starts: refused, not supported."""
+    base_url = entry.get("base_url")
+    names = template_properties(base_url)
+    if names and not str(base_url).startswith("https://"):
+        raise CatalogueError(f"{key}.base_url: a template must be an https:// URL")
+    for kind in kinds.values():
+        if missing := [name for name in names if name not in kind.required]:
+            raise CatalogueError(f"{key}.credential_kinds.{kind.name}.required: must list {', '.join(missing)}, "
+                                 f"which the base URL {base_url} is filled from")
+    for url_key in ("authorization_url", "token_url"):
+        if template_properties((entry.get("oauth") or {}).get(url_key)):
+            raise CatalogueError(f"{key}.oauth.{url_key}: per-account OAuth URLs are not supported; leave "
+                                 f"`oauth:` out (an OAuth app may name its own URLs)")
+    return names
 
 
 class ProviderCatalogue:
@@ -452,6 +550,7 @@ class ProviderCatalogue:
                 credential_kinds=kinds,
                 oauth=_oauth(key, entry, kinds),
                 collections=collections,
+                template_properties=_templates(key, entry, kinds),
             )
         return cls(providers)
 
