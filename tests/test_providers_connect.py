@@ -67,6 +67,41 @@ AUTH = {
     "pipedrive_oauth2": ("header", "Authorization", "Bearer {access_token}"),
     "pipedrive_api_token": ("query", "api_token", "{api_token}"),
     "close_api_key": ("header", "Authorization", "basic:{api_key}:"),  # the key, an empty password
+    "zoho_crm_oauth2": ("header", "Authorization", "Zoho-oauthtoken {access_token}"),
+    "sendgrid_api_key": ("header", "Authorization", "Bearer {api_key}"),
+    "twilio_auth_token": ("header", "Authorization", "basic:{account_sid}:{auth_token}"),
+    "twilio_api_key": ("header", "Authorization", "basic:{api_key_sid}:{api_key_secret}"),
+    "zoom_oauth2": ("header", "Authorization", "Bearer {access_token}"),
+    "dropbox_oauth2": ("header", "Authorization", "Bearer {access_token}"),
+    "box_oauth2": ("header", "Authorization", "Bearer {access_token}"),
+    "box_developer_token": ("header", "Authorization", "Bearer {access_token}"),
+    "microsoft_oauth2": ("header", "Authorization", "Bearer {access_token}"),
+    "googlecalendar_oauth2": ("header", "Authorization", "Bearer {access_token}"),
+    "gmail_oauth2": ("header", "Authorization", "Bearer {access_token}"),
+    "monday_oauth2": ("header", "Authorization", "{access_token}"),  # no scheme
+    "monday_api_token": ("header", "Authorization", "{api_token}"),
+    "clickup_oauth2": ("header", "Authorization", "{access_token}"),  # no scheme
+    "clickup_personal_token": ("header", "Authorization", "{token}"),
+    "bitbucket_oauth2": ("header", "Authorization", "Bearer {access_token}"),
+    "bitbucket_app_password": ("header", "Authorization", "basic:{username}:{app_password}"),
+    "discord_oauth2": ("header", "Authorization", "Bearer {access_token}"),
+    "discord_bot": ("header", "Authorization", "Bot {bot_token}"),
+    "calendly_oauth2": ("header", "Authorization", "Bearer {access_token}"),
+    "calendly_pat": ("header", "Authorization", "Bearer {token}"),
+    "greenhouse_api_key": ("header", "Authorization", "basic:{api_key}:"),  # the key, a blank password
+    "okta_api_token": ("header", "Authorization", "SSWS {api_token}"),
+    "pagerduty_api_key": ("header", "Authorization", "Token token={api_key}"),
+    "servicenow_basic": ("header", "Authorization", "basic:{username}:{password}"),
+    "bigcommerce_api_token": ("header", "X-Auth-Token", "{access_token}"),
+    "square_oauth2": ("header", "Authorization", "Bearer {access_token}"),
+    "square_access_token": ("header", "Authorization", "Bearer {access_token}"),
+    "typeform_oauth2": ("header", "Authorization", "Bearer {access_token}"),
+    "typeform_pat": ("header", "Authorization", "Bearer {token}"),
+    "figma_pat": ("header", "X-Figma-Token", "{token}"),
+    "sentry_auth_token": ("header", "Authorization", "Bearer {token}"),
+    "marketo_access_token": ("header", "Authorization", "Bearer {access_token}"),
+    "auth0_management_token": ("header", "Authorization", "Bearer {access_token}"),
+    "gusto_oauth2": ("header", "Authorization", "Bearer {access_token}"),
 }
 
 # Headers the provider requires on every request.
@@ -74,6 +109,7 @@ HEADERS = {
     "github": {"accept": "application/vnd.github+json", "x-github-api-version": "2022-11-28"},
     "notion": {"notion-version": "2022-06-28"},
     "quickbooks": {"accept": "application/json"},
+    "bigcommerce": {"accept": "application/json"},
 }
 
 # Where a credential's calls go when its account's facts fill the provider's base URL.
@@ -83,6 +119,12 @@ TEMPLATED_BASE_URLS = {
     "zendesk": "https://acme.zendesk.com/api/v2",
     "shopify": "https://acme.myshopify.com/admin/api/2025-01",
     "quickbooks": "https://quickbooks.api.intuit.com/v3/company/acme",
+    "twilio": "https://api.twilio.com/2010-04-01/Accounts/acme",
+    "okta": "https://acme.okta.com",
+    "servicenow": "https://acme.service-now.com",
+    "bigcommerce": "https://api.bigcommerce.com/stores/acme",
+    "marketo": "https://acme.mktorest.com/rest",
+    "auth0": "https://acme.auth0.com/api/v2",
 }
 
 # The verification GET of each kind whose secret is typed in: (path, query).
@@ -100,6 +142,22 @@ VERIFICATION = {
     "shopify_access_token": ("/shop.json", {}),
     "pipedrive_api_token": ("/v1/users/me", {}),
     "close_api_key": ("/me/", {}),
+    "sendgrid_api_key": ("/scopes", {}),
+    "twilio_auth_token": ("/Calls.json", {"PageSize": "1"}),
+    "twilio_api_key": ("/Calls.json", {"PageSize": "1"}),
+    "box_developer_token": ("/users/me", {}),
+    "clickup_personal_token": ("/user", {}),
+    "bitbucket_app_password": ("/user", {}),
+    "discord_bot": ("/users/@me", {}),
+    "calendly_pat": ("/users/me", {}),
+    "okta_api_token": ("/api/v1/users/me", {}),
+    "pagerduty_api_key": ("/abilities", {}),
+    "servicenow_basic": ("/api/now/table/sys_user", {"sysparm_limit": "1"}),
+    "bigcommerce_api_token": ("/v2/store", {}),
+    "square_access_token": ("/v2/locations", {}),
+    "typeform_pat": ("/me", {}),
+    "figma_pat": ("/me", {}),
+    "sentry_auth_token": ("/organizations/", {}),
 }
 
 # The authorization request of each provider with OAuth: its URL, whether scopes are joined by
@@ -123,6 +181,22 @@ OAUTH = {
     "intercom": ("https://app.intercom.com/oauth", " ", False, {}),
     "xero": ("https://login.xero.com/identity/connect/authorize", " ", False, {}),
     "pipedrive": ("https://oauth.pipedrive.com/oauth/authorize", " ", False, {}),
+    "zoho_crm": ("https://accounts.zoho.com/oauth/v2/auth", ",", False, {"access_type": "offline", "prompt": "consent"}),
+    "zoom": ("https://zoom.us/oauth/authorize", " ", False, {}),
+    "dropbox": ("https://www.dropbox.com/oauth2/authorize", " ", True, {"token_access_type": "offline"}),
+    "box": ("https://account.box.com/api/oauth2/authorize", " ", False, {}),
+    "microsoft": ("https://login.microsoftonline.com/common/oauth2/v2.0/authorize", " ", True, {}),
+    "googlecalendar": ("https://accounts.google.com/o/oauth2/v2/auth", " ", True,
+                       {"access_type": "offline", "prompt": "consent"}),
+    "gmail": ("https://accounts.google.com/o/oauth2/v2/auth", " ", True, {"access_type": "offline", "prompt": "consent"}),
+    "monday": ("https://auth.monday.com/oauth2/authorize", " ", False, {}),
+    "clickup": ("https://app.clickup.com/api", " ", False, {}),
+    "bitbucket": ("https://bitbucket.org/site/oauth2/authorize", " ", False, {}),
+    "discord": ("https://discord.com/oauth2/authorize", " ", False, {}),
+    "calendly": ("https://auth.calendly.com/oauth/authorize", " ", True, {}),
+    "square": ("https://connect.squareup.com/oauth2/authorize", " ", False, {}),
+    "typeform": ("https://api.typeform.com/oauth/authorize", " ", False, {}),
+    "gusto": ("https://api.gusto.com/oauth/authorize", " ", False, {}),
 }
 
 PROVIDERS = [key for key in CATALOGUE.providers if key != "custom"]  # custom: tests/test_proxy.py
@@ -154,7 +228,7 @@ def expected_auth(kind: str, properties: dict) -> tuple[str, str, str]:
 
 
 def test_every_provider_and_kind_has_its_expectations_written_here():
-    assert len(PROVIDERS) >= 7
+    assert len(PROVIDERS) >= 40
     assert sorted(kind for _, kind in KINDS) == sorted(AUTH)
     assert sorted(p for p in PROVIDERS if CATALOGUE.providers[p].template_properties) == sorted(TEMPLATED_BASE_URLS)
     assert sorted(k for p, k in KINDS if CATALOGUE.providers[p].credential_kinds[k].verification) == sorted(VERIFICATION)
