@@ -17,10 +17,10 @@ names the entry.
 from __future__ import annotations
 
 import base64
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
-from test_connect import allow_app_origin, browser, new_session  # noqa: F401 (browser: a fixture)
+from test_connect import allow_app_origin, browser, new_session, oauth_app, query_of  # noqa: F401 (browser: a fixture)
 
 from headwater.upstream.catalogue import ProviderCatalogue
 
@@ -181,6 +181,7 @@ OAUTH = {
     "intercom": ("https://app.intercom.com/oauth", " ", False, {}),
     "xero": ("https://login.xero.com/identity/connect/authorize", " ", False, {}),
     "pipedrive": ("https://oauth.pipedrive.com/oauth/authorize", " ", False, {}),
+    "quickbooks": ("https://appcenter.intuit.com/connect/oauth2", " ", False, {}),
     "zoho_crm": ("https://accounts.zoho.com/oauth/v2/auth", ",", False, {"access_type": "offline", "prompt": "consent"}),
     "zoom": ("https://zoom.us/oauth/authorize", " ", False, {}),
     "dropbox": ("https://www.dropbox.com/oauth2/authorize", " ", True, {"token_access_type": "offline"}),
@@ -339,3 +340,27 @@ async def test_the_connect_pages_oauth_button_leads_to_the_providers_authorizati
                              "redirect_uri": f"{server.http_url}/v1/connect/callback", **params}.items()
     assert ("code_challenge" in asked) is pkce
     assert asked.get("code_challenge_method") == ("S256" if pkce else None)
+
+
+@SQLITE
+@pytest.mark.parametrize("realm, connected", [("9130354512345678", True), ("evil.com/x", False)])
+async def test_a_quickbooks_connection_keeps_the_company_named_on_the_redirect(server, client, oauth_server, browser,
+                                                                              realm, connected):
+    await oauth_app(client, server, oauth_server, "quickbooks")
+    await allow_app_origin(client)
+    page = await browser.open((await new_session(client, allowed_integrations=["quickbooks"]))["connect_url"])
+    started = await browser.submit(page, "connect-quickbooks")
+    back = await browser.consent(started.headers["location"])
+
+    # Intuit's redirect names the company the user chose: realmId, beside code and state
+    landed = await browser.http.get(f"{back.headers['location']}&{urlencode({'realmId': realm})}")
+
+    if not connected:  # a realm id that would change the API's URL is not stored
+        assert landed.status_code == 502 and "realm_id" in landed.text
+        assert (await client.rest.get("/v1/credentials")).json()["data"] == []
+        return
+    assert landed.status_code == 303, landed.text
+    credential = (await client.rest.get(f"/v1/credentials/{query_of(landed.headers['location'])['credential_id']}")).json()
+    assert credential["properties"]["realm_id"] == realm and credential["properties"]["kind"] == "quickbooks_oauth2"
+    account = await server.server.backend.accounts.for_credential(credential["org_id"], credential["id"])
+    assert account.base_url == f"https://quickbooks.api.intuit.com/v3/company/{realm}"

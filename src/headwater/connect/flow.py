@@ -247,6 +247,8 @@ class ConnectFlow:
         if isinstance(token.get("expires_at"), int):
             issued["expires_at"] = token["expires_at"]
         issued |= account_properties(provider.oauth, token)
+        # Facts the provider put on the redirect (QuickBooks' realmId): checked as every property is
+        issued |= {name: query[param] for name, param in provider.oauth.callback_properties.items() if query.get(param)}
         try:
             issued |= await self._asked_facts(session, provider, kind, issued)
         except AccountFactsFailed as failed:

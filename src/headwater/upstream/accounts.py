@@ -139,9 +139,9 @@ class UpstreamAccount:
         props = self.properties
         if kind == "bearer":
             headers.append(("Authorization", f"Bearer {props[auth['property']]}"))
-        elif kind == "basic":  # without `password`: the username is an API key, the password empty
-            password = props[auth["password"]] if "password" in auth else ""
-            pair = f"{props[auth['username']]}:{password}".encode()
+        elif kind in ("basic", "basic_key"):  # basic_key: the API key, an empty password
+            pair = (f"{props[auth['username']]}:{props[auth['password']]}" if kind == "basic"
+                    else f"{props[auth['property']]}:").encode()
             headers.append(("Authorization", "Basic " + base64.b64encode(pair).decode()))
         elif kind == "header":
             name = auth.get("name") or props[auth["name_property"]]

@@ -51,18 +51,12 @@ AUTH_SHAPES = {
     "basic": AuthShape(("username", "password"), "password"),
     "header": AuthShape(("property",), "property", named=True),
     "query": AuthShape(("property",), "property", named=True),
+    # HTTP Basic with an API key as the username and an empty password (Close, Greenhouse)
+    "basic_key": AuthShape(("property",), "property"),
 }
 # Optional keys of an auth type: a header's `prefix` ("SSWS ", "Bot ", "Zoho-oauthtoken ") is sent
-# before the property; a basic auth without `password` sends the username (an API key) and an empty
-# password (Close, Greenhouse), and its username is then the proof.
-AUTH_OPTIONAL = {"header": ("prefix",), "basic": ("password",)}
-
-
-def auth_proof(auth: dict[str, Any]) -> str | None:
-    """The key of `auth` whose property is the credential's proof (always secret)."""
-    if auth["type"] == "basic" and "password" not in auth:
-        return "username"
-    return AUTH_SHAPES[auth["type"]].proof
+# before the property.
+AUTH_OPTIONAL = {"header": ("prefix",)}
 
 
 def check_auth(where: str, auth: Any) -> dict[str, Any]:
@@ -75,8 +69,6 @@ def check_auth(where: str, auth: Any) -> dict[str, Any]:
     if unknown:
         raise CatalogueError(f"{where}: unknown keys {sorted(unknown)} for type {auth['type']}")
     for key in shape.keys:
-        if key in optional and key not in auth:
-            continue
         if not isinstance(auth.get(key), str) or not auth[key]:
             raise CatalogueError(f"{where}: give `{key}`, the name of a credential property")
     if "prefix" in auth and not isinstance(auth["prefix"], str):
@@ -94,7 +86,7 @@ def secret_properties(auth: dict[str, Any], extra: Iterable[str] = ()) -> frozen
         secret_properties({"type": "query", "name": "key", "property": "api_key"})
         # {"api_key", "refresh_token", "client_secret", "access_token"}
     """
-    proof = auth_proof(auth)
+    proof = AUTH_SHAPES[auth["type"]].proof
     return frozenset({*([auth[proof]] if proof else []), *REFRESH_PROPERTIES, *extra})
 
 
@@ -278,11 +270,15 @@ class OAuthSpec:
     account_properties: dict[str, str] = field(default_factory=dict)
     # Asked right after the code exchange, in order, for the facts the token answer lacks.
     account_requests: tuple[AccountRequest, ...] = ()
+    # Credential properties to keep from the redirect back to the callback: {property: its query
+    # parameter} (QuickBooks names the company there: `realmId`).
+    callback_properties: dict[str, str] = field(default_factory=dict)
 
     @property
     def fact_properties(self) -> frozenset[str]:
         """Every property a connection learns of the account (a new connection replaces them all)."""
-        return frozenset({*self.account_properties, *(p for r in self.account_requests for p in r.properties)})
+        return frozenset({*self.account_properties, *self.callback_properties,
+                          *(p for r in self.account_requests for p in r.properties)})
 
     def scope(self, scopes: Iterable[str]) -> str:
         """The `scope` parameter asking for `scopes`."""
@@ -307,7 +303,7 @@ class OAuthSpec:
             raise CatalogueError(f"{where}.default_scopes: must be a list of scopes")
         if not isinstance(spec.get("pkce", False), bool):
             raise CatalogueError(f"{where}.pkce: must be true or false")
-        for key in ("authorization_params", "account_properties"):
+        for key in ("authorization_params", "account_properties", "callback_properties"):
             _names_to_strings(f"{where}.{key}", spec.get(key, {}))
         requests = spec.get("account_requests", [])
         if not isinstance(requests, list):
@@ -489,7 +485,7 @@ def _oauth(key: str, entry: dict[str, Any], kinds: dict[str, CredentialKind]) ->
     kind = kinds.get(oauth.credential_kind)
     if kind is None or "property" not in kind.auth:
         raise CatalogueError(f"{key}.oauth.credential_kind: must be one of {key}'s kinds whose auth sends a token")
-    known = {kind.auth["property"], *oauth.account_properties}
+    known = {kind.auth["property"], *oauth.account_properties, *oauth.callback_properties}
     base_host = urlsplit(entry.get("base_url") or "").hostname or ""
     hosts = [*entry.get("permitted_hosts", ()), *([base_host] if base_host and "{" not in base_host else [])]
     for i, request in enumerate(oauth.account_requests):
