@@ -93,7 +93,6 @@ AUTH = {
     "pagerduty_api_key": ("header", "Authorization", "Token token={api_key}"),
     "servicenow_basic": ("header", "Authorization", "basic:{username}:{password}"),
     "bigcommerce_api_token": ("header", "X-Auth-Token", "{access_token}"),
-    "square_oauth2": ("header", "Authorization", "Bearer {access_token}"),
     "square_access_token": ("header", "Authorization", "Bearer {access_token}"),
     "typeform_oauth2": ("header", "Authorization", "Bearer {access_token}"),
     "typeform_pat": ("header", "Authorization", "Bearer {token}"),
@@ -195,7 +194,6 @@ OAUTH = {
     "bitbucket": ("https://bitbucket.org/site/oauth2/authorize", " ", False, {}),
     "discord": ("https://discord.com/oauth2/authorize", " ", False, {}),
     "calendly": ("https://auth.calendly.com/oauth/authorize", " ", True, {}),
-    "square": ("https://connect.squareup.com/oauth2/authorize", " ", False, {}),
     "typeform": ("https://api.typeform.com/oauth/authorize", " ", False, {}),
     "gusto": ("https://api.gusto.com/oauth/authorize", " ", False, {}),
 }
@@ -234,6 +232,7 @@ def test_every_provider_and_kind_has_its_expectations_written_here():
     assert sorted(p for p in PROVIDERS if CATALOGUE.providers[p].template_properties) == sorted(TEMPLATED_BASE_URLS)
     assert sorted(k for p, k in KINDS if CATALOGUE.providers[p].credential_kinds[k].verification) == sorted(VERIFICATION)
     assert sorted(p for p in PROVIDERS if CATALOGUE.providers[p].oauth) == sorted(OAUTH)
+    assert sorted(p for p in OAUTH if CATALOGUE.providers[p].oauth.client_auth == "basic") == sorted(BASIC_CLIENT_AUTH)
 
 
 async def make_credential(client, properties: dict, provider: str) -> dict:
@@ -364,3 +363,30 @@ async def test_a_quickbooks_connection_keeps_the_company_named_on_the_redirect(s
     assert credential["properties"]["realm_id"] == realm and credential["properties"]["kind"] == "quickbooks_oauth2"
     account = await server.server.backend.accounts.for_credential(credential["org_id"], credential["id"])
     assert account.base_url == f"https://quickbooks.api.intuit.com/v3/company/{realm}"
+
+
+# Providers whose token endpoint wants the app's id and secret as HTTP Basic (the rest: in the form).
+BASIC_CLIENT_AUTH = {"notion", "zoom", "pipedrive", "xero", "quickbooks", "airtable", "bitbucket"}
+# Their account requests name the provider's own host (api.atlassian.com, api.xero.com), which a
+# test cannot reach: their exchange is the same code path as the others'.
+UNREACHABLE_FACTS = {"jira", "confluence", "xero"}
+
+
+@SQLITE
+@pytest.mark.parametrize("provider", sorted(set(OAUTH) - UNREACHABLE_FACTS))
+async def test_the_code_exchange_authenticates_the_app_as_the_provider_wants(server, client, oauth_server, browser,
+                                                                            provider):
+    await oauth_app(client, server, oauth_server, provider)
+    await allow_app_origin(client)
+    session = await new_session(client, allowed_integrations=[provider],
+                                integration_properties={provider: {"base_url": f"{oauth_server.base_url}/api"}})
+
+    await browser.connect_with_oauth(session["connect_url"], integration=provider)
+
+    (exchange,) = oauth_server.token_requests
+    assert exchange["grant_type"] == "authorization_code"
+    if provider in BASIC_CLIENT_AUTH:
+        assert exchange["authorization"] == basic("client-1", "secret-1") and "client_secret" not in exchange
+    else:
+        assert exchange["client_secret"] == "secret-1" and exchange["authorization"] == ""
+    assert ("code_verifier" in exchange) is OAUTH[provider][2]  # PKCE: the verifier comes back

@@ -309,7 +309,8 @@ class ConnectFlow:
     async def _exchange(self, app: OAuthAppClient, provider: Provider, code: str, redirect_uri: str,
                         verifier: str | None) -> tuple[dict | None, str]:
         """authlib's token request for the code: (the token answer, or None and why)."""
-        client = TokenClient(self.backend.upstream.forwarder, app.client_id, app.client_secret, timeout=UPSTREAM_SECONDS)
+        client = TokenClient(self.backend.upstream.forwarder, app.client_id, app.client_secret, timeout=UPSTREAM_SECONDS,
+                             basic_auth=provider.oauth.client_auth == "basic")
         try:
             token = await client.fetch_token(app.token_url or provider.oauth.token_url, grant_type="authorization_code",
                                              code=code, redirect_uri=redirect_uri, code_verifier=verifier)

@@ -273,6 +273,9 @@ class OAuthSpec:
     # Credential properties to keep from the redirect back to the callback: {property: its query
     # parameter} (QuickBooks names the company there: `realmId`).
     callback_properties: dict[str, str] = field(default_factory=dict)
+    # How the app authenticates at the token endpoint: "post" (client_id and client_secret in the
+    # form) or "basic" (HTTP Basic, which Notion and Zoom want).
+    client_auth: str = "post"
 
     @property
     def fact_properties(self) -> frozenset[str]:
@@ -301,6 +304,8 @@ class OAuthSpec:
         scopes = spec.get("default_scopes", [])
         if not isinstance(scopes, list) or not all(isinstance(s, str) and s for s in scopes):
             raise CatalogueError(f"{where}.default_scopes: must be a list of scopes")
+        if spec.get("client_auth", "post") not in ("post", "basic"):
+            raise CatalogueError(f"{where}.client_auth: must be post or basic")
         if not isinstance(spec.get("pkce", False), bool):
             raise CatalogueError(f"{where}.pkce: must be true or false")
         for key in ("authorization_params", "account_properties", "callback_properties"):
