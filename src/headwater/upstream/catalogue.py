@@ -514,7 +514,7 @@ def _templates(key: str, entry: dict[str, Any], kinds: dict[str, CredentialKind]
     for url_key in ("authorization_url", "token_url"):
         if template_properties((entry.get("oauth") or {}).get(url_key)):
             raise CatalogueError(f"{key}.oauth.{url_key}: per-account OAuth URLs are not supported; leave "
-                                 f"`oauth:` out (an OAuth app may name its own URLs)")
+                                 f"`oauth:` out (its tokens can be stored through the API)")
     return names
 
 
