@@ -128,7 +128,7 @@ async def test_the_client_secret_is_encrypted_at_rest_and_never_logged(client, s
 
 @pytest.mark.parametrize("body, fields", [
     ({}, ["oauth_app.provider", "oauth_app.client_id", "oauth_app.client_secret"]),
-    (GITHUB_APP | {"provider": "gitlab"}, ["oauth_app.provider"]),
+    (GITHUB_APP | {"provider": "myspace"}, ["oauth_app.provider"]),
     (GITHUB_APP | {"scopes": ["repo", "read user", ""]}, ["oauth_app.scopes[1]", "oauth_app.scopes[2]"]),
     (GITHUB_APP | {"token_url": "ftp://github.com/token", "authorization_url": "not a url"},
      ["oauth_app.authorization_url", "oauth_app.token_url"]),
@@ -270,9 +270,9 @@ async def test_a_credential_may_name_the_instances_default_app_of_its_provider(i
 async def test_an_instance_app_of_a_provider_the_catalogue_lacks_stops_the_server(database_url):
     from headwater.settings import ConfigError
 
-    settings = settings_for(database_url, oauth_apps={"gitlab": InstanceOAuthApp("gitlab", "id", "secret")})
+    settings = settings_for(database_url, oauth_apps={"myspace": InstanceOAuthApp("myspace", "id", "secret")})
 
-    with pytest.raises(ConfigError, match="gitlab"):
+    with pytest.raises(ConfigError, match="myspace"):
         await Server.start(settings)
 
 

@@ -42,8 +42,9 @@ def auth_secrets(auth: dict) -> set[str]:
 
 def example_properties(kind) -> dict:
     """A credential of `kind` with every property it requires, the refresh ones too, each value unique."""
-    props = {name: f"{kind.name}-{name}-value" for name in kind.required}
-    for name in ("base_url", "instance_url"):
+    # hyphens, not underscores: a value may fill a host label of the provider's base URL (`{shop}`)
+    props = {name: f"{kind.name}-{name}-value".replace("_", "-") for name in kind.required}
+    for name in ("base_url", "instance_url", kind.base_url_property):
         if name in props:
             props[name] = f"https://{kind.name.replace('_', '-')}.example.com"
     props |= {name: f"{kind.name}-{name}-value" for name in REFRESH_PROPERTIES}

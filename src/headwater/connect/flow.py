@@ -248,6 +248,8 @@ class ConnectFlow:
         if isinstance(token.get("expires_at"), int):
             issued["expires_at"] = token["expires_at"]
         issued |= account_properties(provider.oauth, token)
+        # Facts the provider put on the redirect (QuickBooks' realmId): checked as every property is
+        issued |= {name: query[param] for name, param in provider.oauth.callback_properties.items() if query.get(param)}
         try:
             issued |= await self._asked_facts(session, provider, kind, issued)
         except AccountFactsFailed as failed:
@@ -308,7 +310,8 @@ class ConnectFlow:
     async def _exchange(self, app: OAuthAppClient, provider: Provider, code: str, redirect_uri: str,
                         verifier: str | None) -> tuple[dict | None, str]:
         """authlib's token request for the code: (the token answer, or None and why)."""
-        client = TokenClient(self.backend.upstream.forwarder, app.client_id, app.client_secret, timeout=UPSTREAM_SECONDS)
+        client = TokenClient(self.backend.upstream.forwarder, app.client_id, app.client_secret, timeout=UPSTREAM_SECONDS,
+                             basic_auth=provider.oauth.client_auth == "basic")
         try:
             token = await client.fetch_token(app.token_url or provider.oauth.token_url, grant_type="authorization_code",
                                              code=code, redirect_uri=redirect_uri, code_verifier=verifier)

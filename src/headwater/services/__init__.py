@@ -10,6 +10,7 @@ from headwater.services.event_endpoints import EventEndpointServicer
 from headwater.services.mutations import MutationServicer
 from headwater.services.oauth_apps import OAuthAppServicer
 from headwater.services.projects import ProjectServicer
+from headwater.services.providers import ProviderServicer
 from headwater.services.proxy import ProxyServicer, rest_routes
 from headwater.services.streams import StreamServicer
 from headwater.services.syncs import SyncServicer
@@ -29,6 +30,8 @@ from headwater.v1 import (
     oauth_app_pb2_grpc,
     project_pb2,
     project_pb2_grpc,
+    provider_pb2,
+    provider_pb2_grpc,
     proxy_pb2,
     proxy_pb2_grpc,
     stream_pb2,
@@ -64,6 +67,8 @@ def servicers(backend: Backend, settings: Settings):
          connect_pb2_grpc.add_ConnectServiceServicer_to_server),
         (event_pb2.DESCRIPTOR.services_by_name["EventEndpointService"], EventEndpointServicer(backend),
          event_pb2_grpc.add_EventEndpointServiceServicer_to_server),
+        (provider_pb2.DESCRIPTOR.services_by_name["ProviderService"], ProviderServicer(backend),
+         provider_pb2_grpc.add_ProviderServiceServicer_to_server),
     ]
 
 

@@ -57,6 +57,7 @@ def check_properties(
         for name in kind_spec.required
         if properties.get(name) in (None, "")
     ]
+    violations += spec.template_violations(properties, field)  # Shopify's `shop`: one host label
     own_base_url = [kind_spec.base_url_property] if kind_spec.base_url_property else []  # Salesforce's instance_url
     for name in (BASE_URL_PROPERTY, "token_url", *own_base_url):
         url = properties.get(name)

@@ -27,7 +27,7 @@ from headwater.crypto import SECRET_MASK, SecretBox
 from headwater.errors import not_found
 from headwater.store import Credential, Store, Sync
 from headwater.store.health import ERROR
-from headwater.upstream.catalogue import BASE_URL_PROPERTY, CredentialKind, Provider, ProviderCatalogue
+from headwater.upstream.catalogue import BASE_URL_PROPERTY, CredentialKind, Provider, ProviderCatalogue, fill_template
 from headwater.upstream.oauth_apps import OAuthAppClient, OAuthApps
 from headwater.upstream.pacer import Budget
 from headwater.upstream.requests import UnsafeRequest
@@ -83,17 +83,32 @@ class UpstreamAccount:
     # Computed once per account (an account is immutable; a refreshed token makes a new one).
     @cached_property
     def base_url(self) -> str:
+        """The credential's `base_url` property, else its kind's `base_url_property` (Salesforce's
+        instance_url), else the provider's base URL, its `{P}` filled from the credential's
+        properties (Shopify's `https://{shop}.myshopify.com/...`; each value checked by
+        catalogue.template_problem, so it names a host or path segment of the provider's and no other)."""
         for name in (BASE_URL_PROPERTY, self.kind.base_url_property):
             if name and self.properties.get(name):
                 return str(self.properties[name])
         if not self.provider.base_url:
             raise UnsafeRequest(f"credential {self.credential_id} has no base_url")
-        return self.provider.base_url
+        try:
+            return fill_template(self.provider.base_url, self.properties)
+        except ValueError as unfilled:
+            # A connection asks for its account facts (Atlassian's cloud id) before the template can
+            # be filled: a template of the path alone leaves its fixed host's root to call.
+            parts = urlsplit(self.provider.base_url)
+            if "{" not in parts.netloc and all(name not in self.properties for name in self.provider.template_properties):
+                return f"{parts.scheme}://{parts.netloc}"
+            raise UnsafeRequest(f"credential {self.credential_id}: {unfilled}") from None
 
     @cached_property
     def permitted_hosts(self) -> tuple[str, ...]:
         extra = self.properties.get(PERMITTED_HOSTS_PROPERTY) or []
-        own = urlsplit(self.base_url).hostname
+        try:
+            own = urlsplit(self.base_url).hostname
+        except UnsafeRequest:
+            own = None  # a template not filled yet (before a connection's facts): calls go nowhere
         return (*self.provider.permitted_hosts, *([own] if own else []), *extra)
 
     @cached_property
@@ -124,12 +139,13 @@ class UpstreamAccount:
         props = self.properties
         if kind == "bearer":
             headers.append(("Authorization", f"Bearer {props[auth['property']]}"))
-        elif kind == "basic":
-            pair = f"{props[auth['username']]}:{props[auth['password']]}".encode()
+        elif kind in ("basic", "basic_key"):  # basic_key: the API key, an empty password
+            pair = (f"{props[auth['username']]}:{props[auth['password']]}" if kind == "basic"
+                    else f"{props[auth['property']]}:").encode()
             headers.append(("Authorization", "Basic " + base64.b64encode(pair).decode()))
         elif kind == "header":
             name = auth.get("name") or props[auth["name_property"]]
-            headers.append((name, str(props[auth["property"]])))
+            headers.append((name, auth.get("prefix", "") + str(props[auth["property"]])))
         elif kind == "query":
             name, value = self.query_key
             param = f"{quote(name, safe='')}={quote(value, safe='')}"

@@ -69,7 +69,12 @@ AUTH_SHAPES = {
     "basic": AuthShape(("username", "password"), "password"),
     "header": AuthShape(("property",), "property", named=True),
     "query": AuthShape(("property",), "property", named=True),
+    # HTTP Basic with an API key as the username and an empty password (Close, Greenhouse)
+    "basic_key": AuthShape(("property",), "property"),
 }
+# Optional keys of an auth type: a header's `prefix` ("SSWS ", "Bot ", "Zoho-oauthtoken ") is sent
+# before the property.
+AUTH_OPTIONAL = {"header": ("prefix",)}
 
 
 def check_auth(where: str, auth: Any) -> dict[str, Any]:
@@ -78,10 +83,13 @@ def check_auth(where: str, auth: Any) -> dict[str, Any]:
         raise CatalogueError(f"{where}: `type` must be one of {', '.join(AUTH_SHAPES)}")
     shape = AUTH_SHAPES[auth["type"]]
     check_keys(f"{where} (type {auth['type']})", auth,
-               ("type", *shape.keys, *(("name", "name_property") if shape.named else ())))
+               ("type", *shape.keys, *AUTH_OPTIONAL.get(auth["type"], ()),
+                *(("name", "name_property") if shape.named else ())))
     for key in shape.keys:
         if not isinstance(auth.get(key), str) or not auth[key]:
             raise CatalogueError(f"{where}: give `{key}`, the name of a credential property")
+    if "prefix" in auth and not isinstance(auth["prefix"], str):
+        raise CatalogueError(f"{where}.prefix: give the text sent before the property (e.g. \"SSWS \")")
     names = [key for key in ("name", "name_property") if isinstance(auth.get(key), str) and auth[key]]
     if shape.named and len(names) != 1:
         raise CatalogueError(f"{where}: give one of `name` or `name_property`")
@@ -314,6 +322,35 @@ class CredentialKind:
 SCOPE_SEPARATORS = (" ", ",")
 PLACEHOLDER = re.compile(r"\{(\w+)\}")  # `{property}` in an account request's path or query
 
+# What may fill a `{P}` of a provider's base URL (Shopify's `{shop}`, Zendesk's `{subdomain}`,
+# Atlassian's `{cloud_id}`): one DNS label or path segment, so that no value can change the URL's
+# shape (no dot, slash, `@`, colon, `%`, `?` or `#`).
+TEMPLATE_VALUE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def template_properties(url: str | None) -> tuple[str, ...]:
+    """The properties `{P}` of a base URL template names, in order: ("shop",)."""
+    return tuple(dict.fromkeys(PLACEHOLDER.findall(url or "")))
+
+
+def template_problem(value: Any) -> str | None:
+    """Why `value` cannot fill a `{P}` of a base URL template, or None if it can."""
+    if isinstance(value, str) and TEMPLATE_VALUE.fullmatch(value):
+        return None
+    return ("must be the account's name as the provider's host or path has it (letters, digits and inner "
+            "hyphens, at most 63: e.g. \"acme\" for acme.zendesk.com), not a URL or host")
+
+
+def fill_template(url: str, properties: dict[str, Any]) -> str:
+    """`url` with each `{P}` replaced by the property P; ValueError naming the first property that
+    is missing or cannot fill it (template_problem)."""
+    for name in template_properties(url):
+        if properties.get(name) in (None, ""):
+            raise ValueError(f"property `{name}` is missing: the provider's base URL {url} needs it")
+        if problem := template_problem(properties[name]):
+            raise ValueError(f"property `{name}` {problem}")
+    return PLACEHOLDER.sub(lambda m: str(properties[m.group(1)]), url)
+
 
 def _names_to_strings(where: str, value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(k, str) and k and isinstance(v, str)
@@ -396,11 +433,18 @@ class OAuthSpec:
     account_properties: dict[str, str] = field(default_factory=dict)
     # Asked right after the code exchange, in order, for the facts the token answer lacks.
     account_requests: tuple[AccountRequest, ...] = ()
+    # Credential properties to keep from the redirect back to the callback: {property: its query
+    # parameter} (QuickBooks names the company there: `realmId`).
+    callback_properties: dict[str, str] = field(default_factory=dict)
+    # How the app authenticates at the token endpoint: "post" (client_id and client_secret in the
+    # form) or "basic" (HTTP Basic, which Notion and Zoom want).
+    client_auth: str = "post"
 
     @property
     def fact_properties(self) -> frozenset[str]:
         """Every property a connection learns of the account (a new connection replaces them all)."""
-        return frozenset({*self.account_properties, *(p for r in self.account_requests for p in r.properties)})
+        return frozenset({*self.account_properties, *self.callback_properties,
+                          *(p for r in self.account_requests for p in r.properties)})
 
     def scope(self, scopes: Iterable[str]) -> str:
         """The `scope` parameter asking for `scopes`."""
@@ -419,9 +463,11 @@ class OAuthSpec:
         scopes = spec.get("default_scopes", [])
         if not isinstance(scopes, list) or not all(isinstance(s, str) and s for s in scopes):
             raise CatalogueError(f"{where}.default_scopes: must be a list of scopes")
+        if spec.get("client_auth", "post") not in ("post", "basic"):
+            raise CatalogueError(f"{where}.client_auth: must be post or basic")
         if not isinstance(spec.get("pkce", False), bool):
             raise CatalogueError(f"{where}.pkce: must be true or false")
-        for key in ("authorization_params", "account_properties"):
+        for key in ("authorization_params", "account_properties", "callback_properties"):
             _names_to_strings(f"{where}.{key}", spec.get(key, {}))
         requests = spec.get("account_requests", [])
         if not isinstance(requests, list):
@@ -543,6 +589,23 @@ class Collection:
     read: ReadSpec | None = None  # None: the sync engine cannot read it
     write: WriteSpec | None = None  # None: mutations cannot write it
 
+    @property
+    def capabilities(self) -> dict[str, bool]:
+        """What Headwater can do with its records (discovery shows it): `read` (sync), `changes`
+        (incremental passes find changed records: a `changes` listing, or the list read from the
+        watermark by change time), `deletions` (a `deletions` listing or a `deleted_when` flag),
+        and `create`, `update`, `delete` (mutations)."""
+        read, write = self.read, self.write
+        listings = [] if read is None else [read.list, read.changes, *([read.deletions] if read.deletions else [])]
+        return {
+            "read": read is not None,
+            "changes": read is not None and (read.changes is not read.list or bool(read.list.updated_at)),
+            "deletions": read is not None and (read.deletions is not None or any(l.deleted_when for l in listings)),
+            "create": bool(write and write.create),
+            "update": bool(write and write.update),
+            "delete": bool(write and write.delete),
+        }
+
 
 @dataclass(frozen=True)
 class Provider:
@@ -559,6 +622,23 @@ class Provider:
     # How its answers are read (a credential kind may say otherwise: CredentialKind.limits, .retry).
     limits: Limits = field(default_factory=lambda: Limits())
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy())
+
+    # The properties `{P}` in `base_url` names (per-account hosts: Shopify's `shop`): every kind
+    # requires them, and their values are checked with `template_problem`.
+    template_properties: tuple[str, ...] = ()
+
+    def template_violations(self, properties: dict[str, Any], field: str) -> list[tuple[str, str]]:
+        """(field, problem) for each template property of `properties` that cannot fill the base URL
+        (a missing one is the kind's `required` check's to report)."""
+        return [(f"{field}.{name}", problem) for name in self.template_properties
+                if properties.get(name) not in (None, "") and (problem := template_problem(properties[name]))]
+
+    @property
+    def account_facts(self) -> tuple[str, ...]:
+        """The per-account facts a credential must give before calls can go anywhere: the base URL
+        template's properties and the kinds' `base_url_property` (discovery shows them)."""
+        own = [kind.base_url_property for kind in self.credential_kinds.values() if kind.base_url_property]
+        return tuple(dict.fromkeys([*self.template_properties, *own]))
 
 
 def _check_provider_types(where: str, entry: dict[str, Any]) -> None:
@@ -593,12 +673,32 @@ def _oauth(key: str, entry: dict[str, Any], kinds: dict[str, CredentialKind]) ->
     kind = kinds.get(oauth.credential_kind)
     if kind is None or "property" not in kind.auth:
         raise CatalogueError(f"providers.{key}.oauth.credential_kind: must be one of {key}'s kinds whose auth sends a token")
-    known = {kind.auth["property"], *oauth.account_properties}
-    hosts = [*entry.get("permitted_hosts", ()), *filter(None, [urlsplit(entry.get("base_url") or "").hostname])]
+    known = {kind.auth["property"], *oauth.account_properties, *oauth.callback_properties}
+    base_host = urlsplit(entry.get("base_url") or "").hostname or ""
+    hosts = [*entry.get("permitted_hosts", ()), *([base_host] if base_host and "{" not in base_host else [])]
     for i, request in enumerate(oauth.account_requests):
         request.check(f"providers.{key}.oauth.account_requests[{i}]", known, {"kind", *kind.secret}, hosts)
         known |= set(request.properties)
     return oauth
+
+
+def _templates(key: str, entry: dict[str, Any], kinds: dict[str, CredentialKind]) -> tuple[str, ...]:
+    """The properties the provider's `base_url` template names, each required by every kind (so a
+    credential cannot be made without the account's host). A template in an OAuth URL would need
+    the property before the connect flow starts: refused, not supported."""
+    base_url = entry.get("base_url")
+    names = template_properties(base_url)
+    if names and not str(base_url).startswith("https://"):
+        raise CatalogueError(f"{key}.base_url: a template must be an https:// URL")
+    for kind in kinds.values():
+        if missing := [name for name in names if name not in kind.required]:
+            raise CatalogueError(f"{key}.credential_kinds.{kind.name}.required: must list {', '.join(missing)}, "
+                                 f"which the base URL {base_url} is filled from")
+    for url_key in ("authorization_url", "token_url"):
+        if template_properties((entry.get("oauth") or {}).get(url_key)):
+            raise CatalogueError(f"{key}.oauth.{url_key}: per-account OAuth URLs are not supported; leave "
+                                 f"`oauth:` out (its tokens can be stored through the API)")
+    return names
 
 
 class ProviderCatalogue:
@@ -658,6 +758,7 @@ class ProviderCatalogue:
                 collections=collections,
                 limits=provider_limits,
                 retry=retry,
+                template_properties=_templates(key, entry, kinds),
             )
         return cls(providers)
 

@@ -177,7 +177,9 @@ class TokenRefresher:
 
     async def _exchange(self, account: UpstreamAccount) -> dict:
         """Asks the token endpoint for new tokens; the property changes to store."""
-        client = TokenClient(self.forwarder, *client_credentials(account), timeout=REFRESH_TIMEOUT_SECONDS)
+        oauth = account.provider.oauth
+        client = TokenClient(self.forwarder, *client_credentials(account), timeout=REFRESH_TIMEOUT_SECONDS,
+                             basic_auth=bool(oauth and oauth.client_auth == "basic"))
         failure = None
         try:
             token = await client.refresh_token(token_url(account), refresh_token=account.properties["refresh_token"])

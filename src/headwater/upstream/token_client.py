@@ -12,8 +12,9 @@ a timeout. Its other methods (`create_authorization_url` with PKCE, `fetch_token
 work the same way.
 
 The client authenticates with `client_secret_post` (client_id and client_secret in the form), which
-every provider of the catalogue accepts (HubSpot accepts nothing else); without a secret it sends
-the client id alone, without a client id neither.
+most providers accept (HubSpot accepts nothing else), or with `client_secret_basic` (HTTP Basic)
+where the catalogue's `client_auth: basic` says the provider wants it (Notion); without a secret it
+sends the client id alone, without a client id neither.
 """
 
 from __future__ import annotations
@@ -41,12 +42,14 @@ def _no_client_authentication(client, method, uri, headers, body):
     return uri, headers, body
 
 
-def _authentication(client_id: str | None, client_secret: str | None):
-    """authlib's client authentication method: client_secret_post, or "none" (the client id alone)
-    for a public client, or nothing at all without a client id."""
+def _authentication(client_id: str | None, client_secret: str | None, basic: bool = False):
+    """authlib's client authentication method: client_secret_post (client_secret_basic if `basic`),
+    or "none" (the client id alone) for a public client, or nothing at all without a client id."""
     if not client_id:
         return _no_client_authentication
-    return "client_secret_post" if client_secret else "none"
+    if not client_secret:
+        return "none"
+    return "client_secret_basic" if basic else "client_secret_post"
 
 
 class _Answer:
@@ -66,10 +69,10 @@ class _Answer:
 
 class TokenClient(OAuth2Client):
     def __init__(self, forwarder: Forwarder, client_id: str | None, client_secret: str | None, *,
-                 timeout: float, **settings):
+                 timeout: float, basic_auth: bool = False, **settings):
         super().__init__(
             session=None, client_id=client_id, client_secret=client_secret,
-            token_endpoint_auth_method=_authentication(client_id, client_secret),
+            token_endpoint_auth_method=_authentication(client_id, client_secret, basic_auth),
             **settings,
         )
         self.forwarder = forwarder
