@@ -26,11 +26,12 @@ wakes the consumer's waiters (`announce`).
 from __future__ import annotations
 
 import datetime
+import json
 import secrets
 from dataclasses import dataclass
 
 from google.protobuf import json_format
-from peewee import JOIN, Case, Value, fn
+from peewee import JOIN, SQL, Case, Value, fn
 from playhouse.pwasyncio import AsyncPostgresqlDatabase
 
 from headwater.store.models import Consumer, ConsumerMessage, Event, Stream, database, utcnow
@@ -116,7 +117,13 @@ def backfill(consumer: Consumer) -> None:
 
 
 def claim(consumer: Consumer, limit: int) -> list[Delivery]:
-    """Delivers up to `limit` messages: marks them delivered until now + ack_wait_ms."""
+    """Delivers up to `limit` messages: marks them delivered until now + ack_wait_ms.
+
+    The claim is one statement, an UPDATE of the chosen rows RETURNING each with its event (on
+    PostgreSQL the rows are chosen FOR UPDATE SKIP LOCKED), so it needs no transaction of its own
+    (`store.run(..., transaction=False)`). Before it, and only for consumers with these limits, a
+    statement parks the spent deliveries (max_deliver) and one counts those in flight
+    (max_ack_pending)."""
     now = utcnow()
     mine = M.consumer == consumer.id
     _park_spent(mine & (M.state == DELIVERED) & (M.visible_at <= now), consumer.max_deliver,
@@ -126,51 +133,67 @@ def claim(consumer: Consumer, limit: int) -> list[Delivery]:
         limit = min(limit, consumer.max_ack_pending - in_flight)
         if limit <= 0:
             return []
-    # The record's oldest unparked message: only it may go out. A correlated subquery (one index
-    # probe per candidate, on (consumer, record, event)) rather than NOT EXISTS, which PostgreSQL
-    # plans as a join that, on statistics of an empty table, rescans the whole queue per candidate.
-    older = M.alias("older")
-    head_of_record = (
-        older.select(fn.MIN(older.event))
-        .where((older.consumer == M.consumer) & (older.record_id == M.record_id) & (older.state != PARKED))
-    )
-    candidates = (
-        M.select(M.id)
-        .where(mine & M.state.in_([AVAILABLE, DELIVERED]) & (M.visible_at <= now) & (M.event == head_of_record))
-        .order_by(M.event)
-        .limit(limit)
-    )
-    if _is_postgres():
-        candidates = candidates.for_update("FOR UPDATE SKIP LOCKED")
     prefix = secrets.token_urlsafe(16) + "."
     claimed = M.update(
         state=DELIVERED,
         deliver_count=M.deliver_count + 1,
         visible_at=now + datetime.timedelta(milliseconds=consumer.ack_wait_ms),
         ack_token=Value(prefix).concat(M.id.cast("TEXT")),
-    ).where(M.id.in_(candidates)).returning(M.id, M.ack_token, M.deliver_count, M.event)
-    claimed = sorted(claimed.execute(), key=lambda row: row.event_id)
-    if not claimed:
-        return []
-    events = {e.seq: e for e in Event.select(Event.seq, Event.action, Event.record).where(
-        Event.seq.in_([row.event_id for row in claimed]))}
+    ).where(M.id.in_(_deliverable(mine, now, limit))).returning(
+        M.id, M.ack_token, M.deliver_count, M.event,
+        _of_event(Event.action).alias("action"), _of_event(Event.record).alias("record"),
+    )
+    rows = sorted(claimed.tuples().execute(), key=lambda row: row[3])
     return [
-        Delivery(row.id, row.ack_token, events[row.event_id].action, events[row.event_id].record, row.deliver_count)
-        for row in claimed
+        Delivery(message_id, ack_token, action, json.loads(record), deliver_count)
+        for message_id, ack_token, deliver_count, _, action, record in rows
     ]
 
 
-def ack(consumer_id: str, tokens: list[str]) -> set[str]:
-    """Deletes the delivered messages these tokens name; returns the tokens that named one."""
+def _deliverable(mine, now: datetime.datetime, limit: int):
+    """The ids of the oldest `limit` deliverable messages: available, or delivered but not acked
+    in time, and the oldest unparked message of their record (only it may go out).
+
+    "No older unparked message of the record" is an index probe per candidate on (consumer_id ||
+    record_id, event_id) (migration 0015): the concatenation, which only that index holds, keeps
+    PostgreSQL from answering it from another index when it has no statistics yet."""
+    older = M.alias("older")
+    same_record = older.consumer.concat(older.record_id) == M.consumer.concat(M.record_id)
+    has_older = older.select(SQL("1")).where(same_record & (older.event < M.event) & (older.state != PARKED))
+    candidates = (
+        M.select(M.id)
+        .where(mine & M.state.in_([AVAILABLE, DELIVERED]) & (M.visible_at <= now) & ~fn.EXISTS(has_older))
+        .order_by(M.event)
+        .limit(limit)
+    )
+    if _is_postgres():
+        candidates = candidates.for_update("FOR UPDATE SKIP LOCKED")
+    return candidates
+
+
+def _of_event(field):
+    """A column of the claimed message's event, for the claim's RETURNING."""
+    return Event.select(field).where(Event.seq == M.event)
+
+
+def ack(consumer_id: str, tokens: list[str], org_id: str | None = None) -> set[str] | None:
+    """Deletes the delivered messages these tokens name; returns the tokens that named one.
+
+    One statement. `org_id`: only if the consumer is one of the organisation's (as
+    `Consumer.visible_to` shows them); when nothing was acked and the consumer is not one of its,
+    None (the caller answers NOT_FOUND)."""
     tokens = list(dict.fromkeys(tokens))
     if not tokens:
         return set()
-    query = M.delete().where(
-        (M.consumer == consumer_id) & M.ack_token.in_(tokens) & (M.state == DELIVERED)
-    ).returning(M.ack_token)
-    done = {row.ack_token for row in query.execute()}
+    owner = M.consumer == consumer_id
+    if org_id is not None:
+        owner &= M.consumer.in_(Consumer.visible_to(org_id).select(Consumer.id).where(Consumer.id == consumer_id))
+    query = M.delete().where(owner & M.ack_token.in_(tokens) & (M.state == DELIVERED)).returning(M.ack_token)
+    done = {token for (token,) in query.tuples().execute()}
     if done:
         announce([consumer_id])
+    elif org_id is not None and not Consumer.visible_to(org_id).where(Consumer.id == consumer_id).exists():
+        return None
     return done
 
 
