@@ -9,6 +9,7 @@ between reads, holding no database connection while they sleep.
 
 from __future__ import annotations
 
+import datetime
 import re
 import secrets
 import time
@@ -164,15 +165,21 @@ def _stream_of(org_id: str, stream_id: str, filters: list[dict]) -> str:
 
 
 def _take(org_id: str, consumer_id: str, batch_size: int) -> tuple[list[queue.Delivery], queue.QueueInfo]:
-    """A batch and the queue's counts: three statements, each standing alone (no transaction: the
-    claim is one statement, see queue.claim), so `store.run(_take, ..., transaction=False)`."""
-    consumer = get_consumer(org_id, consumer_id)
+    """A batch and the queue's counts after it, in two statements that each stand alone (no
+    transaction: see queue.claim), so `store.run(_take, ..., transaction=False)`: the consumer
+    with its queue's counts, then the claim."""
+    now = utcnow()
+    consumer, before = queue.consumer_and_queue(org_id, consumer_id, now)
+    if consumer is None:
+        raise not_found("consumer", consumer_id)
     if consumer.kind != "pull":
         raise failed_precondition(
             f"consumer {consumer.id} is a webhook consumer: Headwater POSTs its messages to its webhook_url"
         )
-    batch = queue.claim(consumer, batch_size)
-    return batch, queue.info(consumer.id)
+    batch = queue.claim(consumer, batch_size, now)
+    if consumer.max_deliver:  # the claim may have parked messages: count again
+        return batch, queue.info(consumer.id)
+    return batch, before.after_claim(len(batch), now + datetime.timedelta(milliseconds=consumer.ack_wait_ms))
 
 
 def _batch_size_violations(value: int) -> list[tuple[str, str]]:
