@@ -60,8 +60,25 @@ class Delivery:
         )
 
 
+_TIMESTAMPS = ("upstream_updated_at", "inserted_at", "updated_at")
+
+
 def record_to_proto(document: dict) -> common_pb2.Record:
-    return json_format.ParseDict(document, common_pb2.Record())
+    """A record document (records.record_document) as the Record message.
+
+    Field by field rather than json_format.ParseDict, which parses the timestamps with strptime
+    and walks the data in Python: that was half of a batch's CPU (~0.3 ms a record)."""
+    record = common_pb2.Record(
+        id=document["id"], sync_id=document["sync_id"], collection_id=document["collection_id"],
+        upstream_id=document["upstream_id"], deleted=document["deleted"],
+    )
+    for name in _TIMESTAMPS:
+        if document[name] is not None:
+            getattr(record, name).FromDatetime(datetime.datetime.fromisoformat(document[name]))
+    if document["data"] is not None:
+        record.data.SetInParent()  # {} is data too
+        record.data.update(document["data"])
+    return record
 
 
 @dataclass
