@@ -24,6 +24,7 @@ for the run and dropped after it. Without one, only SQLite is measured.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import secrets
 import sqlite3
 import statistics
@@ -33,11 +34,14 @@ import uuid
 
 import asyncpg
 import httpx
+from playhouse.pwasyncio import AsyncPostgresqlConnection
 
 from bench._headwater import on_each_database, start_headwater
 from bench._tools import Report, stop
+from headwater.engine import queue
 from headwater.store import Store
-from headwater.store.models import Sync
+from headwater.store.models import Sync, utcnow
+from headwater.store.notify import CHANNEL
 from headwater.store.records import Change, apply_changes
 
 PAGE = 100
@@ -57,8 +61,10 @@ async def run(report: Report) -> None:
         f"asking for the next, {DRAIN} messages. \"batch 1\": {ROUND_TRIPS} `/next` + `/ack` round trips of "
         f"one message, one after the other. \"{FOUR} consumers\": {FOUR} consumers of the stream, {FOUR_DRAIN} "
         f"messages each, drained at once by a client each as in the batch {BATCH} row. \"ceiling\": the "
-        f"database's own rate from one connection of the benchmark's process for the claim statement "
-        f"(`UPDATE ... RETURNING`) and the ack statement (`DELETE ... RETURNING`), {BATCH} messages at a time."
+        f"database's own rate for Headwater's claim statement (`UPDATE ... RETURNING`, `queue.CLAIM`) and ack "
+        f"statement (`DELETE ... RETURNING`, `queue.ACK`), {BATCH} messages at a time, sent from one connection "
+        f"of the benchmark's process. On PostgreSQL the queue's table is analyzed after it is filled (see "
+        f"`_queue`)."
     )
     with tempfile.TemporaryDirectory() as workdir:
         rows = await on_each_database(workdir, report, lambda label, url: _measure(label, url, workdir))
@@ -121,11 +127,17 @@ async def _measure(label: str, database_url: str, workdir: str) -> list[list]:
 
 
 async def _queue(store: Store, sync: Sync, count: int) -> None:
-    """`count` new records' changes, a page per transaction: a message each for every consumer."""
+    """`count` new records' changes, a page per transaction: a message each for every consumer.
+
+    On PostgreSQL the queue's table is then analyzed, as autovacuum does within a minute of a
+    queue filling (migration 0015 has it look after 2% of the rows changed): without statistics
+    the planner sorts a consumer's whole queue for each claim rather than walking it in order."""
     run_id = uuid.uuid4().hex[:8]
     for start in range(0, count, PAGE):
         changes = [Change(f"cus_{run_id}_{n}", {"n": n}) for n in range(start, min(count, start + PAGE))]
         await store.run(apply_changes, sync, "stripe:customer", changes)
+    if store.is_postgres:
+        await store.run(store.db.execute_sql, "ANALYZE consumer_message", transaction=False)
 
 
 async def _drain(rest: httpx.AsyncClient, consumer_id: str, count: int) -> None:
@@ -155,63 +167,43 @@ async def _round_trips(rest: httpx.AsyncClient, consumer_id: str) -> list[float]
     return times
 
 
-# The ceiling's statements: a claim of the oldest deliverable messages, each the oldest unparked
-# one of its record, and the ack of what it claimed (the shape of headwater.engine.queue's).
-_CLAIM = """
-UPDATE consumer_message SET state = 'delivered', deliver_count = deliver_count + 1,
-    visible_at = {deadline}, ack_token = {prefix} || CAST(id AS TEXT)
-WHERE id IN (
-    SELECT m.id FROM consumer_message AS m
-    WHERE m.consumer_id = {consumer} AND m.state IN ('available', 'delivered') AND m.visible_at <= {now}
-      AND m.event_id = (SELECT MIN(o.event_id) FROM consumer_message AS o
-                        WHERE o.consumer_id = m.consumer_id AND o.record_id = m.record_id AND o.state != 'parked')
-    ORDER BY m.event_id LIMIT {limit} {lock})
-RETURNING id, ack_token, deliver_count, event_id,
-    (SELECT action FROM event WHERE seq = event_id), (SELECT record FROM event WHERE seq = event_id)
-"""
-_ACK = "DELETE FROM consumer_message WHERE consumer_id = {consumer} AND ack_token IN ({tokens}) " \
-       "AND state = 'delivered' RETURNING ack_token"
-
-
 async def _ceiling(store: Store, database_url: str, consumer_id: str, count: int) -> float:
-    """Acks per second of the claim and ack statements alone, from one connection."""
+    """Acks per second of Headwater's own claim and ack statements (headwater.engine.queue.CLAIM
+    and ACK), sent from one connection of this process, each committing on its own."""
     if store.is_postgres:
         return await _ceiling_postgres(database_url, consumer_id, count)
     return await asyncio.to_thread(_ceiling_sqlite, database_url.removeprefix("sqlite:///"), consumer_id, count)
 
 
+def _claim_params(consumer_id: str) -> tuple:
+    now = utcnow()
+    return now + datetime.timedelta(seconds=30), secrets.token_urlsafe(16) + ".", consumer_id, now, BATCH
+
+
 async def _ceiling_postgres(database_url: str, consumer_id: str, count: int) -> float:
-    claim = _CLAIM.format(deadline="now() + interval '30 seconds'", prefix="$2::text", consumer="$1",
-                          now="now()", limit=BATCH, lock="FOR UPDATE SKIP LOCKED")
-    ack = _ACK.format(consumer="$1", tokens="SELECT unnest($2::text[])")
+    claim = AsyncPostgresqlConnection._translate_placeholders(queue.sql_for(queue.CLAIM, True))
+    ack = AsyncPostgresqlConnection._translate_placeholders(queue.sql_for(queue.ACK, True))
     connection = await asyncpg.connect(database_url)
     try:
         acked, began = 0, time.perf_counter()
         while acked < count:
-            async with connection.transaction():
-                rows = await connection.fetch(claim, consumer_id, secrets.token_urlsafe(16) + ".")
-            async with connection.transaction():
-                acked += len(await connection.fetch(ack, consumer_id, [row["ack_token"] for row in rows]))
+            rows = await connection.fetch(claim, *_claim_params(consumer_id))
+            tokens = [row["ack_token"] for row in rows]
+            acked += len(await connection.fetch(ack, consumer_id, tokens, CHANNEL, "bench|"))
         return acked / (time.perf_counter() - began)
     finally:
         await connection.close()
 
 
 def _ceiling_sqlite(path: str, consumer_id: str, count: int) -> float:
-    claim = _CLAIM.format(deadline="strftime('%Y-%m-%d %H:%M:%f', 'now', '+30 seconds')", prefix="?",
-                          consumer="?", now="strftime('%Y-%m-%d %H:%M:%f', 'now')", limit=BATCH, lock="")
     connection = sqlite3.connect(path, isolation_level=None)
     try:
         acked, began = 0, time.perf_counter()
         while acked < count:
-            connection.execute("BEGIN IMMEDIATE")
-            rows = connection.execute(claim, (secrets.token_urlsafe(16) + ".", consumer_id)).fetchall()
-            connection.execute("COMMIT")
+            rows = connection.execute(queue.sql_for(queue.CLAIM, False), _claim_params(consumer_id)).fetchall()
             tokens = [row[1] for row in rows]
-            connection.execute("BEGIN IMMEDIATE")
-            ack = _ACK.format(consumer="?", tokens=",".join("?" * len(tokens)))
+            ack = queue.sql_for(queue.ACK, False, len(tokens))
             acked += len(connection.execute(ack, (consumer_id, *tokens)).fetchall())
-            connection.execute("COMMIT")
         return acked / (time.perf_counter() - began)
     finally:
         connection.close()

@@ -145,31 +145,31 @@ def backfill(consumer: Consumer) -> None:
 
 # The statements a pull consumer's next and ack run on every call are written out as SQL, each a
 # constant: building them with Peewee cost more CPU than everything else of the call (its
-# expression tree is compiled again on every call). `_sql` adapts one to the database in use.
+# expression tree is compiled again on every call). `sql_for` adapts one to the database in use.
 
-_CLAIM = """
+CLAIM = """
 UPDATE consumer_message SET state = 'delivered', deliver_count = deliver_count + 1,
     visible_at = %s, ack_token = %s || CAST(id AS TEXT)
-WHERE id IN (
+WHERE {id_among} (
     SELECT m.id FROM consumer_message AS m
     WHERE m.consumer_id = %s AND m.state IN ('available', 'delivered') AND m.visible_at <= %s
       AND NOT EXISTS (SELECT 1 FROM consumer_message AS older
                       WHERE older.consumer_id || older.record_id = m.consumer_id || m.record_id
                         AND older.event_id < m.event_id AND older.state <> 'parked')
-    ORDER BY m.event_id LIMIT %s {row_lock})
+    ORDER BY m.event_id LIMIT %s {row_lock}){close}
 RETURNING id, ack_token, deliver_count, event_id,
     (SELECT event.action FROM event WHERE event.seq = consumer_message.event_id),
     (SELECT event.record FROM event WHERE event.seq = consumer_message.event_id)
 """
 
-_ACK = """
+ACK = """
 DELETE FROM consumer_message
 WHERE consumer_id = %s AND state = 'delivered' AND ack_token IN ({tokens}) {of_org}
 RETURNING ack_token {notify}
 """
-_OF_ORG = "AND EXISTS (SELECT 1 FROM consumer WHERE id = %s AND org_id = %s AND kind <> 'events')"
+OF_ORG = "AND EXISTS (SELECT 1 FROM consumer WHERE id = %s AND org_id = %s AND kind <> 'events')"
 
-_CONSUMER_AND_QUEUE = """
+CONSUMER_AND_QUEUE = """
 SELECT c.id, c.org_id, c.kind, c.ack_wait_ms, c.max_deliver, c.max_ack_pending,
     q.num_ack_pending, q.num_unparked, q.next_visible_at
 FROM consumer AS c, (
@@ -181,13 +181,17 @@ WHERE c.id = %s AND c.org_id = %s AND c.kind <> 'events'
 
 
 @functools.cache
-def _sql(statement: str, postgres: bool, tokens: int = 0, of_org: bool = False) -> str:
-    """A statement above for PostgreSQL (the row lock; an ack's tokens as one array) or SQLite
-    (`?` placeholders; an ack's tokens one placeholder each)."""
+def sql_for(statement: str, postgres: bool, tokens: int = 0, of_org: bool = False) -> str:
+    """A statement above for PostgreSQL (the row lock; arrays of the claim's ids and of an ack's
+    tokens) or SQLite (`?` placeholders; an ack's tokens one placeholder each)."""
     statement = statement.format(
         row_lock="FOR UPDATE SKIP LOCKED" if postgres else "",
+        # PostgreSQL: the chosen ids as an array, so that the UPDATE finds each by its primary key
+        # (with `id IN (...)` it may hash them and scan the whole table for matches).
+        id_among="id = ANY(ARRAY" if postgres else "id IN",
+        close=")" if postgres else "",
         tokens="SELECT unnest(%s::text[])" if postgres else ", ".join(["%s"] * tokens),
-        of_org=_OF_ORG if of_org else "",
+        of_org=OF_ORG if of_org else "",
         # The NOTIFY of notify.announce, sent by the ack itself (PostgreSQL sends one of a
         # transaction's identical notifications, whatever the number of rows).
         notify=", pg_notify(%s, %s)" if postgres else "",
@@ -198,7 +202,7 @@ def _sql(statement: str, postgres: bool, tokens: int = 0, of_org: bool = False) 
 def claim(consumer: Consumer, limit: int, now: datetime.datetime | None = None) -> list[Delivery]:
     """Delivers up to `limit` messages: marks them delivered until now + ack_wait_ms.
 
-    The claim is one statement (`_CLAIM`): an UPDATE of the oldest deliverable messages
+    The claim is one statement (`CLAIM`): an UPDATE of the oldest deliverable messages
     (available, or delivered and not acked in time, and each the oldest unparked message of its
     record: only it may go out), RETURNING each with its event; on PostgreSQL the rows are chosen
     FOR UPDATE SKIP LOCKED, so claimers of one consumer never take the same row. It needs no
@@ -220,7 +224,7 @@ def claim(consumer: Consumer, limit: int, now: datetime.datetime | None = None) 
             return []
     deadline = now + datetime.timedelta(milliseconds=consumer.ack_wait_ms)
     prefix = secrets.token_urlsafe(16) + "."
-    cursor = database.execute_sql(_sql(_CLAIM, _is_postgres()), (deadline, prefix, consumer.id, now, limit))
+    cursor = database.execute_sql(sql_for(CLAIM, _is_postgres()), (deadline, prefix, consumer.id, now, limit))
     return [
         Delivery(message_id, ack_token, action, json.loads(record), deliver_count)
         for message_id, ack_token, deliver_count, _, action, record in sorted(cursor.fetchall(), key=lambda row: row[3])
@@ -229,7 +233,7 @@ def claim(consumer: Consumer, limit: int, now: datetime.datetime | None = None) 
 
 def ack(consumer_id: str, tokens: list[str], org_id: str | None = None) -> set[str] | None:
     """Deletes the delivered messages these tokens name; returns the tokens that named one. One
-    statement (`_ACK`).
+    statement (`ACK`).
 
     `org_id`: only if the consumer is one of the organisation's (as `Consumer.visible_to` shows
     them), checked by the same statement; when nothing was acked and it is not one of them, None
@@ -243,7 +247,7 @@ def ack(consumer_id: str, tokens: list[str], org_id: str | None = None) -> set[s
         params += [consumer_id, org_id]
     if postgres:
         params += [CHANNEL, notify_payload([consumer_id])]
-    sql = _sql(_ACK, postgres, len(tokens), org_id is not None)
+    sql = sql_for(ACK, postgres, len(tokens), org_id is not None)
     done = {row[0] for row in database.execute_sql(sql, params).fetchall()}
     if done:
         announce([consumer_id], notified=postgres)
@@ -257,7 +261,7 @@ def consumer_and_queue(org_id: str, consumer_id: str, now: datetime.datetime) ->
     what a claim needs of it, and its queue's counts at `now`, in one statement. After a claim at
     the same `now`, `QueueInfo.after_claim` gives the counts as they then are."""
     row = database.execute_sql(
-        _sql(_CONSUMER_AND_QUEUE, _is_postgres()), (now, now, consumer_id, consumer_id, org_id)
+        sql_for(CONSUMER_AND_QUEUE, _is_postgres()), (now, now, consumer_id, consumer_id, org_id)
     ).fetchone()
     if row is None:
         return None, QueueInfo(0, 0, None)
