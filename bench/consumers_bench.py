@@ -137,7 +137,7 @@ async def _queue(store: Store, sync: Sync, count: int) -> None:
         changes = [Change(f"cus_{run_id}_{n}", {"n": n}) for n in range(start, min(count, start + PAGE))]
         await store.run(apply_changes, sync, "stripe:customer", changes)
     if store.is_postgres:
-        await store.run(store.db.execute_sql, "ANALYZE consumer_message", transaction=False)
+        await store.run(store.db.execute_sql, "ANALYZE consumer_message")
 
 
 async def _drain(rest: httpx.AsyncClient, consumer_id: str, count: int) -> None:
