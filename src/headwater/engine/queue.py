@@ -19,8 +19,10 @@ then on a row is:
 - parked rows are set aside and do not hold up their record's later events; `redeliver` makes
   them available again with a fresh count.
 
-Every function is synchronous Peewee code for `store.run` (they read, then write); every change
-wakes the consumer's waiters (`announce`).
+Every function is synchronous Peewee code for `store.run`; every change wakes the consumer's
+waiters (`announce`). `claim` and `ack`, which pull consumers call for every batch, are one
+statement each (written out as SQL below, with `consumer_and_queue` before a claim), so a caller
+may run them without a transaction of its own (`store.run(..., transaction=False)`).
 """
 
 from __future__ import annotations
@@ -31,8 +33,7 @@ import json
 import secrets
 from dataclasses import dataclass
 
-from google.protobuf import json_format
-from peewee import JOIN, SQL, Case, Value, fn
+from peewee import JOIN, Case, Value, fn
 from playhouse.pwasyncio import AsyncPostgresqlDatabase
 
 from headwater.store.models import Consumer, ConsumerMessage, Event, Stream, database, utcnow
@@ -66,7 +67,7 @@ _TIMESTAMPS = ("upstream_updated_at", "inserted_at", "updated_at")
 def record_to_proto(document: dict) -> common_pb2.Record:
     """A record document (records.record_document) as the Record message.
 
-    Field by field rather than json_format.ParseDict, which parses the timestamps with strptime
+    Field by field rather than google.protobuf.json_format.ParseDict, which parses the timestamps with strptime
     and walks the data in Python: that was half of a batch's CPU (~0.3 ms a record)."""
     record = common_pb2.Record(
         id=document["id"], sync_id=document["sync_id"], collection_id=document["collection_id"],
