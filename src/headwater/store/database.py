@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlparse
 
+import asyncpg
 from playhouse.migrations import Runner
 from playhouse.pwasyncio import AsyncPostgresqlConnection, AsyncPostgresqlDatabase, AsyncSqliteDatabase, CursorAdapter
 
@@ -89,7 +90,16 @@ class _CachedStatements(AsyncPostgresqlConnection):
         # The connection's statement cache (what asyncpg's own fetch and execute use); asyncpg's
         # public prepare() bypasses it, and fetch() does not tell the rows an UPDATE changed.
         statement = await self.conn._prepare(sql, use_cache=True)
-        records = await statement.fetch(*(params or ()))
+        try:
+            records = await statement.fetch(*(params or ()))
+        except asyncpg.InvalidCachedStatementError:
+            # A table changed under the cached statement (a migration, another process's); outside
+            # a transaction, prepare it again once, as asyncpg's own fetch does.
+            if self.conn.is_in_transaction():
+                raise
+            await self.conn.reload_schema_state()
+            statement = await self.conn._prepare(sql, use_cache=True)
+            records = await statement.fetch(*(params or ()))
         description = [(key,) for key in records[0].keys()] if records else []
         status = (statement.get_statusmsg() or "").rsplit(" ", 1)
         rowcount = int(status[1]) if len(status) == 2 and status[1].isdigit() else len(records)
