@@ -325,6 +325,32 @@ async def test_unknown_and_stale_ack_tokens_are_reported_not_refused(server, cli
     assert again == {"success": True, "acked": 0, "unknown_ack_tokens": [token]}
 
 
+async def test_another_organisations_ack_of_a_real_token_acks_nothing(server, client, other_client):
+    sync = await make_sync(client)
+    consumer = await make_consumer(client, filters=[{"sync_id": sync["id"]}])
+    await write(server, sync["id"], "stripe:customer", Change("cus_1", {}))
+    token = (await next_batch(client, consumer["id"]))["data"][0]["ack_token"]
+
+    theirs = await other_client.rest.post(f"/v1/http-consumers/{consumer['id']}/ack", json={"ack_tokens": [token]})
+
+    assert theirs.status_code == 404
+    assert await ack(client, consumer["id"], token) == {"success": True, "acked": 1, "unknown_ack_tokens": []}
+
+
+async def test_the_counts_after_a_batch_count_each_redelivered_message_once(server, client):
+    sync = await make_sync(client)
+    consumer = await make_consumer(client, filters=[{"sync_id": sync["id"]}], ack_wait_ms=100)
+    await write(server, sync["id"], "stripe:customer", *(Change(f"cus_{i}", {}) for i in range(4)))
+    first = await next_batch(client, consumer["id"], batch_size=2)
+    assert first["info"] == {"num_pending": 2, "num_ack_pending": 2}
+    await asyncio.sleep(0.3)  # their ack wait ran out: they are pending again
+
+    again = await next_batch(client, consumer["id"], batch_size=3)
+
+    assert [m["record"]["upstream_id"] for m in again["data"]] == ["cus_0", "cus_1", "cus_2"]
+    assert again["info"] == {"num_pending": 1, "num_ack_pending": 3}
+
+
 async def test_filters_choose_the_changes_a_consumer_receives(server, client):
     sync = await make_sync(client)
     customers = await make_consumer(client, filters=[{"sync_id": sync["id"], "collection_id": "stripe:customer"}])

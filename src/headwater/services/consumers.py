@@ -9,6 +9,7 @@ between reads, holding no database connection while they sleep.
 
 from __future__ import annotations
 
+import datetime
 import re
 import secrets
 import time
@@ -164,13 +165,21 @@ def _stream_of(org_id: str, stream_id: str, filters: list[dict]) -> str:
 
 
 def _take(org_id: str, consumer_id: str, batch_size: int) -> tuple[list[queue.Delivery], queue.QueueInfo]:
-    consumer = get_consumer(org_id, consumer_id)
+    """A batch and the queue's counts after it, in two statements that each stand alone (no
+    transaction: see queue.claim), so `store.run(_take, ..., transaction=False)`: the consumer
+    with its queue's counts, then the claim."""
+    now = utcnow()
+    consumer, before = queue.consumer_and_queue(org_id, consumer_id, now)
+    if consumer is None:
+        raise not_found("consumer", consumer_id)
     if consumer.kind != "pull":
         raise failed_precondition(
             f"consumer {consumer.id} is a webhook consumer: Headwater POSTs its messages to its webhook_url"
         )
-    batch = queue.claim(consumer, batch_size)
-    return batch, queue.info(consumer.id)
+    batch = queue.claim(consumer, batch_size, now)
+    if consumer.max_deliver:  # the claim may have parked messages: count again
+        return batch, queue.info(consumer.id)
+    return batch, before.after_claim(len(batch), now + datetime.timedelta(milliseconds=consumer.ack_wait_ms))
 
 
 def _batch_size_violations(value: int) -> list[tuple[str, str]]:
@@ -289,7 +298,7 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
         deadline = time.monotonic() + wait
         with HUB.subscribe([request.id]) as woken:
             while True:
-                batch, info = await self.store.run(_take, org_id, request.id, batch_size)
+                batch, info = await self.store.run(_take, org_id, request.id, batch_size, transaction=False)
                 left = deadline - time.monotonic()
                 if batch or left <= 0 or self._stopping:
                     return consumer_pb2.NextResponse(data=[d.to_proto() for d in batch], info=_info(info))
@@ -301,7 +310,7 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
         batch_size = request.batch_size or 1
         with HUB.subscribe([request.id]) as woken:
             while not self._stopping:
-                batch, info = await self.store.run(_take, org_id, request.id, batch_size)
+                batch, info = await self.store.run(_take, org_id, request.id, batch_size, transaction=False)
                 if batch:
                     yield consumer_pb2.ReceiveResponse(data=[d.to_proto() for d in batch], info=_info(info))
                 else:
@@ -312,10 +321,9 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
         raise_if_invalid(_token_violations(request.ack_tokens))
         tokens = list(request.ack_tokens)
 
-        def ack():
-            return queue.ack(get_consumer(org_id, request.id).id, tokens)
-
-        done = await self.store.run(ack)
+        done = await self.store.run(queue.ack, request.id, tokens, org_id, transaction=False)  # one statement
+        if done is None:
+            raise not_found("consumer", request.id)
         return consumer_pb2.AckResponse(
             success=True, acked=len(done), unknown_ack_tokens=[t for t in tokens if t not in done]
         )

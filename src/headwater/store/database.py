@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlparse
 
+import asyncpg
 from playhouse.migrations import Runner
-from playhouse.pwasyncio import AsyncPostgresqlDatabase, AsyncSqliteDatabase
+from playhouse.pwasyncio import AsyncPostgresqlConnection, AsyncPostgresqlDatabase, AsyncSqliteDatabase, CursorAdapter
 
 from headwater.store.models import database
 
@@ -53,8 +54,56 @@ def open_database(url: str):
         # tries to write after another connection's write (the sync engine writes all the time).
         return AsyncSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10, lock_type="IMMEDIATE")
     if scheme in ("postgresql", "postgres"):
-        return AsyncPostgresqlDatabase(url)
+        return PostgresqlDatabase(url, reset=_keep_session)
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
+
+
+class PostgresqlDatabase(AsyncPostgresqlDatabase):
+    """playhouse.pwasyncio's asyncpg database, without three costs per unit of work that it pays
+    for nothing here (each a round trip to the server or a task, ~10 of them for a consumer's
+    next + ack before):
+
+    - a query runs as asyncpg's cached prepared statement, one round trip, where pwasyncio prepares
+      every query anew (a Parse/Describe round trip before the Bind/Execute one, and a named
+      statement to close later);
+    - a connection given back to the pool is not reset (`reset=_keep_session`): asyncpg's default
+      sends `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on each release, and no
+      unit leaves session state behind (advisory locks are transaction-scoped, `pg_advisory_xact_lock`,
+      LISTEN has its own connection, nothing SETs a session variable);
+    - a connection is taken from the pool under `asyncio.timeout`, not `asyncio.wait_for` (a task
+      per acquire on Python 3.11).
+    """
+
+    async def _pool_acquire(self, pool):
+        async with asyncio.timeout(self._acquire_timeout):
+            return _CachedStatements(await pool.acquire())
+
+
+async def _keep_session(connection) -> None:
+    """The pool's reset on release: nothing to reset (see PostgresqlDatabase)."""
+
+
+class _CachedStatements(AsyncPostgresqlConnection):
+    async def _execute(self, sql, params=None):
+        if params:
+            sql = self._translate_placeholders(sql)
+        # The connection's statement cache (what asyncpg's own fetch and execute use); asyncpg's
+        # public prepare() bypasses it, and fetch() does not tell the rows an UPDATE changed.
+        statement = await self.conn._prepare(sql, use_cache=True)
+        try:
+            records = await statement.fetch(*(params or ()))
+        except asyncpg.InvalidCachedStatementError:
+            # A table changed under the cached statement (a migration, another process's); outside
+            # a transaction, prepare it again once, as asyncpg's own fetch does.
+            if self.conn.is_in_transaction():
+                raise
+            await self.conn.reload_schema_state()
+            statement = await self.conn._prepare(sql, use_cache=True)
+            records = await statement.fetch(*(params or ()))
+        description = [(key,) for key in records[0].keys()] if records else []
+        status = (statement.get_statusmsg() or "").rsplit(" ", 1)
+        rowcount = int(status[1]) if len(status) == 2 and status[1].isdigit() else len(records)
+        return CursorAdapter(records, rowcount=rowcount, description=description)
 
 
 class Store:
@@ -96,8 +145,12 @@ class Store:
 
         return await self.db.run(up)
 
-    async def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
+    async def run(self, fn: Callable[..., T], *args, transaction: bool = True, **kwargs) -> T:
         """Runs synchronous Peewee code in one transaction and releases the connection.
+
+        `transaction=False`: each statement commits on its own, for a unit whose statements each
+        stand alone (reads, or a single write such as a consumer's claim or ack): BEGIN and COMMIT
+        are two round trips to PostgreSQL, two trips to aiosqlite's thread on SQLite.
 
         On SQLite every transaction begins IMMEDIATE (see open_database) and this process's units
         take turns here, so a unit that reads and then writes never fails with "database is locked".
@@ -108,19 +161,21 @@ class Store:
         connection pools use, could swallow the cancellation (CPython gh-86296), so that a loop
         catching errors (webhook delivery) never stopped and Server.stop waited for it for ever.
         """
-        unit = asyncio.create_task(self._unit(fn, args, kwargs))
+        unit = asyncio.create_task(self._unit(fn, args, kwargs, transaction))
         self._units.add(unit)
         unit.add_done_callback(_forget_unit(self._units))
         return await asyncio.shield(unit)
 
-    async def _unit(self, fn: Callable[..., T], args, kwargs) -> T:
+    async def _unit(self, fn: Callable[..., T], args, kwargs, transaction: bool) -> T:
         def in_transaction():
             with self.db.atomic():
                 return fn(*args, **kwargs)
 
         async with self._turn or contextlib.nullcontext():
             try:
-                return await self.db.run(in_transaction)
+                if transaction:
+                    return await self.db.run(in_transaction)
+                return await self.db.run(fn, *args, **kwargs)
             finally:
                 await self.db.aclose()
 

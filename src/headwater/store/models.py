@@ -300,7 +300,7 @@ class ConsumerMessage(BaseModel):
     order and never two at once."""
 
     id = BigAutoField()
-    consumer = ForeignKeyField(Consumer, on_delete="CASCADE")
+    consumer = ForeignKeyField(Consumer, on_delete="CASCADE", index=False)  # (consumer, event) serves
     event = ForeignKeyField(Event, on_delete="CASCADE")
     record_id = CharField()
     state = CharField(default="available")  # available | delivered | parked
@@ -313,8 +313,8 @@ class ConsumerMessage(BaseModel):
     class Meta:
         indexes = (
             (("consumer", "state", "visible_at"), False),
-            (("consumer", "record_id", "event"), False),
             (("consumer", "event"), False),  # migration 0004
+            # and ((consumer_id || record_id), event_id), the head-of-record probe's (migration 0015)
         )
 
 

@@ -1,0 +1,56 @@
+"""The consumer queue's claim, as the database runs it (headwater.engine.queue, migration 0015)."""
+
+from __future__ import annotations
+
+import uuid
+
+from peewee import Value
+
+from headwater.engine import queue
+from headwater.store import Store
+from headwater.store.models import Consumer, ConsumerMessage, Event, Org, Stream, database, utcnow
+
+QUEUED = 3000
+
+
+async def test_a_claim_looks_for_older_messages_of_a_record_in_the_head_index_before_any_statistics(database_url):
+    """Each candidate's "is an older message of its record still out?" is one probe of
+    consumer_message_head, whatever the planner knows: the queue below was filled a moment ago
+    and never analyzed (PostgreSQL answered the probe from another index then, walking the queue)."""
+    store = Store.open(database_url)
+    try:
+        await store.migrate()
+        consumer = await store.run(_queue_for_one_consumer)
+
+        plan = await store.run(_claim_plan, consumer.id, store.is_postgres)
+
+        assert "consumer_message_head" in plan
+    finally:
+        await store.close()
+
+
+def _queue_for_one_consumer() -> Consumer:
+    org = Org.create(id=f"org-{uuid.uuid4().hex[:8]}", name="queue")
+    stream = Stream.create(org=org, name="queue")
+    consumer = Consumer.create(org=org, stream=stream, deliver_policy="new")
+    Event.insert_many([
+        {"stream": stream.id, "org": org.id, "sync_id": "sync", "collection_id": "stripe:customer",
+         "record_id": f"rec_{n}", "action": "insert", "record": {"id": f"rec_{n}"}}
+        for n in range(QUEUED)
+    ]).execute()
+    now = utcnow()
+    M = ConsumerMessage
+    M.insert_from(
+        Event.select(Value(consumer.id), Event.seq, Event.record_id, Value("available"), Value(0), Value(now),
+                     Value(""), Value(now)),
+        [M.consumer, M.event, M.record_id, M.state, M.deliver_count, M.visible_at, M.last_error, M.created_at],
+    ).execute()
+    return consumer
+
+
+def _claim_plan(consumer_id: str, postgres: bool) -> str:
+    """How the database would run a claim of 100 of the consumer's messages now."""
+    explain = "EXPLAIN " if postgres else "EXPLAIN QUERY PLAN "
+    now = utcnow()
+    rows = database.execute_sql(explain + queue.sql_for(queue.CLAIM, postgres), (now, "token.", consumer_id, now, 100))
+    return "\n".join(" ".join(str(value) for value in row) for row in rows.fetchall())
