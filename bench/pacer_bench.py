@@ -16,7 +16,7 @@ import uuid
 
 import redis.asyncio as aioredis
 
-from headwater.upstream.pacer import Budget, InProcessPacer, RedisPacer
+from headwater.upstream.budget import Budget, InProcessPacer, RedisPacer
 
 
 async def sequential(pacer, budget, calls: int) -> float:

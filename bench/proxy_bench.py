@@ -47,7 +47,7 @@ from bench._tools import (
     stop,
     wait_port,
 )
-from headwater.upstream.pacer import Budget, InProcessPacer
+from headwater.upstream.budget import Budget, InProcessPacer
 
 CONNECTIONS = 64
 PATH = "v1/events?limit=10"

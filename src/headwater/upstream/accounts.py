@@ -29,7 +29,7 @@ from headwater.store import Credential, Store, Sync
 from headwater.store.health import ERROR
 from headwater.upstream.catalogue import BASE_URL_PROPERTY, CredentialKind, Provider, ProviderCatalogue
 from headwater.upstream.oauth_apps import OAuthAppClient, OAuthApps
-from headwater.upstream.pacer import Budget
+from headwater.upstream.budget import Budget
 from headwater.upstream.requests import UnsafeRequest
 
 # A custom credential lists further hosts its fully-qualified proxied URLs may name.

@@ -35,7 +35,7 @@ from headwater.upstream.forwarder import (
     UpstreamTimeout,
 )
 from headwater.upstream.oauth import TokenRefresher
-from headwater.upstream.pacer import Budget, BudgetExhausted, Pacer, PacerUnavailable, Permit
+from headwater.upstream.budget import Budget, BudgetExhausted, Pacer, PacerUnavailable, Permit
 from headwater.upstream.requests import upstream_url
 
 # Background sync reads may use at most this share of a credential's budget: they also take a
