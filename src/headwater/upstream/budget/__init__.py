@@ -44,18 +44,36 @@ How a turn is worked out (both implementations):
 
 from __future__ import annotations
 
-from headwater.upstream.budget._types import Budget, BudgetExhausted, Pacer, PacerUnavailable, Permit, _check_margin
+from headwater.upstream.budget._types import (
+    BUCKETS,
+    EXACT_LOG_LIMIT,
+    Budget,
+    BudgetExhausted,
+    BudgetState,
+    Pacer,
+    PacerUnavailable,
+    Permit,
+    Window,
+    WindowState,
+    WindowUse,
+)
 from headwater.upstream.budget.in_process import InProcessPacer
 from headwater.upstream.budget.redis_pacer import RedisPacer
 
 __all__ = [
+    "BUCKETS",
+    "EXACT_LOG_LIMIT",
     "Budget",
     "BudgetExhausted",
+    "BudgetState",
     "InProcessPacer",
     "Pacer",
     "PacerUnavailable",
     "Permit",
     "RedisPacer",
+    "Window",
+    "WindowState",
+    "WindowUse",
     "make_pacer",
 ]
 
