@@ -3,7 +3,9 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local untilv = now + tonumber(ARGV[1])
 local old = redis.call('GET', KEYS[2])
 if old and tonumber(old) >= untilv then return tonumber(old) - now end
-redis.call('SET', KEYS[2], untilv, 'PX', math.ceil((untilv - now) / 1000) + 1000)
+local px = math.ceil((untilv - now) / 1000) + 1000
+redis.call('SET', KEYS[2], string.format('%d', untilv), 'PX', px)
+redis.call('SET', KEYS[3], ARGV[2], 'PX', px)
 local pending = redis.call('ZRANGEBYSCORE', KEYS[1], string.format('(%d', now), '+inf', 'WITHSCORES')
 if #pending > 0 then
   local shift = untilv - tonumber(pending[2])

@@ -5,6 +5,8 @@ never matter; callers only ever receive durations. Keys of one credential (hash-
   headwater:pacer:{<key>}:r  sorted set of rate reservations (member = token, score = slot)
   headwater:pacer:{<key>}:p  paused-until
   headwater:pacer:{<key>}:c  sorted set of concurrency holders (member = token, score = lease end)
+  headwater:pacer:{<key>}:pr the pause's reason
+  headwater:pacer:{<key>}:b<interval_us>  a counted window's buckets (a hash, see _buckets.lua)
 The scripts and commands of one process go to Redis in pipelines (RedisPacer._send): what its
 callers ask for during one pass of the event loop shares one round trip, in call order."""
 
@@ -23,10 +25,14 @@ from importlib import resources
 from headwater.upstream.budget._types import (
     _BUSY_RETRY_AFTER,
     _LOG_SLACK,
+    BUCKETS,
     Budget,
     BudgetExhausted,
+    BudgetState,
     PacerUnavailable,
     Permit,
+    WindowState,
+    WindowUse,
     _check_margin,
 )
 
@@ -38,11 +44,12 @@ def _script(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text()
 
 
-# KEYS: rate, pause, holders. ARGV: n, interval_us, cap, timeout_us (-1 = none), token, lease_us, slack.
-# Returns {1, wait_us}: reserved (and a place taken if cap > 0), start in wait_us;
+# acquire.lua. KEYS: rate, pause, holders, one bucket hash per counted window. ARGV: see the script.
+# Returns {1, wait_us, crowded, then per window: remaining, reset_us}: reserved in every window
+#         (and a place taken if cap > 0), start in wait_us;
 #         {0, retry_us}: the turn would come after the deadline, nothing reserved;
 #         {2, rate_wait_us}: no concurrency place free now, nothing reserved (poll again).
-_ACQUIRE = _script("acquire.lua")
+_ACQUIRE = _script("_buckets.lua") + _script("acquire.lua")
 
 # KEYS: rate. ARGV: token, late_tolerance_us, n. Returns how long (us) until the caller's
 # reservation is due (a pause may have moved it), or 0: due, start now, or -1: due, and the log has
@@ -57,9 +64,13 @@ _CONFIRM = _script("confirm.lua")
 # stays exact for later slots. Returns 1 if given back.
 _GIVE_BACK = _script("give_back.lua")
 
-# KEYS: rate, pause. ARGV: seconds_us. Pauses the key and shifts pending reservations (all by the
-# same amount) so that the first lands on the end of the pause. Returns the pause end - now (us).
+# KEYS: rate, pause, pause reason. ARGV: seconds_us, reason. Pauses the key and shifts pending
+# reservations (all by the same amount) so that the first lands on the end of the pause. Returns
+# the pause end - now (us).
 _PAUSE = _script("pause.lua")
+
+# state.lua: each window's use, the callers waiting and the pause (reads only).
+_STATE = _script("_buckets.lua") + _script("state.lua")
 
 _PREFIX = "headwater:pacer:"
 # Lateness (round trips included) beyond which a waiter shifts the reservations behind it.
@@ -76,6 +87,30 @@ _POOL_SIZE = 50
 # Polling for a concurrency place: jittered sleeps, shorter when a local holder lets go.
 _POLL_MIN = 0.005
 _POLL_MAX = 0.025
+
+
+class _Plan:
+    """A budget as the scripts take it, worked out once per budget (intervals with the margin)."""
+
+    __slots__ = ("limits", "args", "bucket_keys", "give_back_n", "log_span_us", "confirm_n")
+
+    def __init__(self, budget: Budget, margin: float):
+        windows = [(w.allowed_requests, _us(w.interval + margin), w.counted) for w in budget.windows]
+        logged = [(n, t) for n, t, counted in windows if not counted]
+        self.limits = [(w.allowed_requests, w.interval) for w in budget.windows]
+        keep = max((n for n, _ in logged), default=0) + _LOG_SLACK
+        # (with no exactly logged window, up to a second: a late start still shifts its reservation)
+        self.log_span_us = max((t for _, t in logged), default=_US)
+        span = max(t for _, t, _ in windows)
+        self.args = [keep, self.log_span_us, span, BUCKETS, len(windows)]
+        for n, t, counted in windows:
+            self.args += [n, t, 1 if counted else 0]
+        self.bucket_keys = [f"b{t}" for _, t, counted in windows if counted]
+        # give_back.lua: what the log must still hold for a give-back to be exact.
+        self.give_back_n = keep - _LOG_SLACK
+        # confirm.lua skips the late shift while the log holds fewer than this; never with a
+        # counted window (its starts are not all in the log).
+        self.confirm_n = 0 if self.bucket_keys else min(n for n, _ in logged)
 
 
 class _Waiter:
@@ -102,43 +137,50 @@ class _RedisSlot:
         start = loop.time()
         timeout = self._timeout
         deadline = None if timeout is None else start + (timeout if timeout > 0 else 0.0)
+        plan = pacer._plan(budget)
         base = f"{_PREFIX}{{{self._key}}}:"
-        keys = self._keys = (base + "r", base + "p", base + "c")
+        keys = self._keys = (base + "r", base + "p", base + "c", *(base + suffix for suffix in plan.bucket_keys))
         token = self._token = f"{pacer._id}{next(pacer._counter)}"
         cap = budget.max_concurrent
         lease = (_LEASE_NO_DEADLINE if timeout is None else max(timeout, 0.0)) + _LEASE_MARGIN
-        args = [budget.allowed_requests, _us(budget.interval + pacer._margin), cap, -1, token, _us(lease), _LOG_SLACK]
+        args = [cap, -1, token, _us(lease), *plan.args]
+        give_back = [plan.give_back_n, plan.log_span_us, token]
 
         try:
             if cap:
-                code, us, crowded, sent = await self._acquire_place(loop, keys, args, deadline)
+                code, us, rest, sent = await self._acquire_place(loop, keys, args, deadline)
             else:
                 if deadline is not None:
-                    args[3] = max(0, int((deadline - loop.time()) * _US))
+                    args[1] = max(0, int((deadline - loop.time()) * _US))
                 sent = loop.time()
-                code, us, *crowded = await pacer._run(pacer._acquire, keys, args)
+                code, us, *rest = await pacer._run(pacer._acquire, keys, args)
         except (asyncio.CancelledError, PacerUnavailable) as exc:
             # The script may have run without us learning the answer: undo what it may have taken.
             if isinstance(exc, PacerUnavailable) and not isinstance(exc.__cause__, pacer._timeouts):
                 raise
             if cap:
                 pacer._background(pacer._release(keys[2], token))
-            pacer._background(pacer._run(pacer._give_back, keys[:1], [args[0], args[1], token]))
+            pacer._background(pacer._run(pacer._give_back, keys[:1], give_back))
             raise
         if code == 0:
             raise BudgetExhausted(us / _US)
+        crowded = rest[0]
+        windows = tuple(
+            WindowState(n, interval, remaining, reset / _US)
+            for (n, interval), remaining, reset in zip(plan.limits, rest[1::2], rest[2::2])
+        )
         self._holding = bool(cap)
         # Due at once: start now if the answer came back quickly, or if the log had room (fewer
         # than n reservations, so no window can fill up however late this caller starts).
-        if us <= 0 and (crowded == [0] or (loop.time() - sent) * _US <= _REDIS_LATE_TOLERANCE_US):
-            return Permit(0.0, token=token)
+        if us <= 0 and (crowded == 0 or (loop.time() - sent) * _US <= _REDIS_LATE_TOLERANCE_US):
+            return Permit(0.0, token=token, windows=windows)
         try:
             # A slow answer means a start later than reserved: confirming shifts the later
             # reservations by that lateness, as for a waiter woken late. Callers that waited
             # confirm too (a pause may have moved the slot). A confirmation that itself comes back
             # slowly (a burst of callers released together: each resumes when the event loop gets
             # to it) is lateness Redis has not seen yet: confirm again, so that it shifts.
-            confirm = [token, _REDIS_LATE_TOLERANCE_US, args[0]]
+            confirm = [token, _REDIS_LATE_TOLERANCE_US, plan.confirm_n]
             slow = 0
             while True:
                 if us > 0:
@@ -152,14 +194,14 @@ class _RedisSlot:
                     slow += 1
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
-                pacer._background(pacer._run(pacer._give_back, keys[:1], [args[0], args[1], token]))
+                pacer._background(pacer._run(pacer._give_back, keys[:1], give_back))
             self._release()
             raise
-        return Permit(loop.time() - start, token=token)
+        return Permit(loop.time() - start, token=token, windows=windows)
 
     async def _acquire_place(self, loop, keys, args, deadline: float | None) -> tuple[int, int, list, float]:
         """Reserves rate and a concurrency place in one script; polls while no place is free.
-        Returns the script's answer (code, us, [crowded]) and when the answering call was sent.
+        Returns the script's answer (code, us, [crowded, windows...]) and when the answering call was sent.
 
         Callers of this process line up in FIFO order and only the first of them polls, so they
         never overtake each other; across processes the order is approximately FCFS."""
@@ -177,11 +219,11 @@ class _RedisSlot:
                 if me is not None:
                     me.fut = loop.create_future()  # a local release during the round trip is kept
                 if deadline is not None:
-                    args[3] = max(0, int((deadline - loop.time()) * _US))
+                    args[1] = max(0, int((deadline - loop.time()) * _US))
                 sent = loop.time()
-                code, us, *crowded = await pacer._run(pacer._acquire, keys, args)
+                code, us, *rest = await pacer._run(pacer._acquire, keys, args)
                 if code != 2:
-                    return code, us, crowded, sent
+                    return code, us, rest, sent
                 if deadline is not None and loop.time() >= deadline:
                     raise BudgetExhausted(max(us / _US, _BUSY_RETRY_AFTER))
                 if me is None:
@@ -290,6 +332,8 @@ class RedisPacer:
         self._confirm = self._redis.register_script(_CONFIRM)
         self._give_back = self._redis.register_script(_GIVE_BACK)
         self._pause = self._redis.register_script(_PAUSE)
+        self._state = self._redis.register_script(_STATE)
+        self._plans: dict[Budget, _Plan] = {}
         self._id = f"{uuid.uuid4().hex[:10]}:{os.getpid()}:"
         self._counter = itertools.count()
         self._waiting: dict[str, deque[_Waiter]] = {}  # local FIFO of callers waiting for a place
@@ -299,16 +343,42 @@ class RedisPacer:
     def slot(self, key: str, budget: Budget, timeout: float | None) -> AbstractAsyncContextManager[Permit]:
         return _RedisSlot(self, key, budget, timeout)
 
-    async def pause(self, key: str, seconds: float) -> None:
+    def _plan(self, budget: Budget) -> _Plan:
+        plan = self._plans.get(budget)
+        if plan is None:
+            if len(self._plans) > 10_000:
+                self._plans.clear()
+            plan = self._plans[budget] = _Plan(budget, self._margin)
+        return plan
+
+    async def pause(self, key: str, seconds: float, reason: str = "") -> None:
         if not seconds > 0:
             return
         base = f"{_PREFIX}{{{key}}}:"
-        await self._run(self._pause, (base + "r", base + "p"), [_us(seconds)])
+        await self._run(self._pause, (base + "r", base + "p", base + "pr"), [_us(seconds), reason])
 
     async def started(self, key: str, budget: Budget, permit: Permit) -> None:
         if permit.token is not None:
             rate = f"{_PREFIX}{{{key}}}:r"
-            await self._run(self._confirm, (rate,), [permit.token, _REDIS_LATE_TOLERANCE_US, budget.allowed_requests])
+            confirm = [permit.token, _REDIS_LATE_TOLERANCE_US, self._plan(budget).confirm_n]
+            await self._run(self._confirm, (rate,), confirm)
+
+    async def state(self, key: str, budget: Budget) -> BudgetState:
+        plan = self._plan(budget)
+        base = f"{_PREFIX}{{{key}}}:"
+        keys = (base + "r", base + "p", base + "pr", base + "c", *(base + suffix for suffix in plan.bucket_keys))
+        paused, reason, waiting, in_flight, *rest = await self._run(self._state, keys, plan.args[4:])
+        windows = tuple(
+            WindowUse(n, interval, used, remaining, reset / _US)
+            for (n, interval), used, remaining, reset in zip(plan.limits, rest[0::3], rest[1::3], rest[2::3])
+        )
+        return BudgetState(
+            windows,
+            waiting=int(waiting) + len(self._waiting.get(key, ())),
+            in_flight=int(in_flight),
+            paused_for=paused / _US,
+            pause_reason=reason.decode() if isinstance(reason, bytes) else str(reason),
+        )
 
     async def aclose(self) -> None:
         if self._batch:
