@@ -182,7 +182,7 @@ def _window_states(st: _Key, plan: _Plan, slot: float) -> tuple[WindowState, ...
         remaining = n - used
         if remaining < 0:
             remaining = 0
-        out.append(WindowState(n, interval, remaining, 0.0 if remaining else max(0.0, oldest + interval - slot)))
+        out.append(WindowState(n, interval, remaining, max(0.0, oldest + interval - slot)))
     return tuple(out)
 
 
