@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 # Past reservations kept beyond the N the rate needs, so that cancelled waiters can give theirs back.
 _LOG_SLACK = 8
@@ -77,8 +77,7 @@ class PacerUnavailable(Exception):
     """The shared pacer (Redis) cannot be reached; the request must not be sent."""
 
 
-@dataclass(frozen=True)
-class WindowState:
+class WindowState(NamedTuple):
     """One window as a request found it when it got its slot (for the RateLimit headers)."""
 
     limit: int

@@ -75,7 +75,7 @@ class _Key:
 
     __slots__ = (
         "times", "counts", "paused_until", "pause_reason", "active", "cap", "waiters", "n", "interval", "span",
-        "sleepers", "pauses", "pause_base",
+        "sleepers", "pauses", "pause_base", "budget", "plan",
     )
 
     def __init__(self) -> None:
@@ -96,6 +96,8 @@ class _Key:
         # slot > from (>= from if inclusive) later by `by`.
         self.pauses: list[tuple[float, float, bool]] = []
         self.pause_base = 0  # number of pauses dropped from the front of `pauses`
+        self.budget: Budget | None = None  # the latest budget seen, and its plan
+        self.plan: _Plan | None = None
 
 
 def _counted_earliest(st: _Key, n: int, interval: float, now: float) -> float:
@@ -103,8 +105,10 @@ def _counted_earliest(st: _Key, n: int, interval: float, now: float) -> float:
     c = st.counts.get(interval)
     if c is None:
         c = st.counts[interval] = _Counts(interval)
-    c.expire(interval, now)
     t = st.times
+    if c.total + len(t) < n:  # room, however many of them are still in the window
+        return now
+    c.expire(interval, now)
     first = bisect_right(t, now - interval) if t and t[0] <= now - interval else 0
     need = c.total + len(t) - first - n + 1  # starts that must leave the window first
     if need <= 0:
@@ -157,13 +161,16 @@ def _trim(st: _Key, plan: _Plan, now: float) -> None:
     keep = plan.keep
     span = plan.log_span
     counted = plan.counted
-    while t[0] <= now and (len(t) > keep or t[0] + span <= now):
-        x = t.popleft()
-        for _, interval in counted:
-            c = st.counts.get(interval)
-            if c is None:
-                c = st.counts[interval] = _Counts(interval)
+    gone = []
+    while t and t[0] <= now and (len(t) > keep or t[0] + span <= now):
+        gone.append(t.popleft())
+    for _, interval in counted:
+        c = st.counts.get(interval)
+        if c is None:
+            c = st.counts[interval] = _Counts(interval)
+        for x in gone:
             c.add(x)
+        c.expire(interval, now)
 
 
 def _window_states(st: _Key, plan: _Plan, slot: float) -> tuple[WindowState, ...]:
@@ -206,10 +213,13 @@ class _LocalSlot:
         st = pacer._keys.get(self._key)
         if st is None:
             st = pacer._keys[self._key] = _Key()
-        plan = pacer._plan(budget)
-        st.n = plan.keep - _LOG_SLACK
-        st.interval = plan.log_span
-        st.span = plan.span
+        plan = st.plan
+        if plan is None or st.budget is not budget:
+            plan = st.plan = pacer._plan(budget)
+            st.budget = budget
+            st.n = plan.keep - _LOG_SLACK
+            st.interval = plan.log_span
+            st.span = plan.span
         timeout = self._timeout
         deadline = None if timeout is None else now + (timeout if timeout > 0 else 0.0)
         cap = budget.max_concurrent
@@ -237,8 +247,10 @@ class _LocalSlot:
             slot = _rate_slot(st, plan, now)
             if deadline is not None and slot > deadline:
                 raise BudgetExhausted(slot - now)
-            st.times.append(slot)
-            _trim(st, plan, now)
+            t = st.times
+            t.append(slot)
+            if t[0] <= now and (len(t) > plan.keep or t[0] + plan.log_span <= now):
+                _trim(st, plan, now)
             windows = _window_states(st, plan, slot)
             if slot > now:
                 slot = await _sleep_until(st, loop, slot)
