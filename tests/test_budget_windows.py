@@ -253,9 +253,9 @@ async def test_state_of_an_unused_budget_is_all_room(pacer, key):
 
 
 def test_a_budget_names_the_window_that_is_wrong():
-    with pytest.raises(ValueError, match=r"windows\[1\]\.interval must be positive"):
+    with pytest.raises(ValueError, match=r"windows\[0\]\.interval must be positive"):
         Budget(10, 1, more=(Window(5, 0),))
-    with pytest.raises(ValueError, match=r"windows\[1\]\.allowed_requests must be a positive integer"):
+    with pytest.raises(ValueError, match=r"windows\[0\]\.allowed_requests must be a positive integer"):
         Budget(10, 1, more=(Window(0, 60),))
-    with pytest.raises(ValueError, match=r"windows\[1\]\.interval 1 is the interval of another window"):
+    with pytest.raises(ValueError, match=r"windows\[0\]\.interval 1 is the interval of another window"):
         Budget(10, 1, more=(Window(5, 1),))

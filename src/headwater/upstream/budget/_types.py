@@ -36,7 +36,8 @@ class Window:
 @dataclass(frozen=True)
 class Budget:
     """A credential's budget: its first window (`allowed_requests` per `interval`), any further
-    windows (`more`), and a concurrency cap. A request takes a slot in every window.
+    windows (`more`; rate_limit.windows in the API), and a concurrency cap. A request takes a
+    slot in every window.
 
         Budget(100, 10, more=(Window(250_000, 86_400),))   # HubSpot: 100 per 10 s and 250,000 a day
     """
@@ -51,7 +52,7 @@ class Budget:
             raise ValueError(f"max_concurrent must be an integer >= 0, not {self.max_concurrent!r}")
         intervals = set()
         for i, w in enumerate(self.windows):
-            where = "" if i == 0 else f"windows[{i}]."
+            where = "" if i == 0 else f"windows[{i - 1}]."  # as the JSON names `more`
             if not isinstance(w.allowed_requests, int) or w.allowed_requests <= 0:
                 raise ValueError(f"{where}allowed_requests must be a positive integer, not {w.allowed_requests!r}")
             if not w.interval > 0:
