@@ -55,6 +55,7 @@ class Sent:
     url: str  # the last attempt's URL: holds secrets when the auth is a query parameter
     waited: float  # seconds spent waiting for the budget, all attempts
     attempts: int
+    permit: Permit | None = None  # the last attempt's (each window's remaining and reset: the RateLimit headers)
 
 
 def retry_after_seconds(headers: list[tuple[str, str]]) -> float | None:
@@ -206,7 +207,7 @@ class Upstream:
                     await self.pacer.pause(account.credential_id, pause)
                 if retry and attempt < MAX_ATTEMPTS and await self._backoff(attempt, deadline, pause):
                     continue
-            return Sent(response, account, url, waited, attempt)
+            return Sent(response, account, url, waited, attempt, permit)
         raise AssertionError("unreachable")
 
     def _background_slot(self, account: UpstreamAccount, background: bool, timeout: float):

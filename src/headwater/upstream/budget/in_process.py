@@ -29,15 +29,16 @@ class _Plan:
     __slots__ = ("windows", "logged", "counted", "keep", "log_span", "span", "spacing")
 
     def __init__(self, budget: Budget, margin: float):
-        self.windows = tuple((w.allowed_requests, w.interval + margin, w.counted) for w in budget.windows)
-        self.logged = tuple((n, t) for n, t, counted in self.windows if not counted)
-        self.counted = tuple((n, t) for n, t, counted in self.windows if counted)
+        # (n, interval with the margin, counted, the interval as the budget gives it)
+        self.windows = tuple((w.allowed_requests, w.interval + margin, w.counted, w.interval) for w in budget.windows)
+        self.logged = tuple((n, t) for n, t, counted, _ in self.windows if not counted)
+        self.counted = tuple((n, t) for n, t, counted, _ in self.windows if counted)
         # The log keeps, of the past, the last `keep` reservations less than `log_span` old.
         self.keep = max((n for n, _ in self.logged), default=0) + _LOG_SLACK
         # (with no exactly logged window, up to a second: a late start still shifts its reservation)
         self.log_span = max((t for _, t in self.logged), default=1.0)
-        self.span = max(t for _, t, _ in self.windows)
-        self.spacing = min(t / n for n, t, _ in self.windows)
+        self.span = max(t for _, t, _, _ in self.windows)
+        self.spacing = min(t / n for n, t, _, _ in self.windows)
 
 
 class _Counts:
@@ -177,7 +178,7 @@ def _window_states(st: _Key, plan: _Plan, slot: float) -> tuple[WindowState, ...
     """Each window as the reservation at `slot` (the last of the log) finds it."""
     t = st.times
     out = []
-    for n, interval, counted in plan.windows:
+    for n, interval, counted, given in plan.windows:
         first = bisect_right(t, slot - interval) if t[0] <= slot - interval else 0
         used = len(t) - first
         oldest = t[first]
@@ -189,7 +190,7 @@ def _window_states(st: _Key, plan: _Plan, slot: float) -> tuple[WindowState, ...
         remaining = n - used
         if remaining < 0:
             remaining = 0
-        out.append(WindowState(n, interval, remaining, max(0.0, oldest + interval - slot)))
+        out.append(WindowState(n, given, remaining, max(0.0, oldest + interval - slot)))
     return tuple(out)
 
 
@@ -417,7 +418,7 @@ class InProcessPacer:
         due = bisect_right(t, now)  # reservations [due:] are not yet due: their callers wait
         pending = len(t) - due
         windows = []
-        for n, interval, counted in plan.windows:
+        for n, interval, counted, given in plan.windows:
             first = bisect_right(t, now - interval, 0, due)
             used = due - first
             oldest = t[first] if used else None
@@ -428,7 +429,7 @@ class InProcessPacer:
                 if c.buckets:
                     oldest = c.buckets[0][1]
             reset = 0.0 if oldest is None else max(0.0, oldest + interval - now)
-            windows.append(WindowUse(n, interval, used, max(0, n - used - pending), reset))
+            windows.append(WindowUse(n, given, used, max(0, n - used - pending), reset))
         paused = st.paused_until - now
         return BudgetState(
             tuple(windows),
