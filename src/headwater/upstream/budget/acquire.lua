@@ -87,6 +87,9 @@ if excess > drop then
   if past < excess then excess = past end
   if excess > drop then drop = excess end
 end
+-- With counted windows, starts leave the log in batches of at least 16 (each batch costs a few
+-- bucket writes; the log holds at most 16 more past starts for it, which is always exact).
+if nb > 0 and drop < 16 then drop = 0 end
 local gone = {}
 if drop > 0 then
   if nb > 0 then gone = redis.call('ZRANGE', rate, 0, drop - 1, 'WITHSCORES') end

@@ -184,6 +184,7 @@ def _window_states(st: _Key, plan: _Plan, slot: float) -> tuple[WindowState, ...
         oldest = t[first]
         if counted:
             c = st.counts[interval]
+            c.expire(interval, slot)
             used += c.total
             if c.buckets:
                 oldest = c.buckets[0][1]
