@@ -191,7 +191,7 @@ async def _held(pacer, key) -> tuple[int, int]:
             for suffix, kind in (await _redis_keys(key)).items():
                 if suffix.startswith("b"):
                     assert kind == "hash"
-                    buckets += await client.hlen(prefix + suffix) - 3  # h, t and n beside the buckets
+                    buckets += await client.hlen(prefix + suffix) - 4  # h, t, n and hl beside the buckets
             return log, buckets
         finally:
             await client.aclose()

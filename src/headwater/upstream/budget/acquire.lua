@@ -20,7 +20,7 @@ for i = 1, w do
   if counted then
     nb = nb + 1
     win.h = KEYS[3 + nb]
-    win.head, win.tail, win.total = expire(win.h, interval, now, true)
+    win.head, win.tail, win.total, win.hl = expire(win.h, interval, now, true)
   end
   windows[i] = win
 end
@@ -43,7 +43,7 @@ for i = 1, w do
   local win = windows[i]
   local e = nil
   if win.h then
-    e = earliest(win.h, win.n, win.interval, now, win.head, win.tail, win.total, rate)
+    e = earliest(win.h, win.n, win.interval, now, win.head, win.tail, win.total, rate, card)
   elseif card >= win.n then
     e = tonumber(redis.call('ZRANGE', rate, -win.n, -win.n, 'WITHSCORES')[2]) + win.interval
   end
@@ -80,20 +80,34 @@ card = card + 1
 -- Trim: keep every reservation not yet due, and of the others the last `keep` less than log_span
 -- old (a prefix of the log either way); those that leave the log are counted in the counted
 -- windows' buckets.
-local drop = redis.call('ZCOUNT', rate, '-inf', string.format('%d', now - log_span))
-local excess = card - keep
-if excess > drop then
-  local past = redis.call('ZCOUNT', rate, '-inf', string.format('%d', now))
-  if past < excess then excess = past end
-  if excess > drop then drop = excess end
-end
--- With counted windows, starts leave the log in batches of at least 16 (each batch costs a few
--- bucket writes; the log holds at most 16 more past starts for it, which is always exact).
-if nb > 0 and drop < 16 then drop = 0 end
 local gone = {}
-if drop > 0 then
-  if nb > 0 then gone = redis.call('ZRANGE', rate, 0, drop - 1, 'WITHSCORES') end
-  redis.call('ZREMRANGEBYRANK', rate, 0, drop - 1)
+if nb == 0 then
+  -- no counted window: what leaves the log is just dropped (as two commands at most)
+  card = card - redis.call('ZREMRANGEBYSCORE', rate, '-inf', string.format('%d', now - log_span))
+  local excess = card - keep
+  if excess > 0 then
+    local past = redis.call('ZCOUNT', rate, '-inf', string.format('%d', now))
+    if past < excess then excess = past end
+    if excess > 0 then
+      redis.call('ZREMRANGEBYRANK', rate, 0, excess - 1)
+      card = card - excess
+    end
+  end
+else
+  local drop = redis.call('ZCOUNT', rate, '-inf', string.format('%d', now - log_span))
+  local excess = card - keep
+  if excess > drop then
+    local past = redis.call('ZCOUNT', rate, '-inf', string.format('%d', now))
+    if past < excess then excess = past end
+    if excess > drop then drop = excess end
+  end
+  -- Starts leave the log for the buckets in batches of at least 16 (each batch costs a few
+  -- bucket writes; the log holds at most 16 more past starts for it, which is always exact).
+  if drop >= 16 then
+    gone = redis.call('ZRANGE', rate, 0, drop - 1, 'WITHSCORES')
+    redis.call('ZREMRANGEBYRANK', rate, 0, drop - 1)
+    card = card - drop
+  end
 end
 for i = 1, w do
   local win = windows[i]
@@ -107,13 +121,18 @@ for i = 1, w do
         if x > l then l = x end
         c = c + 1
       else
-        if f then redis.call('HSET', win.h, win.tail, string.format('%d:%d:%d', f, l, c)) end
+        if f then
+          redis.call('HSET', win.h, win.tail, string.format('%d:%d:%d', f, l, c))
+          if win.tail == win.head then win.hl = l end
+        end
         win.tail = win.tail + 1
         f, l, c = x, x, 1
       end
     end
     win.total = win.total + #gone / 2
-    redis.call('HSET', win.h, win.tail, string.format('%d:%d:%d', f, l, c), 'h', win.head, 't', win.tail, 'n', win.total)
+    if win.tail == win.head then win.hl = l end
+    redis.call('HSET', win.h, win.tail, string.format('%d:%d:%d', f, l, c),
+               'h', win.head, 't', win.tail, 'n', win.total, 'hl', win.hl)
     redis.call('PEXPIRE', win.h, math.ceil((slot - now + win.interval) / 1000) + 1000)
   end
 end
@@ -125,18 +144,24 @@ redis.call('PEXPIRE', rate, math.ceil((slot - now + span) / 1000) + 1000)
 local out = {1, slot - now, 0}
 for i = 1, w do
   local win = windows[i]
-  local lo = '(' .. string.format('%d', slot - win.interval)
-  local used = redis.call('ZCOUNT', rate, lo, '+inf')
-  local recent = used
-  if slot > now then recent = redis.call('ZCOUNT', rate, '(' .. string.format('%d', now - win.interval), '+inf') end
-  local oldest = nil
-  if win.h and win.total > 0 then
-    used = used + win.total
-    recent = recent + win.total
-    local _, l = bucket(win.h, win.head)
-    oldest = l
+  local used, recent, oldest
+  if nb == 0 and slot == now and win.interval == log_span then
+    -- the trimmed log holds exactly this window's starts (the common case: one window, no wait)
+    used = card
+    recent = card
+    oldest = tonumber(redis.call('ZRANGE', rate, 0, 0, 'WITHSCORES')[2])
   else
-    oldest = tonumber(redis.call('ZRANGEBYSCORE', rate, lo, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)[2])
+    local lo = '(' .. string.format('%d', slot - win.interval)
+    used = redis.call('ZCOUNT', rate, lo, '+inf')
+    recent = used
+    if slot > now then recent = redis.call('ZCOUNT', rate, '(' .. string.format('%d', now - win.interval), '+inf') end
+    if win.h and win.total > 0 then
+      used = used + win.total
+      recent = recent + win.total
+      oldest = win.hl
+    else
+      oldest = tonumber(redis.call('ZRANGEBYSCORE', rate, lo, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)[2])
+    end
   end
   if recent >= win.n then out[3] = 1 end
   local reset = 0

@@ -26,7 +26,7 @@ class _Plan:
     """A budget's windows as the pacer uses them (intervals with the margin added), worked out once
     per budget: which are followed by the exact log and which by bucket counts."""
 
-    __slots__ = ("windows", "logged", "counted", "keep", "log_span", "span", "spacing")
+    __slots__ = ("windows", "logged", "counted", "keep", "trim_at", "log_span", "span", "spacing")
 
     def __init__(self, budget: Budget, margin: float):
         # (n, interval with the margin, counted, the interval as the budget gives it)
@@ -35,6 +35,8 @@ class _Plan:
         self.counted = tuple((n, t) for n, t, counted, _ in self.windows if counted)
         # The log keeps, of the past, the last `keep` reservations less than `log_span` old.
         self.keep = max((n for n, _ in self.logged), default=0) + _LOG_SLACK
+        # with counted windows, starts leave the log for the buckets 16 at a time (fewer steps)
+        self.trim_at = self.keep + (16 if self.counted else 0)
         # (with no exactly logged window, up to a second: a late start still shifts its reservation)
         self.log_span = max((t for _, t in self.logged), default=1.0)
         self.span = max(t for _, t, _, _ in self.windows)
@@ -179,7 +181,7 @@ def _window_states(st: _Key, plan: _Plan, slot: float) -> tuple[WindowState, ...
     t = st.times
     out = []
     for n, interval, counted, given in plan.windows:
-        first = bisect_right(t, slot - interval) if t[0] <= slot - interval else 0
+        first = bisect_right(t, slot - interval) if t[0] <= slot - interval else 0  # (t[0] is in it: 0)
         used = len(t) - first
         oldest = t[first]
         if counted:
@@ -251,7 +253,7 @@ class _LocalSlot:
                 raise BudgetExhausted(slot - now)
             t = st.times
             t.append(slot)
-            if t[0] <= now and (len(t) > plan.keep or t[0] + plan.log_span <= now):
+            if t[0] <= now and (len(t) > plan.trim_at or t[0] + plan.log_span <= now):
                 _trim(st, plan, now)
             windows = _window_states(st, plan, slot)
             if slot > now:

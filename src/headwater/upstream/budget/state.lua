@@ -20,11 +20,10 @@ for i = 1, tonumber(ARGV[1]) do
   if ARGV[3 * i + 1] == '1' then
     nb = nb + 1
     local h = KEYS[4 + nb]
-    local head, _, total = expire(h, interval, now, false)
+    local _, _, total, hl = expire(h, interval, now, false)
     if total > 0 then
       used = used + total
-      local _, l = bucket(h, head)
-      oldest = l
+      oldest = hl
     end
   end
   local reset = 0
