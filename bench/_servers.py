@@ -56,17 +56,16 @@ def aiohttp_proxy(port: int, upstream: str) -> None:
 class _NoPacer:
     """A pacer that lets everything through at once (the `Pacer` protocol, doing nothing)."""
 
-    class _Permit:
-        waited = 0.0
-
     @asynccontextmanager
     async def _slot(self):
-        yield self._Permit()
+        from headwater.upstream.budget import Permit
+
+        yield Permit()
 
     def slot(self, key, budget, timeout):
         return self._slot()
 
-    async def pause(self, key, seconds):
+    async def pause(self, key, seconds, reason=""):
         pass
 
     async def started(self, key, budget, permit):

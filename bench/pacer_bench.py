@@ -16,7 +16,7 @@ import uuid
 
 import redis.asyncio as aioredis
 
-from headwater.upstream.pacer import Budget, InProcessPacer, RedisPacer
+from headwater.upstream.budget import Budget, InProcessPacer, RedisPacer, Window
 
 
 async def sequential(pacer, budget, calls: int) -> float:
@@ -47,10 +47,13 @@ async def concurrent(pacer, budget, calls: int, callers: int = 50) -> float:
 async def run(report) -> None:
     spare = Budget(10**9, 1.0)
     capped = Budget(10**9, 1.0, max_concurrent=10**6)
+    # Two windows with room: an exactly logged one and a day's, counted in buckets (HubSpot's shape)
+    two = Budget(1000, 0.001, more=(Window(10**9, 86_400.0),))
     rows = []
     p = InProcessPacer()
     rows.append(["in-process, no cap", "acquire + release, sequential", await sequential(p, spare, 200_000)])
     rows.append(["in-process, cap with room", "acquire + release, sequential", await sequential(p, capped, 200_000)])
+    rows.append(["in-process, two windows", "acquire + release, sequential", await sequential(p, two, 200_000)])
     rows.append(["in-process, 50 concurrent", "per call (throughput)", await concurrent(p, spare, 200_000)])
     await p.aclose()
     url = os.environ.get("HEADWATER_REDIS_URL") or "redis://127.0.0.1:6379/0"
@@ -68,7 +71,9 @@ async def run(report) -> None:
         p = RedisPacer(url)
         rows.append(["redis, no cap", "1 EVALSHA, sequential", await sequential(p, spare, 5000)])
         rows.append(["redis, cap with room", "EVALSHA + ZREM, sequential", await sequential(p, capped, 5000)])
+        rows.append(["redis, two windows", "1 EVALSHA, sequential", await sequential(p, two, 5000)])
         rows.append(["redis, 50 concurrent", "per call (throughput)", await concurrent(p, spare, 20_000)])
+        rows.append(["redis, two windows, 50 concurrent", "per call (throughput)", await concurrent(p, two, 20_000)])
         await p.aclose()
     await client.aclose()
     report.text("Cost of one pacer slot when the budget has room (what every proxied request pays).")

@@ -20,7 +20,7 @@ from headwater.upstream.accounts import UpstreamAccount
 from headwater.upstream.catalogue import Collection, ProviderCatalogue, WriteRequest, WriteSpec
 from headwater.upstream.gateway import Priority, Upstream, UpstreamCall
 from headwater.upstream.outcomes import Kind, UpstreamFailure, classify, failure
-from headwater.upstream.pacer import Budget, InProcessPacer
+from headwater.upstream.budget import Budget, InProcessPacer
 from headwater.upstream.transport import (
     MockTransport,
     UpstreamConnectError,

@@ -27,7 +27,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from conftest import TEST_REDIS_URL, redis_unavailable_reason
-from headwater.upstream.pacer import (
+from headwater.upstream.budget import (
     Budget,
     BudgetExhausted,
     InProcessPacer,
@@ -540,7 +540,7 @@ async def test_the_in_process_log_stays_bounded(key):
 
 _OTHER_PROCESS = r"""
 import asyncio, json, sys, time
-from headwater.upstream.pacer import Budget, RedisPacer
+from headwater.upstream.budget import Budget, RedisPacer
 
 async def main(url, key, callers, allowed, interval):
     pacer = RedisPacer(url)

@@ -97,6 +97,28 @@ async def test_two_replicas_sharing_redis_keep_one_budget(replicas, upstream):
     assert max(arrivals) - min(arrivals) >= 1.9
 
 
+async def test_two_replicas_sharing_redis_keep_every_window_of_a_budget(replicas, upstream):
+    """3 per second and 6 per 3 s: a request takes a slot in both, whichever replica sends it."""
+    first, second = replicas
+    rate = {"allowed_requests": 3, "interval": 1, "windows": [{"allowed_requests": 6, "interval": 3}]}
+    sync = await stripe_sync(first, upstream.base_url, rate)
+
+    async def call(replica, i):
+        response = await replica.rest.get(f"/v1/proxy/sync/{sync['id']}/echo/{i}")
+        return response.status_code
+
+    statuses = await asyncio.gather(*(call(replicas[i % 2], i) for i in range(10)))
+
+    assert statuses == [200] * 10
+    arrivals = [r.at for r in upstream.requests]
+    assert len(arrivals) == 10
+    # judged where it matters, by the upstream's arrival clock (slack as above)
+    assert most_starts_in_a_window(arrivals, 1.0, slack=0.02) <= 3
+    assert most_starts_in_a_window(arrivals, 3.0, slack=0.02) == 6
+    # the longer window binds: the 7th arrives 3 s after the 1st
+    assert sorted(arrivals)[6] - min(arrivals) >= 3.0 - 0.02
+
+
 async def test_a_grpc_caller_and_a_rest_caller_on_different_replicas_share_the_budget(replicas, upstream):
     first, second = replicas
     sync = await stripe_sync(first, upstream.base_url, {"allowed_requests": 1, "interval": 1})

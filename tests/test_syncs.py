@@ -130,7 +130,9 @@ async def test_sync_created_over_grpc_reads_back_over_rest(client):
 
     sync = created.sync
     assert sync.id and sync.credential_id
-    assert sync.rate_limit == common_pb2.RateLimit(allowed_requests=100, interval=10)  # provider default
+    assert sync.rate_limit == common_pb2.RateLimit(  # provider default: 100 per 10 s and 250,000 a day
+        allowed_requests=100, interval=10, windows=[common_pb2.RateWindow(allowed_requests=250_000, interval=86_400)]
+    )
     assert sync.credential.properties["access_token"] == "***********"
     read = (await client.rest.get(f"/v1/syncs/{sync.id}")).json()
     assert read["name"] == "Acme HubSpot"

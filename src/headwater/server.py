@@ -40,7 +40,7 @@ from headwater.upstream.forwarder import Forwarder
 from headwater.upstream.gateway import Upstream
 from headwater.upstream.oauth import TokenRefresher
 from headwater.upstream.oauth_apps import OAuthApps
-from headwater.upstream.pacer import make_pacer
+from headwater.upstream.budget import make_pacer
 
 log = logging.getLogger("headwater.server")
 

@@ -69,7 +69,7 @@ class Settings:
     http_idle_timeout: float = 75.0
     http_max_connections: int = 10_000
     redis_url: str | None = None
-    pacing_margin: float = 0.02  # seconds added to every budget's interval (headwater.upstream.pacer)
+    pacing_margin: float = 0.02  # seconds added to every budget's interval (headwater.upstream.budget)
     allow_private_networks: bool = False
     max_request_bytes: int = 10 * 2**20
     max_response_bytes: int = 50 * 2**20

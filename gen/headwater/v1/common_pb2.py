@@ -26,15 +26,17 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19headwater/v1/common.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"X\n\tRateLimit\x12\x18\n\x10\x61llowed_requests\x18\x01 \x01(\x05\x12\x10\n\x08interval\x18\x02 \x01(\x05\x12\x1f\n\x17max_concurrent_requests\x18\x03 \x01(\x05\"\xa3\x02\n\x06Record\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07sync_id\x18\x02 \x01(\t\x12\x15\n\rcollection_id\x18\x03 \x01(\t\x12\x13\n\x0bupstream_id\x18\x04 \x01(\t\x12\x37\n\x13upstream_updated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07\x64\x65leted\x18\x07 \x01(\x08\x12/\n\x0binserted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19headwater/v1/common.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x01\n\tRateLimit\x12\x18\n\x10\x61llowed_requests\x18\x01 \x01(\x05\x12\x10\n\x08interval\x18\x02 \x01(\x05\x12\x1f\n\x17max_concurrent_requests\x18\x03 \x01(\x05\x12)\n\x07windows\x18\x04 \x03(\x0b\x32\x18.headwater.v1.RateWindow\"8\n\nRateWindow\x12\x18\n\x10\x61llowed_requests\x18\x01 \x01(\x05\x12\x10\n\x08interval\x18\x02 \x01(\x05\"\xa3\x02\n\x06Record\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07sync_id\x18\x02 \x01(\t\x12\x15\n\rcollection_id\x18\x03 \x01(\t\x12\x13\n\x0bupstream_id\x18\x04 \x01(\t\x12\x37\n\x13upstream_updated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07\x64\x65leted\x18\x07 \x01(\x08\x12/\n\x0binserted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'headwater.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RATELIMIT']._serialized_start=106
-  _globals['_RATELIMIT']._serialized_end=194
-  _globals['_RECORD']._serialized_start=197
-  _globals['_RECORD']._serialized_end=488
+  _globals['_RATELIMIT']._serialized_start=107
+  _globals['_RATELIMIT']._serialized_end=238
+  _globals['_RATEWINDOW']._serialized_start=240
+  _globals['_RATEWINDOW']._serialized_end=296
+  _globals['_RECORD']._serialized_start=299
+  _globals['_RECORD']._serialized_end=590
 # @@protoc_insertion_point(module_scope)

@@ -2,22 +2,33 @@ import datetime
 
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RateLimit(_message.Message):
-    __slots__ = ("allowed_requests", "interval", "max_concurrent_requests")
+    __slots__ = ("allowed_requests", "interval", "max_concurrent_requests", "windows")
     ALLOWED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENT_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
     allowed_requests: int
     interval: int
     max_concurrent_requests: int
-    def __init__(self, allowed_requests: _Optional[int] = ..., interval: _Optional[int] = ..., max_concurrent_requests: _Optional[int] = ...) -> None: ...
+    windows: _containers.RepeatedCompositeFieldContainer[RateWindow]
+    def __init__(self, allowed_requests: _Optional[int] = ..., interval: _Optional[int] = ..., max_concurrent_requests: _Optional[int] = ..., windows: _Optional[_Iterable[_Union[RateWindow, _Mapping]]] = ...) -> None: ...
+
+class RateWindow(_message.Message):
+    __slots__ = ("allowed_requests", "interval")
+    ALLOWED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    allowed_requests: int
+    interval: int
+    def __init__(self, allowed_requests: _Optional[int] = ..., interval: _Optional[int] = ...) -> None: ...
 
 class Record(_message.Message):
     __slots__ = ("id", "sync_id", "collection_id", "upstream_id", "upstream_updated_at", "data", "deleted", "inserted_at", "updated_at")

@@ -134,3 +134,47 @@ class DeleteCredentialResponse(_message.Message):
     id: str
     deleted: bool
     def __init__(self, id: _Optional[str] = ..., deleted: _Optional[bool] = ...) -> None: ...
+
+class GetCredentialBudgetRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetCredentialBudgetResponse(_message.Message):
+    __slots__ = ("credential_id", "windows", "waiting", "in_flight", "max_concurrent_requests", "pause")
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENT_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_FIELD_NUMBER: _ClassVar[int]
+    credential_id: str
+    windows: _containers.RepeatedCompositeFieldContainer[BudgetWindow]
+    waiting: int
+    in_flight: int
+    max_concurrent_requests: int
+    pause: BudgetPause
+    def __init__(self, credential_id: _Optional[str] = ..., windows: _Optional[_Iterable[_Union[BudgetWindow, _Mapping]]] = ..., waiting: _Optional[int] = ..., in_flight: _Optional[int] = ..., max_concurrent_requests: _Optional[int] = ..., pause: _Optional[_Union[BudgetPause, _Mapping]] = ...) -> None: ...
+
+class BudgetWindow(_message.Message):
+    __slots__ = ("allowed_requests", "interval", "used", "remaining", "reset_seconds")
+    ALLOWED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    USED_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    RESET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    allowed_requests: int
+    interval: int
+    used: int
+    remaining: int
+    reset_seconds: float
+    def __init__(self, allowed_requests: _Optional[int] = ..., interval: _Optional[int] = ..., used: _Optional[int] = ..., remaining: _Optional[int] = ..., reset_seconds: _Optional[float] = ...) -> None: ...
+
+class BudgetPause(_message.Message):
+    __slots__ = ("reason", "ends_at")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ENDS_AT_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    ends_at: _timestamp_pb2.Timestamp
+    def __init__(self, reason: _Optional[str] = ..., ends_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

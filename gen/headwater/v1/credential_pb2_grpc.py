@@ -60,6 +60,11 @@ class CredentialServiceStub:
                 request_serializer=headwater_dot_v1_dot_credential__pb2.DeleteCredentialRequest.SerializeToString,
                 response_deserializer=headwater_dot_v1_dot_credential__pb2.DeleteCredentialResponse.FromString,
                 _registered_method=True)
+        self.GetCredentialBudget = channel.unary_unary(
+                '/headwater.v1.CredentialService/GetCredentialBudget',
+                request_serializer=headwater_dot_v1_dot_credential__pb2.GetCredentialBudgetRequest.SerializeToString,
+                response_deserializer=headwater_dot_v1_dot_credential__pb2.GetCredentialBudgetResponse.FromString,
+                _registered_method=True)
 
 
 class CredentialServiceServicer:
@@ -101,6 +106,14 @@ class CredentialServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCredentialBudget(self, request, context):
+        """The credential's budget now: each window's use, the callers waiting for a turn, and a pause
+        an upstream asked for. Reads the pacer (Redis when shared); reserves nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CredentialServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +141,11 @@ def add_CredentialServiceServicer_to_server(servicer, server):
                     servicer.DeleteCredential,
                     request_deserializer=headwater_dot_v1_dot_credential__pb2.DeleteCredentialRequest.FromString,
                     response_serializer=headwater_dot_v1_dot_credential__pb2.DeleteCredentialResponse.SerializeToString,
+            ),
+            'GetCredentialBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCredentialBudget,
+                    request_deserializer=headwater_dot_v1_dot_credential__pb2.GetCredentialBudgetRequest.FromString,
+                    response_serializer=headwater_dot_v1_dot_credential__pb2.GetCredentialBudgetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +284,33 @@ class CredentialService:
             '/headwater.v1.CredentialService/DeleteCredential',
             headwater_dot_v1_dot_credential__pb2.DeleteCredentialRequest.SerializeToString,
             headwater_dot_v1_dot_credential__pb2.DeleteCredentialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCredentialBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/headwater.v1.CredentialService/GetCredentialBudget',
+            headwater_dot_v1_dot_credential__pb2.GetCredentialBudgetRequest.SerializeToString,
+            headwater_dot_v1_dot_credential__pb2.GetCredentialBudgetResponse.FromString,
             options,
             channel_credentials,
             insecure,

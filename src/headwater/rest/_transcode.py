@@ -343,6 +343,10 @@ def update_mask_paths(obj: Mapping, descriptor: Descriptor, prefix: str = "") ->
 
 STRUCT_TYPES = ("google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue")
 
+# Headwater's additions to a documented object that appear only when used, so that the documented
+# answer stays verbatim otherwise: a rate limit's further windows.
+OMITTED_WHEN_EMPTY = frozenset({"headwater.v1.RateLimit.windows"})
+
 
 def integral_numbers(value: object) -> object:
     """Struct numbers are doubles; show 42.0 as 42, as the caller sent it (exact below 2**53)."""
@@ -365,6 +369,8 @@ def _document(message: Message, out: dict) -> dict:
                 ordered[field.name] = None
             continue
         value = out[field.name]
+        if not value and field.full_name in OMITTED_WHEN_EMPTY:
+            continue
         if is_map(field):
             value_field = field.message_type.fields_by_name["value"]
             if is_plain_message(value_field):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+
+import grpc
+
 from headwater.crypto import SECRET_MASK
-from headwater.errors import failed_precondition, invalid, not_found, raise_if_invalid
+from headwater.errors import ApiError, failed_precondition, invalid, not_found, raise_if_invalid
 from headwater.services._common import (
     Backend,
     paginate,
@@ -16,6 +20,7 @@ from headwater.services.oauth_apps import app_summary
 from headwater.store import Credential, Sync, utcnow
 from headwater.store.health import credential_healthy
 from headwater.upstream.accounts import open_properties, seal_properties
+from headwater.upstream.budget import BudgetState, PacerUnavailable
 from headwater.upstream.catalogue import BASE_URL_PROPERTY, CredentialKind, ProviderCatalogue
 from headwater.upstream.oauth_apps import OAuthAppClient
 from headwater.upstream.requests import url_problem
@@ -110,6 +115,27 @@ def credential_to_proto(row: Credential, apps: dict[str, OAuthAppClient]) -> cre
     )
 
 
+def budget_to_proto(credential_id: str, cap: int, state: BudgetState) -> credential_pb2.GetCredentialBudgetResponse:
+    answer = credential_pb2.GetCredentialBudgetResponse(
+        credential_id=credential_id,
+        windows=[
+            credential_pb2.BudgetWindow(
+                allowed_requests=w.limit, interval=round(w.interval), used=w.used, remaining=w.remaining,
+                reset_seconds=round(w.reset, 3),
+            )
+            for w in state.windows
+        ],
+        waiting=state.waiting,
+        in_flight=state.in_flight,
+        max_concurrent_requests=cap,
+    )
+    if state.paused_for > 0:
+        ends = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=state.paused_for)
+        answer.pause.reason = state.pause_reason
+        answer.pause.ends_at.FromDatetime(ends)
+    return answer
+
+
 def get_credential(org_id: str, credential_id: str) -> Credential:
     row = Credential.get_or_none((Credential.id == credential_id) & (Credential.org == org_id))
     if row is None:
@@ -153,6 +179,15 @@ class CredentialServicer(credential_pb2_grpc.CredentialServiceServicer):
 
         row, apps = await self.backend.store.run(get)
         return credential_pb2.GetCredentialResponse(credential=credential_to_proto(row, apps))
+
+    async def GetCredentialBudget(self, request, context):
+        org_id = await self.backend.auth.org_id(context)
+        account = await self.backend.accounts.reload(org_id, request.id)
+        try:
+            state = await self.backend.upstream.pacer.state(account.credential_id, account.budget)
+        except PacerUnavailable:
+            raise ApiError(grpc.StatusCode.UNAVAILABLE, "the shared rate limiter is unavailable") from None
+        return budget_to_proto(account.credential_id, account.budget.max_concurrent, state)
 
     async def ListCredentials(self, request, context):
         org_id = await self.backend.auth.org_id(context)

@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import json
 import logging
+import math
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ log = logging.getLogger("headwater.proxy")
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 DEFAULT_TIMEOUT = 30.0
 REQUEST_ID_HEADER = "X-Headwater-Request-Id"
+BUDGET_WAIT_HEADER = "X-Headwater-Budget-Wait-Ms"
 
 # Request ids: 32 hex digits, a random per-process prefix and a counter (unique, and cheaper than
 # a uuid4 on every request).
@@ -131,6 +133,7 @@ class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
             body = response.body
             if (call.rewrite_body_urls or links.hidden) and _is_plain_json(answer_headers):
                 body = links.json_body(body, point_back=call.rewrite_body_urls)
+            answer_headers += budget_headers(sent, {name.lower() for name, _ in answer_headers})
             answer_headers.append((REQUEST_ID_HEADER, line.request_id))
             line.status = response.status
             answer = RawResponse(response.status, answer_headers, body)
@@ -196,6 +199,34 @@ class _LogLine:
             fields["error"] = self.error
         fields["total_ms"] = round((now - self.started) * 1000, 1)
         return json.dumps(fields)
+
+
+def budget_headers(sent: Sent, present: set[str]) -> list[tuple[str, str]]:
+    """The credential's budget as this request found it, for the caller: the IETF fields in the
+    structured-field form of draft-ietf-httpapi-ratelimit-headers-10 (RateLimit-Policy: each
+    window as a policy, q requests per w seconds; RateLimit: r remaining after this request, t
+    seconds until the oldest start counted leaves the window), and the milliseconds this request
+    waited for its turn. A field the upstream sent itself (`present`: lower-case names) is left as
+    the upstream sent it, and ours is not added.
+
+        RateLimit-Policy: "default";q=100;w=10, "86400s";q=250000;w=86400
+        RateLimit: "default";r=42;t=3, "86400s";r=249958;t=86397
+        X-Headwater-Budget-Wait-Ms: 0
+    """
+    out = []
+    windows = sent.permit.windows if sent.permit is not None else ()
+    if windows:
+        names = ["default", *(f"{math.ceil(w.interval)}s" for w in windows[1:])]
+        if "ratelimit-policy" not in present:
+            policy = ", ".join(f'"{name}";q={w.limit};w={math.ceil(w.interval)}' for name, w in zip(names, windows))
+            out.append(("RateLimit-Policy", policy))
+        if "ratelimit" not in present:
+            # t in whole seconds, rounded up from tenths (the pacing margin's milliseconds do not make 10 s 11)
+            state = ", ".join(f'"{name}";r={w.remaining};t={math.ceil(round(w.reset, 1))}' for name, w in zip(names, windows))
+            out.append(("RateLimit", state))
+    if BUDGET_WAIT_HEADER.lower() not in present:
+        out.append((BUDGET_WAIT_HEADER, str(round(sent.waited * 1000))))
+    return out
 
 
 def _intended_host_and_path(account: UpstreamAccount | None, path: str) -> tuple[str | None, str | None]:

@@ -78,6 +78,7 @@ def sync_to_proto(row: Sync, credential: Credential, apps: dict, states: dict | 
             allowed_requests=row.rate_allowed_requests,
             interval=row.rate_interval,
             max_concurrent_requests=row.rate_max_concurrent,
+            windows=[common_pb2.RateWindow(allowed_requests=n, interval=t) for n, t in row.rate_windows],
         ),
         credential_id=row.credential_id,
         credential=credential_to_proto(credential, apps),
@@ -128,6 +129,25 @@ def check_settings(message: sync_pb2.Sync, paths: set[str]) -> list[tuple[str, s
         if ("rate_limit" in rate_paths or f"rate_limit.{sub}" in rate_paths) and getattr(rate, sub) < minimum:
             rule = "a positive number" if minimum else "zero (no cap) or a positive number"
             violations.append((f"sync.rate_limit.{sub}", f"must be {rule}"))
+    if "rate_limit" in rate_paths or "rate_limit.windows" in rate_paths:
+        windows = [(w.allowed_requests, w.interval) for w in rate.windows]
+        violations += check_rate_windows(rate.interval if rate.interval >= 1 else None, windows)
+    return violations
+
+
+def check_rate_windows(interval: int | None, windows: list[tuple[int, int]]) -> list[tuple[str, str]]:
+    """A rate limit's further windows: each positive, no two (nor the first) with one interval."""
+    violations = []
+    seen = {interval}
+    for i, (allowed, length) in enumerate(windows):
+        field = f"sync.rate_limit.windows[{i}]"
+        if allowed < 1:
+            violations.append((f"{field}.allowed_requests", "must be a positive number"))
+        if length < 1:
+            violations.append((f"{field}.interval", "must be a positive number of seconds"))
+        elif length in seen:
+            violations.append((f"{field}.interval", f"{length} s is the interval of another window of the rate limit"))
+        seen.add(length)
     return violations
 
 
@@ -224,6 +244,7 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
                 rate_allowed_requests=rate.allowed_requests,
                 rate_interval=rate.interval,
                 rate_max_concurrent=rate.max_concurrent_requests,
+                rate_windows=[[w.allowed_requests, w.interval] for w in rate.windows],
                 max_age_days=message.max_age_days if message.HasField("max_age_days") else None,
                 sync_frequency=settings.sync_frequency,
                 metadata=struct_dict(message, "metadata"),
@@ -321,6 +342,10 @@ class SyncServicer(sync_pb2_grpc.SyncServiceServicer):
             ):
                 if "rate_limit" in paths or f"rate_limit.{sub}" in paths:
                     setattr(row, column, getattr(rate, sub))
+            if "rate_limit" in paths or "rate_limit.windows" in paths:
+                row.rate_windows = [[w.allowed_requests, w.interval] for w in rate.windows]
+            # the first window's interval and the further windows may come from different requests
+            raise_if_invalid(check_rate_windows(row.rate_interval, [tuple(w) for w in row.rate_windows]))
             row.updated_at = utcnow()
             row.save()
             return with_credential(self.backend, org_id, row)

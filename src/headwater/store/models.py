@@ -150,6 +150,7 @@ class Sync(BaseModel):
     rate_allowed_requests = IntegerField()
     rate_interval = IntegerField()
     rate_max_concurrent = IntegerField(default=0)
+    rate_windows = JSONField(default=list)  # further windows: [[allowed_requests, interval], ...]
     max_age_days = IntegerField(null=True)
     sync_frequency = CharField(default="continuous")
     initial_backfill_completed_at = DateTimeField(null=True)

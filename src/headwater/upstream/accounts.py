@@ -29,7 +29,7 @@ from headwater.store import Credential, Store, Sync
 from headwater.store.health import ERROR
 from headwater.upstream.catalogue import BASE_URL_PROPERTY, CredentialKind, Provider, ProviderCatalogue, fill_template
 from headwater.upstream.oauth_apps import OAuthAppClient, OAuthApps
-from headwater.upstream.pacer import Budget
+from headwater.upstream.budget import Budget, Window
 from headwater.upstream.requests import UnsafeRequest
 
 # A custom credential lists further hosts its fully-qualified proxied URLs may name.
@@ -154,13 +154,24 @@ class UpstreamAccount:
 
 
 def credential_budget(provider: Provider, syncs: list[Sync]) -> Budget:
-    """One budget per credential: the strictest rate limit among its syncs, else the provider's."""
+    """One budget per credential: every window its syncs' rate limits give (else the provider's
+    default), the strictest where several give one interval length (the smallest limit per
+    interval), and the smallest concurrency cap. The shortest window comes first.
+
+        syncs {10 per 1 s} and {50 per 10 s, 1,000 per day}  ->  10 per 1 s, 50 per 10 s, 1,000 per day
+    """
     if not syncs:
         d = provider.default_rate_limit
-        return Budget(d.allowed_requests, d.interval, d.max_concurrent_requests)
-    strictest = min(syncs, key=lambda s: s.rate_allowed_requests / s.rate_interval)
-    caps = [s.rate_max_concurrent for s in syncs if s.rate_max_concurrent > 0]
-    return Budget(strictest.rate_allowed_requests, strictest.rate_interval, min(caps) if caps else 0)
+        limits = [(d.allowed_requests, d.interval), *((w.allowed_requests, w.interval) for w in d.windows)]
+        caps = [d.max_concurrent_requests] if d.max_concurrent_requests > 0 else []
+    else:
+        limits = [(n, t) for s in syncs for n, t in [(s.rate_allowed_requests, s.rate_interval), *s.rate_windows]]
+        caps = [s.rate_max_concurrent for s in syncs if s.rate_max_concurrent > 0]
+    strictest: dict[int, int] = {}
+    for n, t in limits:
+        strictest[t] = min(n, strictest.get(t, n))
+    (t0, n0), *more = sorted(strictest.items())
+    return Budget(n0, t0, min(caps) if caps else 0, tuple(Window(n, t) for t, n in more))
 
 
 class Accounts:

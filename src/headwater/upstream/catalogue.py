@@ -108,10 +108,38 @@ def secret_properties(auth: dict[str, Any], extra: Iterable[str] = ()) -> frozen
 
 
 @dataclass(frozen=True)
+class RateWindowDefault:
+    allowed_requests: int
+    interval: int
+
+
+@dataclass(frozen=True)
 class RateLimitDefault:
+    """A provider's default rate limit: the first window, a concurrency cap, and further windows
+    (`windows: [{allowed_requests, interval}]`), as a sync's `rate_limit` gives them."""
+
     allowed_requests: int
     interval: int
     max_concurrent_requests: int = 0
+    windows: tuple[RateWindowDefault, ...] = ()
+
+    @classmethod
+    def parse(cls, where: str, spec: Any) -> RateLimitDefault:
+        keys = {"allowed_requests", "interval", "max_concurrent_requests", "windows"}
+        if not isinstance(spec, dict) or set(spec) - keys or not {"allowed_requests", "interval"} <= set(spec):
+            raise CatalogueError(f"{where}: give allowed_requests, interval and optionally max_concurrent_requests "
+                                 f"and windows: [{{allowed_requests, interval}}]")
+        windows = spec.get("windows") or []
+        if not isinstance(windows, list) or any(
+            not isinstance(w, dict) or set(w) != {"allowed_requests", "interval"} for w in windows
+        ):
+            raise CatalogueError(f"{where}.windows: give a list of {{allowed_requests, interval}}")
+        limit = cls(spec["allowed_requests"], spec["interval"], spec.get("max_concurrent_requests", 0),
+                    tuple(RateWindowDefault(w["allowed_requests"], w["interval"]) for w in windows))
+        intervals = [limit.interval, *(w.interval for w in limit.windows)]
+        if len(set(intervals)) != len(intervals):
+            raise CatalogueError(f"{where}.windows: two windows with the same interval")
+        return limit
 
 
 # --- how a provider's answers are read: `limits:` and `retry:` (catalogue.yaml's header) -------
@@ -653,7 +681,7 @@ def _check_provider_types(where: str, entry: dict[str, Any]) -> None:
     _names_to_strings(f"{where}.headers", entry.get("headers") or {})
     rate = check_keys(f"{where}.default_rate_limit", entry["default_rate_limit"], RateLimitDefault.__dataclass_fields__)
     for key, value in rate.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if key != "windows" and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise CatalogueError(f"{where}.default_rate_limit.{key}: must be a number")
 
 
@@ -751,7 +779,7 @@ class ProviderCatalogue:
                 name=entry.get("name", key),
                 base_url=entry.get("base_url"),
                 permitted_hosts=tuple(entry.get("permitted_hosts", ())),
-                default_rate_limit=RateLimitDefault(**rate),
+                default_rate_limit=RateLimitDefault.parse(f"{where}.default_rate_limit", rate),
                 headers=dict(entry.get("headers") or {}),
                 credential_kinds=kinds,
                 oauth=_oauth(key, entry, kinds),

@@ -39,6 +39,7 @@ import grpc
 
 from headwater.backoff import backoff
 from headwater.upstream.accounts import UpstreamAccount
+from headwater.upstream.budget import Budget, BudgetExhausted, Pacer, PacerUnavailable, Permit
 from headwater.upstream.catalogue import RetryPolicy
 from headwater.upstream.oauth import TokenRefresher
 from headwater.upstream.outcomes import (
@@ -50,7 +51,6 @@ from headwater.upstream.outcomes import (
     classify,
     failure,
 )
-from headwater.upstream.pacer import Budget, BudgetExhausted, Pacer, PacerUnavailable, Permit
 from headwater.upstream.requests import upstream_url
 from headwater.upstream.transport import (
     ForbiddenAddress,
@@ -101,6 +101,16 @@ class Sent:
     waited: float  # seconds spent waiting for the budget, all attempts
     attempts: int
     outcome: Outcome  # what the last answer means (outcomes.classify)
+    permit: Permit | None = None  # the last attempt's (each window's remaining and reset: the RateLimit headers)
+
+
+def pause_reason(api: str, outcome: Outcome) -> str:
+    """Why the credential's budget is paused, as the budget endpoint shows it."""
+    if outcome.kind is Kind.PAUSE:
+        return f"{api} answered HTTP {outcome.status}: rate limited"
+    if outcome.remaining is not None:
+        return f"{api} said {outcome.remaining} requests are left until its reset"
+    return f"{api} answered HTTP {outcome.status} with Retry-After"
 
 
 def background_budget(budget: Budget) -> Budget:
@@ -211,7 +221,7 @@ class Upstream:
             else:
                 outcome = classify(response, limits, policy)
                 if outcome.pause is not None:
-                    await self.pacer.pause(account.credential_id, outcome.pause)
+                    await self.pacer.pause(account.credential_id, outcome.pause, reason=pause_reason(api, outcome))
 
             # --- what to do next: refresh, repeat, or answer
             if outcome.kind is Kind.REFRESH and not refreshed and attempt < MAX_ATTEMPTS:
@@ -223,7 +233,7 @@ class Upstream:
                 continue
             if response is None:
                 raise failure(outcome.kind, api)
-            return Sent(response, account, url, waited, attempt, outcome)
+            return Sent(response, account, url, waited, attempt, outcome, permit)
         raise AssertionError("unreachable")
 
     def _background_slot(self, account: UpstreamAccount, background: bool, timeout: float):
