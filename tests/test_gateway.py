@@ -99,6 +99,17 @@ def test_an_answer_is_classified_by_the_providers_catalogue_entry(provider, resp
     assert outcome.repeat is repeat
 
 
+def test_a_wait_past_a_day_pauses_the_credential_for_a_day_at_most():
+    # a reset a year away (a misread unit, a broken header) must not stop a credential for a year
+    year = 365 * 86_400
+    for response in (
+        answer(403, [("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", str(int(NOW) + year))]),
+        answer(429, [("Retry-After", str(year))]),
+        answer(503, [("Retry-After", str(year))]),
+    ):
+        assert outcome_of("github", response).pause == 86_400
+
+
 def test_a_credential_kind_may_read_answers_its_own_way():
     entry = {
         "name": "Acme", "base_url": "https://api.acme.example", "default_rate_limit": {"allowed_requests": 1, "interval": 1},

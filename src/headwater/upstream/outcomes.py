@@ -40,6 +40,10 @@ from headwater.upstream.reading import dig
 from headwater.upstream.transport import UpstreamResponse
 
 MAX_MESSAGE_CHARS = 500
+# The longest pause an answer can cause: a day, the longest window a provider counts (Salesforce's
+# rolling 24 h). A wait beyond it is a misread or a broken header, not a reason to stop a
+# credential for weeks.
+MAX_PAUSE_SECONDS = 86_400.0
 
 
 class Kind(enum.Enum):
@@ -92,6 +96,7 @@ def classify(response: UpstreamResponse, limits: Limits, retry: RetryPolicy, now
     if status >= 500:
         if pause is None and "retry-after" in found:  # a 503 that says when to come back
             pause = retry_after_seconds([("retry-after", found["retry-after"])], now)
+            pause = None if pause is None else min(pause, MAX_PAUSE_SECONDS)
         return Outcome(Kind.RETRY, status, pause, status in retry.transient, remaining)
     return Outcome(Kind.PERMANENT, status, pause, remaining=remaining)
 
@@ -138,8 +143,13 @@ def _remaining(limits: Limits, found: dict[str, str]) -> tuple[int | None, float
 
 
 def _wait(limits: Limits, found: dict[str, str], reset: float | None, now: float | None) -> float:
-    """Seconds until the provider takes requests again: Retry-After, else the first of
-    `limits.wait` found, else the remaining header's own reset, else `limits.pause_seconds`."""
+    """Seconds until the provider takes requests again (at most MAX_PAUSE_SECONDS)."""
+    return min(_stated_wait(limits, found, reset, now), MAX_PAUSE_SECONDS)
+
+
+def _stated_wait(limits: Limits, found: dict[str, str], reset: float | None, now: float | None) -> float:
+    """Seconds until the provider takes requests again, as the answer says: Retry-After, else the
+    first of `limits.wait` found, else the remaining header's own reset, else `limits.pause_seconds`."""
     if "retry-after" in found:
         seconds = retry_after_seconds([("retry-after", found["retry-after"])], now)
         if seconds is not None:
