@@ -46,7 +46,7 @@ async def test_every_rest_path_requires_a_valid_token(server, verb, path):
         assert response.json()["error"].startswith("Error: ")
 
 
-@pytest.mark.parametrize("full_method, method", list(every_grpc_method()), ids=lambda v: str(v).rsplit("/")[-1])
+@pytest.mark.parametrize("full_method, method", list(every_grpc_method()), ids=lambda v: v.rsplit("/")[-1] if isinstance(v, str) else v.full_name)
 async def test_every_grpc_method_requires_a_valid_token(server, full_method, method):
     from google.protobuf import message_factory
 

@@ -365,8 +365,8 @@ class _Builder:
                 continue
             schema = self._field_schema(field, variant)
             behaviors = _behaviors(field)
-            if variant == "out":
-                required.append(field.name)  # the bridge writes every key
+            if variant == "out" and field.full_name not in tc.OMITTED_WHEN_EMPTY:
+                required.append(field.name)  # the bridge writes every key (but those it omits when empty)
             elif variant == "in" and field_behavior_pb2.REQUIRED in behaviors:
                 required.append(field.name)
             if field_behavior_pb2.OUTPUT_ONLY in behaviors and variant != "out":
