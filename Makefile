@@ -23,12 +23,12 @@ run: $(STAMP)
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist), each taking a whole test file at a time
 # (its servers are shared by its tests): most tests wait on servers and clocks, not on the CPU.
-# The pacer's tests judge starts to the millisecond, so they run afterwards, on their own.
+# The pacer's tests judge starts to the millisecond, so they run first, on their own.
 TEST_WORKERS ?= 3
 TIMING_TESTS := tests/test_pacer.py tests/test_shared_budget.py tests/test_budget_windows.py
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(addprefix --ignore=,$(TIMING_TESTS)) $(PYTEST_ARGS)
 	$(PY) -m pytest -q $(TIMING_TESTS) $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(addprefix --ignore=,$(TIMING_TESTS)) $(PYTEST_ARGS)
 
 # A long run of tests/test_fuzz.py (`make test` runs it short): every route, REST and gRPC, sent
 # FUZZ_EXAMPLES generated hostile requests each, on SQLite and (with TEST_DATABASE_URL) PostgreSQL.
