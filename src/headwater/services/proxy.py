@@ -9,6 +9,7 @@ ForwardResponse, REST sends them back as they are).
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import math
@@ -221,9 +222,8 @@ def budget_headers(sent: Sent, present: set[str]) -> list[tuple[str, str]]:
     out = []
     windows = sent.permit.windows if sent.permit is not None else ()
     if windows:
-        names = ["default", *(f"{math.ceil(w.interval)}s" for w in windows[1:])]
+        policy, names = _policy(tuple((w.limit, w.interval) for w in windows))
         if "ratelimit-policy" not in present:
-            policy = ", ".join(f'"{name}";q={w.limit};w={math.ceil(w.interval)}' for name, w in zip(names, windows))
             out.append(("RateLimit-Policy", policy))
         if "ratelimit" not in present:
             # t in whole seconds, rounded up from tenths (the pacing margin's milliseconds do not make 10 s 11)
@@ -232,6 +232,15 @@ def budget_headers(sent: Sent, present: set[str]) -> list[tuple[str, str]]:
     if BUDGET_WAIT_HEADER.lower() not in present:
         out.append((BUDGET_WAIT_HEADER, str(round(sent.waited * 1000))))
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _policy(windows: tuple[tuple[int, float], ...]) -> tuple[str, list[str]]:
+    """RateLimit-Policy's value for these (limit, interval) windows, and the windows' names (the
+    same for every request of a budget: worked out once)."""
+    names = ["default", *(f"{math.ceil(interval)}s" for _, interval in windows[1:])]
+    policy = ", ".join(f'"{name}";q={limit};w={math.ceil(interval)}' for name, (limit, interval) in zip(names, windows))
+    return policy, names
 
 
 def _intended_host_and_path(account: UpstreamAccount | None, path: str) -> tuple[str | None, str | None]:
