@@ -288,13 +288,16 @@ def rest_routes(servicer: ProxyServicer):
             raise_if_invalid(request_violations(target))
             headers = dict(http.headers)  # lower-case names
             origin = f"{headers.get('x-forwarded-proto', 'http')}://{headers.get('host', '127.0.0.1')}"
+            # The path goes upstream as the caller spelt it: the bridge's {path=**} is decoded
+            # (grpc-gateway's rule), and "100%25" decoded is "100%", another request.
+            parts = http.path.split("/", prefix_segments)
             call = Call(
                 method=http.method,
-                path=params.get("path", ""),
+                path=parts[prefix_segments] if len(parts) > prefix_segments else "",
                 query=http.query_string.decode("latin-1"),
                 headers=http.headers,
                 body=http.body,
-                link_base=origin + "/".join(http.path.split("/", prefix_segments)[:prefix_segments]) + "/",
+                link_base=origin + "/".join(parts[:prefix_segments]) + "/",
                 rewrite_body_urls=_truthy(headers.get(REWRITE_BODY_HEADER)),
             )
             answer = servicer.forward(call, http.context, lambda: servicer.account(target, http.context))
