@@ -10,7 +10,7 @@ import math
 
 import httpx
 import pytest
-from conftest import Running, _client_for, _close_client, finish, settings_for
+from conftest import TEST_REDIS_URL, Running, _client_for, _close_client, finish, redis_unavailable_reason, settings_for
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 from sync_support import FAST_ENGINE, backfilled, create_sync, credential_for, eventually, passes
@@ -112,6 +112,30 @@ async def test_a_spent_budget_counts_a_pause_and_the_call_it_then_refuses(runnin
     assert result.value("headwater_budget_paused_credentials", provider="github") == 1
     assert result.value("headwater_upstream_requests_total", provider="github") == 1  # nothing more was sent
     assert result.value("headwater_proxy_requests_total", route="credential", status="429") == 1
+
+
+async def test_the_budget_windows_are_read_from_the_shared_pacer_too(database_url, fake_provider):
+    reason = await redis_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    running = await start(database_url, redis_url=TEST_REDIS_URL)
+    client = await _client_for(running, "acme")
+    try:
+        stripe = await fake_provider("stripe")
+        sync = await create_sync(client, stripe, "stripe:customer",
+                                 rate_limit={"allowed_requests": 100, "interval": 60,
+                                             "windows": [{"allowed_requests": 5000, "interval": 86400}]})
+        for _ in range(2):
+            assert (await client.rest.get(f"/v1/proxy/sync/{sync['id']}/v1/customers")).status_code == 200
+        result = await scrape(running)
+    finally:
+        await _close_client(client)
+        await finish("stopping the server", running.server.stop(grace=1))
+
+    for window, limit in (("60s", 100), ("86400s", 5000)):
+        assert result.value("headwater_budget_requests_limit", provider="stripe", window=window) == limit
+        assert result.value("headwater_budget_requests_used", provider="stripe", window=window) == 2
+        assert result.value("headwater_budget_requests_remaining", provider="stripe", window=window) == limit - 2
 
 
 async def test_a_mutation_is_timed_by_provider_kind_and_result(running, acme, fake_provider):
