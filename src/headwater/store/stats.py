@@ -4,7 +4,7 @@
     figures.syncs        # [(("stripe", "healthy"), 3), ...]: active syncs by provider and health
 
 Each list holds (labels, values) pairs from one aggregate query (GROUP BY), so a scrape costs
-five statements whatever the number of syncs and messages; with `per_id` the groups are per
+four statements whatever the number of syncs and messages; with `per_id` the groups are per
 sync, credential or consumer too (the id is the labels' last value) and each query stops at
 `limit` rows. Every function is synchronous Peewee code for `store.run`.
 """

@@ -21,6 +21,9 @@ What `send` does with an outcome:
     by it (retry.idempotency_header: Stripe's Idempotency-Key);
   * a 401: the token is refreshed and the request sent once more (it was refused unread).
 
+Every attempt sent, its latency, its budget wait, and the pauses and refusals of the budget are
+counted in the server's metrics (headwater.metrics), here and nowhere else.
+
 Failures raise the documented errors (outcomes.ERRORS): timeout 504 "Error: Stripe API timed out",
 connection refused or reset 502, budget not available before the deadline 429 with Retry-After
 (at once, however far the budget's reset is: a caller is never held past its deadline), shared
