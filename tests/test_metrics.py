@@ -10,16 +10,21 @@ import math
 
 import httpx
 import pytest
-from cryptography.fernet import Fernet
 from conftest import TEST_REDIS_URL, Running, _client_for, _close_client, finish, redis_unavailable_reason, settings_for
+from cryptography.fernet import Fernet
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 from sync_support import FAST_ENGINE, backfilled, create_sync, credential_for, eventually, passes
+from test_consumers import make_sync, write
+from test_webhooks import make_webhook, receiver  # noqa: F401 (a fixture)
 
 from headwater.server import Server
 from headwater.settings import Settings
+from headwater.store.records import Change
 
 ID_LABELS = {"credential_id", "sync_id", "consumer_id"}
+# For the tests whose figures come from no store query: SQLite alone.
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 KEY = Fernet.generate_key().decode()
 
 
@@ -98,6 +103,7 @@ async def test_a_proxied_call_counts_its_route_status_upstream_outcome_and_budge
     assert_no_id_labels(result)
 
 
+@sqlite_only
 async def test_a_spent_budget_counts_a_pause_and_the_call_it_then_refuses(running, acme, fake_provider):
     github = await fake_provider("github")
     github.limit(1, window=3600)  # its answer says 0 left until a reset an hour away
@@ -116,6 +122,7 @@ async def test_a_spent_budget_counts_a_pause_and_the_call_it_then_refuses(runnin
     assert result.value("headwater_proxy_requests_total", route="credential", status="429") == 1
 
 
+@sqlite_only
 async def test_the_budget_windows_are_read_from_the_shared_pacer_too(database_url, fake_provider):
     reason = await redis_unavailable_reason()
     if reason:
@@ -140,6 +147,7 @@ async def test_the_budget_windows_are_read_from_the_shared_pacer_too(database_ur
         assert result.value("headwater_budget_requests_remaining", provider="stripe", window=window) == limit - 2
 
 
+@sqlite_only
 async def test_a_mutation_is_timed_by_provider_kind_and_result(running, acme, fake_provider):
     stripe = await fake_provider("stripe")
     sync = await create_sync(acme, stripe, "stripe:customer")
@@ -201,6 +209,30 @@ async def test_consumer_next_and_ack_move_its_pending_and_ack_pending_messages(r
     assert_no_id_labels(redelivered)
 
 
+async def test_webhook_posts_count_their_failures_and_the_redelivery(database_url, receiver):
+    running = await start(database_url, webhook_retry_seconds=0.05)
+    client = await _client_for(running, "acme")
+    try:
+        sync = await make_sync(client)
+        await make_webhook(client, receiver.url, sync["id"])
+        receiver.failures = [503]  # the first POST fails, its retry is taken
+        await write(running, sync["id"], "stripe:customer", Change("cus_1", {"email": "paul@arrakis.org"}))
+        await eventually(lambda: len(receiver.posts) == 2)
+        await asyncio.sleep(0.1)  # the ack of the second POST
+        result = await scrape(running)
+    finally:
+        await _close_client(client)
+        await finish("stopping the server", running.server.stop(grace=1))
+
+    assert result.value("headwater_webhook_deliveries_total", kind="webhook", result="failure") == 1
+    assert result.value("headwater_webhook_deliveries_total", kind="webhook", result="success") == 1
+    assert result.value("headwater_webhook_duration_seconds_count", kind="webhook") == 2
+    assert result.value("headwater_consumer_deliveries_total", kind="webhook") == 2
+    assert result.value("headwater_consumer_redeliveries_total", kind="webhook") == 1
+    assert result.value("headwater_consumer_pending_messages", kind="webhook") == 0
+    assert result.value("headwater_consumer_ack_pending_messages", kind="webhook") == 0
+
+
 async def test_a_sync_pass_shows_records_written_backfill_state_health_and_time_since_the_pass(
     database_url, fake_provider
 ):
@@ -254,6 +286,7 @@ async def test_ids_are_labels_only_with_the_per_credential_setting(database_url,
                             for k in s.labels}
 
 
+@sqlite_only
 async def test_the_metrics_token_and_an_address_of_its_own(database_url):
     running = await start(database_url, metrics_address="127.0.0.1:0", metrics_token="scrape-me")
     try:
@@ -273,6 +306,7 @@ async def test_the_metrics_token_and_an_address_of_its_own(database_url):
     assert "process_cpu_seconds_total" in result.names()
 
 
+@sqlite_only
 async def test_process_and_event_loop_figures_and_openmetrics_on_request(running):
     await asyncio.sleep(1.1)  # two measurements of the loop's lag
     result = await scrape(running)
