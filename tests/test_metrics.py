@@ -21,6 +21,7 @@ from test_webhooks import make_webhook, receiver  # noqa: F401 (a fixture)
 from headwater.server import Server
 from headwater.settings import Settings
 from headwater.store.records import Change
+from headwater.v1 import proxy_pb2
 
 ID_LABELS = {"credential_id", "sync_id", "consumer_id"}
 # For the tests whose figures come from no store query: SQLite alone.
@@ -84,21 +85,23 @@ async def test_a_proxied_call_counts_its_route_status_upstream_outcome_and_budge
 
     proxied = await acme.rest.get(f"/v1/proxy/sync/{sync['id']}/v1/customers")
     missing = await acme.rest.get("/v1/proxy/sync/no-such-sync/v1/customers")
+    over_grpc = await acme.proxy.Forward(proxy_pb2.ForwardRequest(sync_id=sync["id"], method="GET", path="v1/customers"),
+                                         metadata=acme.metadata)
     result = await scrape(running)
 
-    assert proxied.status_code == 200 and missing.status_code == 404
-    assert result.value("headwater_proxy_requests_total", route="sync", status="200") == 1
+    assert proxied.status_code == 200 and missing.status_code == 404 and over_grpc.status == 200
+    assert result.value("headwater_proxy_requests_total", route="sync", status="200") == 2  # REST and gRPC
     assert result.value("headwater_proxy_requests_total", route="sync", status="404") == 1
     assert result.value("headwater_upstream_requests_total", provider="stripe", outcome="success",
-                        status_class="2xx") == 1
-    assert result.value("headwater_upstream_request_duration_seconds_count", provider="stripe") == 1
+                        status_class="2xx") == 2
+    assert result.value("headwater_upstream_request_duration_seconds_count", provider="stripe") == 2
     assert 0 < result.value("headwater_upstream_request_duration_seconds_sum", provider="stripe") < 10
-    assert result.value("headwater_budget_wait_seconds_count", provider="stripe", priority="interactive") == 1
+    assert result.value("headwater_budget_wait_seconds_count", provider="stripe", priority="interactive") == 2
     # The sync's rate limit, 10,000 per second: one window, seen by the pacer now.
     assert result.value("headwater_budget_requests_limit", provider="stripe", window="1s") == 10_000
     used = result.value("headwater_budget_requests_used", provider="stripe", window="1s")
     remaining = result.value("headwater_budget_requests_remaining", provider="stripe", window="1s")
-    assert used in (0, 1) and used + remaining == 10_000
+    assert used in (0, 1, 2) and used + remaining == 10_000
     assert result.value("headwater_budget_paused_credentials", provider="stripe") == 0
     assert_no_id_labels(result)
 
@@ -241,8 +244,11 @@ async def test_a_sync_pass_shows_records_written_backfill_state_health_and_time_
     try:
         stripe = await fake_provider("stripe")
         stripe.seed("customers", n=3)
-        sync = await create_sync(client, stripe, "stripe:customer")
+        sync = await create_sync(client, stripe, "stripe:customer", "stripe:subscription")
         await eventually(lambda: backfilled(client, sync["id"]))
+        # A collection taken out of the sync keeps its state row, and counts no more.
+        narrowed = await client.rest.patch(f"/v1/syncs/{sync['id']}", json={"collection_ids": ["stripe:customer"]})
+        assert narrowed.status_code == 200, narrowed.text
         await passes(client, sync["id"], 1)
         result = await scrape(running)
     finally:
@@ -254,6 +260,8 @@ async def test_a_sync_pass_shows_records_written_backfill_state_health_and_time_
     assert result.value("headwater_sync_collections", **labels, backfill_state="completed") == 1
     assert result.value("headwater_sync_records_synced", **labels, backfill_state="completed") == 3
     assert 0 <= result.value("headwater_sync_seconds_since_last_pass", **labels) < 30
+    assert result.value("headwater_sync_collections", collection="stripe:subscription") == 0
+    assert not result.matching("headwater_sync_seconds_since_last_pass", collection="stripe:subscription")
     assert result.value("headwater_syncs", provider="stripe", health="healthy") == 1
     assert result.value("headwater_credentials", provider="stripe", health="healthy") == 1
     assert result.value("headwater_budget_wait_seconds_count", provider="stripe", priority="background") >= 2
