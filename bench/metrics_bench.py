@@ -22,8 +22,18 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Histogram as PromHistogram
 
-from bench._tools import HOST, PROXY_CPU, Report, cpu_seconds, free_port, measure_http, start_static_upstream, stop, wait_port
 from bench._headwater import start_headwater
+from bench._tools import (
+    HOST,
+    PROXY_CPU,
+    Report,
+    cpu_seconds,
+    free_port,
+    measure_http,
+    start_static_upstream,
+    stop,
+    wait_port,
+)
 from headwater.metrics import LATENCY_BUCKETS, WAIT_BUCKETS, Metrics
 from headwater.upstream.budget import Budget
 
