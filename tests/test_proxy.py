@@ -369,6 +369,17 @@ async def test_each_proxied_request_leaves_one_log_line_without_secrets(client, 
     assert SECRET not in caplog.text and "q-secret" not in caplog.text
 
 
+async def test_the_log_line_is_json_whatever_the_path_holds(client, upstream, caplog):
+    caplog.set_level(logging.INFO, logger="headwater.proxy")
+    sync = await stripe_sync(client, upstream.base_url)
+
+    await client.rest.get(f"/v1/proxy/sync/{sync['id']}/echo/quote%22back%5Cslash/caf%C3%A9")
+
+    [line] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "headwater.proxy"]
+    assert line["path"] == upstream.requests[-1].path, upstream.requests[-1].path
+    assert line["status"] == 200 and isinstance(line["total_ms"], float)
+
+
 @dataclass
 class Acme:
     """Organisation 'acme' on a server of its own: REST, and the proxy over gRPC."""
