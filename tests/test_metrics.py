@@ -85,8 +85,8 @@ async def test_a_proxied_call_counts_its_route_status_upstream_outcome_and_budge
 
     proxied = await acme.rest.get(f"/v1/proxy/sync/{sync['id']}/v1/customers")
     missing = await acme.rest.get("/v1/proxy/sync/no-such-sync/v1/customers")
-    over_grpc = await acme.proxy.Forward(proxy_pb2.ForwardRequest(sync_id=sync["id"], method="GET", path="v1/customers"),
-                                         metadata=acme.metadata)
+    forward = proxy_pb2.ForwardRequest(sync_id=sync["id"], method="GET", path="v1/customers")
+    over_grpc = await acme.proxy.Forward(forward, metadata=acme.metadata)
     result = await scrape(running)
 
     assert proxied.status_code == 200 and missing.status_code == 404 and over_grpc.status == 200
@@ -176,7 +176,9 @@ async def test_a_mutation_is_timed_by_provider_kind_and_result(running, acme, fa
 async def test_consumer_next_and_ack_move_its_pending_and_ack_pending_messages(running, acme, fake_provider):
     stripe = await fake_provider("stripe")
     sync = await create_sync(acme, stripe, "stripe:customer")
-    consumer = (await acme.rest.post("/v1/http-consumers", json={"name": "orders", "filters": [{"sync_id": sync["id"]}]})).json()
+    made = await acme.rest.post("/v1/http-consumers", json={"name": "orders", "filters": [{"sync_id": sync["id"]}]})
+    consumer = made.json()
+    url = f"/v1/http-consumers/{consumer['id']}"
     for email in ("a@example.com", "b@example.com"):
         written = await acme.rest.post("/v1/mutations/run", json={
             "kind": "create", "sync_id": sync["id"], "collection_id": "stripe:customer",
@@ -185,10 +187,10 @@ async def test_consumer_next_and_ack_move_its_pending_and_ack_pending_messages(r
         assert written.status_code == 200, written.text
 
     queued = await scrape(running)
-    taken = (await acme.rest.get(f"/v1/http-consumers/{consumer['id']}/next", params={"batch_size": 1})).json()
+    taken = (await acme.rest.get(f"{url}/next", params={"batch_size": 1})).json()
     in_flight = await scrape(running)
     [message] = taken["data"]
-    acked = await acme.rest.post(f"/v1/http-consumers/{consumer['id']}/ack", json={"ack_tokens": [message["ack_token"]]})
+    acked = await acme.rest.post(f"{url}/ack", json={"ack_tokens": [message["ack_token"]]})
     after = await scrape(running)
 
     assert acked.status_code == 200
@@ -203,9 +205,9 @@ async def test_consumer_next_and_ack_move_its_pending_and_ack_pending_messages(r
     assert after.value("headwater_consumer_redeliveries_total", kind="pull") == 0
 
     # Nacked and taken again: a redelivery.
-    again = (await acme.rest.get(f"/v1/http-consumers/{consumer['id']}/next")).json()
-    await acme.rest.post(f"/v1/http-consumers/{consumer['id']}/nack", json={"ack_tokens": [again["data"][0]["ack_token"]]})
-    await acme.rest.get(f"/v1/http-consumers/{consumer['id']}/next")
+    again = (await acme.rest.get(f"{url}/next")).json()
+    await acme.rest.post(f"{url}/nack", json={"ack_tokens": [again["data"][0]["ack_token"]]})
+    await acme.rest.get(f"{url}/next")
     redelivered = await scrape(running)
     assert redelivered.value("headwater_consumer_deliveries_total", kind="pull") == 3
     assert redelivered.value("headwater_consumer_redeliveries_total", kind="pull") == 1

@@ -202,7 +202,7 @@ class Metrics:
         # --- the process
         self.loop_lag = Histogram(
             "headwater_event_loop_lag_seconds",
-            f"How late the event loop woke a task that slept {LOOP_LAG_INTERVAL:g} s (measured every {LOOP_LAG_INTERVAL:g} s).",
+            f"How late the event loop woke a task that slept {LOOP_LAG_INTERVAL:g} s (measured continually).",
             (), LAG_BUCKETS)
         self.instruments = [
             self.upstream_requests, self.upstream_duration, self.budget_wait, self.budget_pauses,

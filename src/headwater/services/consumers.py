@@ -165,7 +165,8 @@ def _stream_of(org_id: str, stream_id: str, filters: list[dict]) -> str:
     return streams.pop()
 
 
-def _take(org_id: str, consumer_id: str, batch_size: int, metrics: Metrics) -> tuple[list[queue.Delivery], queue.QueueInfo]:
+def _take(org_id: str, consumer_id: str, batch_size: int,
+          metrics: Metrics) -> tuple[list[queue.Delivery], queue.QueueInfo]:
     """A batch and the queue's counts after it, in two statements that each stand alone (no
     transaction: see queue.claim), so `store.run(_take, ..., transaction=False)`: the consumer
     with its queue's counts, then the claim (counted in `metrics`)."""
