@@ -46,8 +46,11 @@ async def serve(settings: Settings) -> None:
     # saves ~7% of a proxied request's CPU (BENCHMARKS.md); the cost is at most that many objects
     # of cyclic garbage waiting a little longer.
     gc.set_threshold(20_000, 10, 10)
+    metrics = ""
+    if settings.metrics_address is not None:
+        metrics = f"; metrics on http://{settings.metrics_address.rsplit(':', 1)[0]}:{server.metrics_port}/metrics"
     print(f"Headwater serving gRPC on {settings.grpc_address.rsplit(':', 1)[0]}:{server.grpc_port}"
-          f" and REST on http://{settings.http_address.rsplit(':', 1)[0]}:{server.http_port}", flush=True)
+          f" and REST on http://{settings.http_address.rsplit(':', 1)[0]}:{server.http_port}{metrics}", flush=True)
     if token:
         print("New database: created organisation 'default' with this API token (shown once, keep it):",
               flush=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hmac
 import logging
 import socket
 from collections.abc import Awaitable
@@ -27,7 +28,21 @@ from headwater.engine.delivery import WebhookDelivery
 from headwater.engine.sync import SyncEngine
 from headwater.errors import ApiError, invalid, raise_if_invalid
 from headwater.inputs import request_violations
-from headwater.rest import ConnectionLimits, HttpServer, build_app, serve
+from headwater.metrics import Metrics
+from headwater.rest import (
+    ConnectionLimits,
+    HttpServer,
+    RawRequest,
+    RawResponse,
+    RawRoute,
+    RestBridge,
+    Route,
+    RouteTable,
+    build_app,
+    compile_template,
+    serve,
+)
+from headwater.rest.openapi import RawDoc, describe
 from headwater.services import Backend, raw_routes, servicers
 from headwater.services.consumers import ConsumerServicer
 from headwater.settings import Settings
@@ -213,29 +228,37 @@ class Server:
         self.engine: SyncEngine | None = None
         self.listener: Listener | None = None  # other processes' consumer announcements (PostgreSQL)
         self.webhooks: WebhookDelivery | None = None
+        self.metrics_server: HttpServer | None = None  # GET /metrics on HEADWATER_METRICS_ADDRESS
+        self.metrics_port = http_port  # where GET /metrics answers
+        self.loop_watch: asyncio.Task | None = None  # measures the event loop's lag (headwater.metrics)
 
     @classmethod
     async def start(cls, settings: Settings) -> Server:
         """Binds both addresses, migrates the database and serves. A taken address raises
         CannotListen before the database is touched."""
-        http_socket = _bound_socket("REST", settings.http_address)
+        sockets = [_bound_socket("REST", settings.http_address)]
         try:
+            if settings.metrics_address is not None:
+                sockets.append(_bound_socket("metrics", settings.metrics_address))
             if _split_address(settings.grpc_address)[1]:
                 # Tried with a socket of ours first: gRPC's own failure also logs a line of its own.
                 _bound_socket("gRPC", settings.grpc_address).close()
             store = Store.open(settings.database_url)  # shared with any other server of this process
         except BaseException:
-            http_socket.close()
+            for sock in sockets:
+                sock.close()
             raise
         try:
-            return await cls._start(settings, store, http_socket)
+            return await cls._start(settings, store, *sockets)
         except BaseException:
-            http_socket.close()
+            for sock in sockets:
+                sock.close()
             await store.close()
             raise
 
     @classmethod
-    async def _start(cls, settings: Settings, store: Store, http_socket: socket.socket) -> Server:
+    async def _start(cls, settings: Settings, store: Store, http_socket: socket.socket,
+                     metrics_socket: socket.socket | None = None) -> Server:
         catalogue = ProviderCatalogue.default()  # checked as it is read: a bad entry stops us here
         await store.migrate()
         box = SecretBox(settings.secret_key)
@@ -250,6 +273,7 @@ class Server:
             allow_private_networks=settings.allow_private_networks,
             max_response_bytes=settings.max_response_bytes,
         )
+        metrics = Metrics(per_credential=settings.metrics_per_credential)
         backend = Backend(
             store=store,
             auth=Auth(store),
@@ -262,8 +286,10 @@ class Server:
                 forwarder,
                 make_pacer(settings.redis_url, settings.pacing_margin),
                 TokenRefresher(store, box, accounts, forwarder, settings.refused_refresh_retry_seconds),
+                metrics,
             ),
             acks=AckWaiter(store),
+            metrics=metrics,
         )
         # The connect page's links and OAuth callback name the REST address bound in `start` (port
         # 0 resolved), unless HEADWATER_PUBLIC_URL says how browsers reach us.
@@ -298,23 +324,37 @@ class Server:
             for name in ["", *names]:
                 await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-            # REST, on the same loop, from the socket bound in `start` (so port 0 works and is known).
+            # REST, on the same loop, from the socket bound in `start` (so port 0 works and is known);
+            # GET /metrics beside the API, or on an address of its own.
+            scrape = metrics_route(metrics, store, backend.upstream.pacer, settings.metrics_token)
             bridge = build_app(
                 [(d, s) for d, s, _ in services],
-                raw_routes=raw_routes(services),
+                raw_routes=[*raw_routes(services), *([scrape] if metrics_socket is None else [])],
                 max_body_bytes=settings.max_request_bytes,
             )
             limits = ConnectionLimits(settings.http_header_timeout, settings.http_idle_timeout,
                                       settings.http_max_connections)
             http_server = await serve(bridge, http_socket, limits)
+            metrics_server = None
+            if metrics_socket is not None:
+                only_metrics = RouteTable()
+                only_metrics.add(Route(frozenset(scrape[0]), compile_template(scrape[1]), scrape[2]))
+                try:
+                    metrics_server = await serve(RestBridge(only_metrics), metrics_socket, limits)
+                except BaseException:
+                    await http_server.stop(0)
+                    raise
         except BaseException:
             await grpc_server.stop(None)
             raise
         server = cls(backend, grpc_server, http_server, grpc_port, http_server.port)
+        server.metrics_server = metrics_server
+        server.metrics_port = (metrics_server or http_server).port
+        server.loop_watch = asyncio.create_task(metrics.watch_event_loop(), name="headwater-event-loop-lag")
         server.consumers = next(s for _, s, _ in services if isinstance(s, ConsumerServicer))
         server.listener = await Listener.start(store)
         server.webhooks = WebhookDelivery(
-            store, box, forwarder, settings.webhook_retry_seconds, settings.webhook_retry_max_seconds
+            store, box, forwarder, settings.webhook_retry_seconds, settings.webhook_retry_max_seconds, metrics
         )
         server.webhooks.start()
         if settings.sync_engine:
@@ -330,8 +370,13 @@ class Server:
         abandoned with a warning naming it, so stopping always ends."""
         if self.consumers is not None:
             self.consumers.stop()
-        fronts = asyncio.gather(self.grpc_server.stop(grace), self.http_server.stop(grace), return_exceptions=True)
-        await _bounded("the gRPC and REST servers", grace + STOP_STEP_SECONDS, fronts)
+        fronts = [self.grpc_server.stop(grace), self.http_server.stop(grace)]
+        if self.metrics_server is not None:
+            fronts.append(self.metrics_server.stop(grace))
+        await _bounded("the gRPC and REST servers", grace + STOP_STEP_SECONDS,
+                       asyncio.gather(*fronts, return_exceptions=True))
+        if self.loop_watch is not None:
+            self.loop_watch.cancel()
         if self.engine is not None:
             await _bounded("the sync engine", STOP_STEP_SECONDS, self.engine.stop())
         if self.webhooks is not None:
@@ -343,6 +388,26 @@ class Server:
         await _bounded("the store", STOP_STEP_SECONDS, self.store.close())
 
 
+def metrics_route(metrics: Metrics, store: Store, pacer, token: str | None) -> RawRoute:
+    """`GET /metrics` (headwater.metrics): no API token (scrapers have none), but with
+    HEADWATER_METRICS_TOKEN set, `Authorization: Bearer <that token>`."""
+    expected = f"Bearer {token}".encode() if token else None
+
+    async def handle(http: RawRequest) -> RawResponse:
+        headers = dict(http.headers)
+        if expected is not None and not hmac.compare_digest(headers.get("authorization", "").encode(), expected):
+            raise ApiError(grpc.StatusCode.UNAUTHENTICATED, "GET /metrics needs Authorization: Bearer "
+                           "<the HEADWATER_METRICS_TOKEN of this server>", headers={"WWW-Authenticate": "Bearer"})
+        body, content_type = await metrics.scrape(store, pacer, headers.get("accept"))
+        return RawResponse(200, [("content-type", content_type)], body)
+
+    doc = RawDoc("Prometheus metrics in the text exposition format (OpenMetrics if the Accept header asks "
+                 "for it): no API token; `Authorization: Bearer <HEADWATER_METRICS_TOKEN>` when the server "
+                 "sets one.", tag="Meta", authenticated=False, media_type="text/plain")
+    return (("GET",), METRICS_PATH, describe(handle, doc))
+
+
+METRICS_PATH = "/metrics"
 STOP_STEP_SECONDS = 6.0  # the longest one step of Server.stop may take (the fronts: past their grace)
 
 

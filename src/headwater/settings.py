@@ -24,6 +24,9 @@
 | HEADWATER_OAUTH_APPS         | (none)                        | the instance's default OAuth app per provider: JSON, or the path of a JSON file |
 | HEADWATER_PUBLIC_URL         | http://<REST address>         | the REST front as browsers reach it: connect pages and the OAuth callback |
 | HEADWATER_CONNECT_SESSION_SECONDS | 1800                     | how long a connect session (its token and page) lasts |
+| HEADWATER_METRICS_ADDRESS    | (unset: the REST address)     | where `GET /metrics` listens, if not on the REST port |
+| HEADWATER_METRICS_TOKEN      | (unset: no token)             | `GET /metrics` then needs `Authorization: Bearer <it>` |
+| HEADWATER_METRICS_PER_CREDENTIAL | false                     | label metrics with credential, sync and consumer ids |
 
 HEADWATER_OAUTH_APPS maps a provider to its app, e.g.
 `{"github": {"client_id": "Iv1.8a61f9b3a7aba766", "client_secret": "...", "scopes": ["repo"]}}`
@@ -95,6 +98,11 @@ class Settings:
     # (None: http:// and the bound REST address), and how long a connect session lasts.
     public_url: str | None = None
     connect_session_seconds: float = 1800.0
+    # GET /metrics (headwater.metrics): on the REST address unless `metrics_address` is given; an
+    # operator's token of its own if set (no API token: scrapers have none); ids as labels.
+    metrics_address: str | None = None
+    metrics_token: str | None = field(default=None, repr=False)
+    metrics_per_credential: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -123,6 +131,9 @@ class Settings:
             oauth_apps=_oauth_apps(env, "HEADWATER_OAUTH_APPS"),
             public_url=_public_url(env, "HEADWATER_PUBLIC_URL"),
             connect_session_seconds=_int(env, "HEADWATER_CONNECT_SESSION_SECONDS", 1800),
+            metrics_address=env.get("HEADWATER_METRICS_ADDRESS", "").strip() or None,
+            metrics_token=env.get("HEADWATER_METRICS_TOKEN", "").strip() or None,
+            metrics_per_credential=_flag(env, "HEADWATER_METRICS_PER_CREDENTIAL"),
         )
 
 

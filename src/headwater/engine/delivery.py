@@ -34,12 +34,14 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 
 from peewee import fn
 
 from headwater.backoff import backoff
 from headwater.crypto import SecretBox
 from headwater.engine import queue
+from headwater.metrics import Metrics
 from headwater.rest._transcode import message_json
 from headwater.store import Store, utcnow
 from headwater.store.models import ORG_EVENTS, Consumer, ConsumerMessage
@@ -67,19 +69,23 @@ def webhook_body(consumer: Consumer, batch: list[queue.Delivery]) -> bytes:
     return json.dumps({"data": items}, ensure_ascii=False).encode()
 
 
-def _claim_next(consumer_id: str) -> tuple[Consumer | None, list[queue.Delivery]]:
+def _claim_next(consumer_id: str, metrics: Metrics) -> tuple[Consumer | None, list[queue.Delivery]]:
     """The consumer as it is now (its settings may have changed since the drain began) and its
-    next batch; (None, []) once it is deleted."""
+    next batch (counted in `metrics`); (None, []) once it is deleted."""
     consumer = Consumer.get_or_none(Consumer.id == consumer_id)
     if consumer is None:
         return None, []
-    return consumer, queue.claim(consumer, consumer.webhook_batch_size)
+    batch = queue.claim(consumer, consumer.webhook_batch_size)
+    metrics.delivered(consumer.kind, consumer.id, (d.deliver_count for d in batch))
+    return consumer, batch
 
 
 class WebhookDelivery:
     def __init__(
-        self, store: Store, box: SecretBox, forwarder: Forwarder, retry_seconds: float, retry_max_seconds: float
+        self, store: Store, box: SecretBox, forwarder: Forwarder, retry_seconds: float, retry_max_seconds: float,
+        metrics: Metrics | None = None,
     ):
+        self.metrics = metrics or Metrics()
         self.store = store
         self.box = box
         self.forwarder = forwarder
@@ -128,7 +134,7 @@ class WebhookDelivery:
             async with self._slots:
                 secret = self.box.decrypt(consumer.webhook_secret)
                 while True:
-                    consumer, batch = await self.store.run(_claim_next, consumer_id)
+                    consumer, batch = await self.store.run(_claim_next, consumer_id, self.metrics)
                     if not batch:
                         break
                     delivered = True
@@ -159,13 +165,15 @@ class WebhookDelivery:
             (SIGNATURE_HEADER.lower(), signature(secret, body)),
         ]
         request = UpstreamRequest("POST", consumer.webhook_url, headers, body, timeout=consumer.ack_wait_ms / 1000)
+        began = time.monotonic()
         try:
             response = await self.forwarder.send(request)
         except UpstreamError as exc:
-            return str(exc) or type(exc).__name__
-        if 200 <= response.status < 300:
-            return None
-        return f"HTTP {response.status}"
+            error = str(exc) or type(exc).__name__
+        else:
+            error = None if 200 <= response.status < 300 else f"HTTP {response.status}"
+        self.metrics.webhook_posted(consumer.kind, consumer.id, error is None, time.monotonic() - began)
+        return error
 
 
 def _due_consumers() -> tuple[list[str], list[Consumer], datetime.datetime | None]:

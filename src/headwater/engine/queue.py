@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from peewee import JOIN, Case, Value, fn
 from playhouse.pwasyncio import AsyncPostgresqlDatabase
 
-from headwater.store.models import Consumer, ConsumerMessage, Event, Stream, database, utcnow
+from headwater.store.models import Consumer, ConsumerMessage, Event, Stream, as_datetime, database, utcnow
 from headwater.store.notify import CHANNEL, announce, notify_payload
 from headwater.v1 import common_pb2, consumer_pb2
 
@@ -320,11 +320,6 @@ def info(consumer_id: str) -> QueueInfo:
         .get()
     )
     return QueueInfo(count - num_ack_pending, num_ack_pending, as_datetime(next_visible_at))
-
-
-def as_datetime(value) -> datetime.datetime | None:
-    """A datetime from an aggregate (SQLite answers MIN of datetimes as text)."""
-    return datetime.datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 # --- parked messages ---------------------------------------------------------------------------

@@ -107,6 +107,7 @@ class SyncEngine:
     def __init__(self, backend, settings: Settings):
         self.backend = backend
         self.store = backend.store
+        self.metrics = backend.metrics
         self.settings = settings
         self.owner = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self._working: dict[int, asyncio.Task] = {}
@@ -196,6 +197,7 @@ class SyncEngine:
             step = await self._read(job, account)
         except SyncFailure as failure:
             log.warning("sync %s %s: %s", job.sync.id, job.row.collection_id, failure.message)
+            self.metrics.sync_failed(job.sync.provider, job.row.collection_id, job.sync.id, failure.health)
             self._wake_after(await self.store.run(self._fail, unit_id, failure))
             return False
         # Written in chunks, one transaction each, so that no transaction holds SQLite's one writer
@@ -205,9 +207,9 @@ class SyncEngine:
         changes = step.changes
         while len(changes) > WRITE_CHUNK:
             chunk, changes = changes[:WRITE_CHUNK], changes[WRITE_CHUNK:]
-            if await self.store.run(self._commit, unit_id, Step(chunk, cursor=None)) is not None:
+            if await self._commit_counted(job, unit_id, Step(chunk, cursor=None)) is not None:
                 return False  # the collection is no longer ours to write (see _commit)
-        due_in = await self.store.run(self._commit, unit_id, dataclasses.replace(step, changes=changes))
+        due_in = await self._commit_counted(job, unit_id, dataclasses.replace(step, changes=changes))
         if due_in is None:
             return True
         self._wake_after(due_in)
@@ -293,23 +295,30 @@ class SyncEngine:
         except ReadError as error:
             raise SyncFailure("error", f"{provider}: {error}") from None
 
-    def _commit(self, unit_id: int, step: Step) -> float | None:
+    async def _commit_counted(self, job: Job, unit_id: int, step: Step) -> float | None:
+        """`_commit` in a transaction of its own, its changes counted once it has committed."""
+        due_in, written = await self.store.run(self._commit, unit_id, step)
+        self.metrics.sync_written(job.sync.provider, job.row.collection_id, job.sync.id, written)
+        return due_in
+
+    def _commit(self, unit_id: int, step: Step) -> tuple[float | None, int]:
         """Writes a page's records, its cursor and the collection's progress in one transaction;
-        returns None when the next page is due at once, else the seconds until the next pass."""
+        returns None when the next page is due at once, else the seconds until the next pass, and
+        the number of changes written."""
         job = self._load(unit_id)
         if job is None:
-            return math.inf
+            return math.inf, 0
         row, sync = job.row, job.sync
         now = utcnow()
         cutoff = self._cutoff(sync)
         changes = step.changes
         if cutoff is not None:
             changes = [c for c in changes if c.deleted or not c.upstream_updated_at or c.upstream_updated_at >= cutoff]
-        written = apply_changes(sync, row.collection_id, changes)
-        row.records_synced += sum(1 for w in written if w.event is not None)
+        written = sum(1 for w in apply_changes(sync, row.collection_id, changes) if w.event is not None)
+        row.records_synced += written
         if step.cursor is None:  # a page's chunk: its last chunk carries the cursor (see _step)
             row.save()
-            return None
+            return None, written
         row.cursor = step.cursor
         was_healthy = row.health == "healthy"
         row.health, row.failures = "healthy", 0
@@ -340,7 +349,7 @@ class SyncEngine:
                 Sync.update(initial_backfill_completed_at=now).where(Sync.id == sync.id).execute()
         if not was_healthy:
             refresh_sync_health(sync)
-        return due_in
+        return due_in, written
 
     def _fail(self, unit_id: int, failure: SyncFailure) -> float:
         """Records the failure and schedules the retry; returns the seconds until it."""

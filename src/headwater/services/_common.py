@@ -14,6 +14,7 @@ from headwater.auth import Auth
 from headwater.crypto import SecretBox
 from headwater.errors import raise_if_invalid
 from headwater.inputs import string_problem
+from headwater.metrics import Metrics
 from headwater.store import Store
 from headwater.store.notify import AckWaiter
 from headwater.upstream.accounts import Accounts
@@ -40,6 +41,7 @@ class Backend:
     connected_users: ConnectedUsers
     upstream: Upstream
     acks: AckWaiter  # read-your-writes: `await acks.wait(org_id, consumer_ids, event_seqs, timeout)`
+    metrics: Metrics  # the server's instruments (headwater.metrics); `upstream` holds the same
 
 
 # --- protobuf <-> Python ---------------------------------------------------------------------

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from headwater.crypto import SECRET_MASK
 from headwater.engine import queue
 from headwater.errors import failed_precondition, invalid, not_found, raise_if_invalid
+from headwater.metrics import Metrics
 from headwater.services._common import (
     DEFAULT_PAGE_SIZE,
     NOT_OUR_PAGE_TOKEN,
@@ -164,10 +165,11 @@ def _stream_of(org_id: str, stream_id: str, filters: list[dict]) -> str:
     return streams.pop()
 
 
-def _take(org_id: str, consumer_id: str, batch_size: int) -> tuple[list[queue.Delivery], queue.QueueInfo]:
+def _take(org_id: str, consumer_id: str, batch_size: int,
+          metrics: Metrics) -> tuple[list[queue.Delivery], queue.QueueInfo]:
     """A batch and the queue's counts after it, in two statements that each stand alone (no
     transaction: see queue.claim), so `store.run(_take, ..., transaction=False)`: the consumer
-    with its queue's counts, then the claim."""
+    with its queue's counts, then the claim (counted in `metrics`)."""
     now = utcnow()
     consumer, before = queue.consumer_and_queue(org_id, consumer_id, now)
     if consumer is None:
@@ -177,6 +179,7 @@ def _take(org_id: str, consumer_id: str, batch_size: int) -> tuple[list[queue.De
             f"consumer {consumer.id} is a webhook consumer: Headwater POSTs its messages to its webhook_url"
         )
     batch = queue.claim(consumer, batch_size, now)
+    metrics.delivered(consumer.kind, consumer.id, (d.deliver_count for d in batch))
     if consumer.max_deliver:  # the claim may have parked messages: count again
         return batch, queue.info(consumer.id)
     return batch, before.after_claim(len(batch), now + datetime.timedelta(milliseconds=consumer.ack_wait_ms))
@@ -298,7 +301,8 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
         deadline = time.monotonic() + wait
         with HUB.subscribe([request.id]) as woken:
             while True:
-                batch, info = await self.store.run(_take, org_id, request.id, batch_size, transaction=False)
+                batch, info = await self.store.run(_take, org_id, request.id, batch_size, self.backend.metrics,
+                                                   transaction=False)
                 left = deadline - time.monotonic()
                 if batch or left <= 0 or self._stopping:
                     return consumer_pb2.NextResponse(data=[d.to_proto() for d in batch], info=_info(info))
@@ -310,7 +314,8 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
         batch_size = request.batch_size or 1
         with HUB.subscribe([request.id]) as woken:
             while not self._stopping:
-                batch, info = await self.store.run(_take, org_id, request.id, batch_size, transaction=False)
+                batch, info = await self.store.run(_take, org_id, request.id, batch_size, self.backend.metrics,
+                                                   transaction=False)
                 if batch:
                     yield consumer_pb2.ReceiveResponse(data=[d.to_proto() for d in batch], info=_info(info))
                 else:

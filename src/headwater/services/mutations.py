@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -109,12 +110,29 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
         self.lease_seconds = lease_seconds  # of an idempotency key, renewed every third of it
 
     async def RunMutation(self, request, context):
+        """Runs the mutation (`_run`), timed in the metrics by provider, kind and result."""
+        began, about, result = time.monotonic(), {"provider": ""}, "ok"
+        try:
+            return await self._run(request, context, about)
+        except ApiError as error:
+            result = error.code.name
+            raise
+        except BaseException:
+            result = "interrupted"  # the caller went away, the server stops, or a fault
+            raise
+        finally:
+            kind = request.kind if request.kind in KINDS else "other"
+            self.backend.metrics.mutation_done(about["provider"], kind, result, time.monotonic() - began)
+
+    async def _run(self, request, context, about: dict) -> mutation_pb2.RunMutationResponse:
+        """The call (see the module's docstring); `about["provider"]` is set once the sync is known."""
         org_id = await self.backend.auth.org_id(context)
         loop = asyncio.get_running_loop()
         remaining = context.time_remaining()
         call_deadline = None if remaining is None else loop.time() + max(0.0, remaining - ANSWER_MARGIN)
         key = _idempotency_key(request, context)
         plan = await self.backend.store.run(self._plan, org_id, request, key)
+        about["provider"] = plan.sync.provider
         account = await self.backend.accounts.for_sync(org_id, plan.sync.id)
 
         claim = await self._claim(org_id, plan) if plan.key else None

@@ -44,6 +44,9 @@ DEFAULT_TIMEOUT = 30.0
 REQUEST_ID_HEADER = "X-Headwater-Request-Id"
 BUDGET_WAIT_HEADER = "X-Headwater-Budget-Wait-Ms"
 
+# The `route` label of the proxy's metrics, by ForwardRequest's target.
+ROUTES = {"sync_id": "sync", "credential_id": "credential", "connected_user": "connected_user"}
+
 # Request ids: 32 hex digits, a random per-process prefix and a counter (unique, and cheaper than
 # a uuid4 on every request).
 _ID_PREFIX = secrets.token_hex(8)
@@ -65,6 +68,7 @@ class Call:
     body: bytes
     link_base: str = ""
     rewrite_body_urls: bool = False
+    route: str = ""  # whose account: "sync", "credential" or "connected_user" (a metrics label)
 
 
 class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
@@ -80,6 +84,7 @@ class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
             body=request.body,
             link_base=request.link_base,
             rewrite_body_urls=request.rewrite_body_urls,
+            route=ROUTES.get(request.WhichOneof("target"), "none"),
         )
         answer = await self.forward(call, context, lambda: self.account(request, context))
         return proxy_pb2.ForwardResponse(
@@ -153,6 +158,7 @@ class ProxyServicer(proxy_pb2_grpc.ProxyServiceServicer):
             ) from None
         finally:
             log.info(line.render(call.path, loop.time()))
+            self.backend.metrics.proxied(call.route, line.status)
         return answer
 
     async def account(self, request: proxy_pb2.ForwardRequest, context) -> UpstreamAccount:
@@ -299,6 +305,7 @@ def rest_routes(servicer: ProxyServicer):
                 body=http.body,
                 link_base=origin + "/".join(parts[:prefix_segments]) + "/",
                 rewrite_body_urls=_truthy(headers.get(REWRITE_BODY_HEADER)),
+                route=ROUTES[target.WhichOneof("target")],
             )
             answer = servicer.forward(call, http.context, lambda: servicer.account(target, http.context))
             # The forward's own coroutine when the answer goes back as it is (no frame of ours

@@ -36,6 +36,11 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
+def as_datetime(value) -> datetime.datetime | None:
+    """A timestamp column's value from an aggregate (SQLite answers MIN of datetimes as text)."""
+    return datetime.datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
 def iso(value: datetime.datetime | None) -> str | None:
     """A timestamp column's value as JSON documents carry it: "2024-01-31T12:00:00.123456Z"."""
     return None if value is None else value.replace(tzinfo=datetime.UTC).isoformat().replace("+00:00", "Z")

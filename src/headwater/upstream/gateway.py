@@ -21,6 +21,9 @@ What `send` does with an outcome:
     by it (retry.idempotency_header: Stripe's Idempotency-Key);
   * a 401: the token is refreshed and the request sent once more (it was refused unread).
 
+Every attempt sent, its latency, its budget wait, and the pauses and refusals of the budget are
+counted in the server's metrics (headwater.metrics), here and nowhere else.
+
 Failures raise the documented errors (outcomes.ERRORS): timeout 504 "Error: Stripe API timed out",
 connection refused or reset 502, budget not available before the deadline 429 with Retry-After
 (at once, however far the budget's reset is: a caller is never held past its deadline), shared
@@ -38,6 +41,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from headwater.backoff import backoff
+from headwater.metrics import Metrics
 from headwater.upstream.accounts import UpstreamAccount
 from headwater.upstream.budget import Budget, BudgetExhausted, Pacer, PacerUnavailable, Permit
 from headwater.upstream.catalogue import RetryPolicy
@@ -154,10 +158,11 @@ def is_idempotent(method: str, headers: list[tuple[str, str]], retry: RetryPolic
 
 
 class Upstream:
-    def __init__(self, forwarder: Transport, pacer: Pacer, refresher: TokenRefresher):
+    def __init__(self, forwarder: Transport, pacer: Pacer, refresher: TokenRefresher, metrics: Metrics | None = None):
         self.forwarder = forwarder  # the Transport: the aiohttp Forwarder, or a MockTransport in tests
         self.pacer = pacer
         self.refresher = refresher
+        self.metrics = metrics or Metrics()  # each attempt's outcome and latency, each budget wait
 
     async def send(self, account: UpstreamAccount, call: UpstreamCall) -> Sent:
         """Sends `call` under the credential's budget with its auth added, and classifies the
@@ -173,12 +178,14 @@ class Upstream:
         if can_refresh(account):  # (most accounts cannot: no coroutine for them)
             account = await self.refresher.fresh(account, deadline=deadline)
         refreshed = False
+        metrics, provider, credential_id = self.metrics, account.provider.key, account.credential_id
         for attempt in range(1, MAX_ATTEMPTS + 1):
             authorized, authorized_query = account.authorize(call.headers, call.query)
             url = upstream_url(account.base_url, call.path, authorized_query, account.permitted_hosts)
             if deadline - loop.time() <= 0:
                 raise failure(Kind.TIMEOUT, api)
             response = None
+            sent_at = None  # when the request left, once it did
             try:
                 async with self._background_slot(account, background, deadline - loop.time()) as share, \
                         self.pacer.slot(account.credential_id, account.budget, timeout=deadline - loop.time()) as permit:
@@ -186,13 +193,17 @@ class Upstream:
                         # It starts now, not at its share's slot: the share's window counts it now.
                         await self.pacer.started(*_background_key(account), share)
                     waited += share.waited + permit.waited
+                    metrics.budget_waited(provider, credential_id, account.budget, call.priority.value,
+                                          share.waited + permit.waited)
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         raise UpstreamTimeout(api)
+                    sent_at = loop.time()
                     response = await self.forwarder.send(
                         UpstreamRequest(method=call.method, url=url, headers=authorized, body=call.body, timeout=remaining)
                     )
             except BudgetExhausted as exhausted:
+                metrics.budget_refused(provider, credential_id)
                 seconds = max(1, math.ceil(exhausted.retry_after))
                 raise UpstreamFailure(
                     Kind.PAUSE, grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -215,6 +226,7 @@ class Upstream:
                     f"{api} host resolves to a private or loopback address, which Headwater does not call",
                 ) from None
             except ResponseTooLarge:
+                metrics.upstream_answered(provider, credential_id, Kind.PERMANENT.value, 0, loop.time() - sent_at)
                 raise UpstreamFailure(
                     Kind.PERMANENT, grpc.StatusCode.UNAVAILABLE, f"{api} answered with a body over the size limit",
                     http_status=502,
@@ -222,7 +234,11 @@ class Upstream:
             else:
                 outcome = classify(response, limits, policy)
                 if outcome.pause is not None:
+                    metrics.budget_paused(provider, credential_id)
                     await self.pacer.pause(account.credential_id, outcome.pause, reason=pause_reason(api, outcome))
+            if sent_at is not None:
+                metrics.upstream_answered(provider, credential_id, outcome.kind.value,
+                                          0 if response is None else response.status, loop.time() - sent_at)
 
             # --- what to do next: refresh, repeat, or answer
             if outcome.kind is Kind.REFRESH and not refreshed and attempt < MAX_ATTEMPTS:
