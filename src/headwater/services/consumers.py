@@ -70,7 +70,7 @@ def consumer_to_proto(row: Consumer, secret: str | None = None) -> consumer_pb2.
             status=row.health_status,
             last_error=row.health_last_error or None,
             last_error_at=timestamp(row.health_last_error_at),
-            dropped_messages=row.dropped_messages,
+            dropped_messages=min(row.dropped_messages, 2**31 - 1),
         ),
     )
 
