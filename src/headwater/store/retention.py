@@ -15,8 +15,8 @@ unacked (`drop_expired`), and its health says so (`assess_health`), so that one 
 cannot make a stream grow for ever.
 
 A consumer is `lagging` while its oldest message is older than the retention (it holds events
-the stream would otherwise prune), `healthy` otherwise; a change raises `consumer.health_changed`
-(headwater.store.org_events). `last_error` says what was last found (the lag, or how many changes
+the stream would otherwise prune), `healthy` otherwise; a change, and every drop, raises
+`consumer.health_changed` (headwater.store.org_events). `last_error` says what was last found (the lag, or how many changes
 were dropped) and stays once healthy again, as for syncs.
 
 Every function is synchronous Peewee code for one `store.run` and touches at most `limit` rows,
@@ -150,7 +150,8 @@ def drop_expired(consumer_id: str, cutoff: datetime.datetime, limit: int) -> tup
 def assess_health(consumer_id: str, retention: datetime.timedelta, now: datetime.datetime, dropped: int) -> str | None:
     """Sets the consumer's health from its oldest message, after the pruner dropped `dropped` of
     its messages (past twice the retention) this pass; raises `consumer.health_changed` when the
-    status changes. Returns the status, or None if the consumer is gone."""
+    status changes or messages were dropped (its `last_error` says how many). Returns the status,
+    or None if the consumer is gone."""
     consumer = Consumer.get_or_none(Consumer.id == consumer_id)
     if consumer is None:
         return None
@@ -174,7 +175,7 @@ def assess_health(consumer_id: str, retention: datetime.timedelta, now: datetime
     changed = Consumer.update(health_status=status).where(
         (Consumer.id == consumer_id) & (Consumer.health_status != status)
     ).execute()
-    if changed and consumer.kind != ORG_EVENTS:
+    if (changed or dropped) and consumer.kind != ORG_EVENTS:
         emit(consumer.org_id, "consumer.health_changed", {
             "consumer_id": consumer.id, "stream_id": consumer.stream_id, "previous_status": consumer.health_status,
             "health": health_document(status, note or consumer.health_last_error,
