@@ -16,8 +16,8 @@ cannot make a stream grow for ever.
 
 A consumer is `lagging` while its oldest message is older than the retention (it holds events
 the stream would otherwise prune), `healthy` otherwise; a change, and every drop, raises
-`consumer.health_changed` (headwater.store.org_events). `last_error` says what was last found (the lag, or how many changes
-were dropped) and stays once healthy again, as for syncs.
+`consumer.health_changed` (headwater.store.org_events). `last_error` says what was last found
+(the lag, or how many changes were dropped) and stays once healthy again, as for syncs.
 
 Every function is synchronous Peewee code for one `store.run` and touches at most `limit` rows,
 so no unit holds a lock for long: a consumer's ack or a sync's write waits one batch at most.
