@@ -38,7 +38,7 @@ import uuid
 import asyncpg
 import httpx
 
-from bench._headwater import on_each_database, start_headwater
+from bench._headwater import emulated_stripe_sync, on_each_database, start_headwater
 from bench._tools import Report, stop
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
@@ -118,7 +118,7 @@ async def _soak(label: str, database_url: str, workdir: str, seconds: float, eve
     try:
         async with httpx.AsyncClient(base_url=hw.http_url, headers={"authorization": f"Bearer {hw.token}"},
                                      timeout=60) as rest:
-            stream_id, sync_id = await _stream_and_sync(rest, stripe)
+            stream_id, sync_id = await emulated_stripe_sync(rest, stripe, retention_days=RETENTION_SECONDS / 86400)
             readers = [await _consumer(rest, sync_id, name) for name in ("reader-1", "reader-2", "forgotten")]
             forgotten = readers.pop()
             while not (await _get(rest, f"/v1/syncs/{sync_id}"))["initial_backfill_completed_at"]:
@@ -153,19 +153,6 @@ async def _soak(label: str, database_url: str, workdir: str, seconds: float, eve
     level = "yes" if last <= LEVEL_MARGIN * middle else "NO"
     return [[label, written, written / seconds, middle, last, series[-1][1] if series else 0, level, messages,
              f"{health['status']}, {health['dropped_messages']} dropped"]]
-
-
-async def _stream_and_sync(rest: httpx.AsyncClient, stripe) -> tuple[str, str]:
-    stream = await rest.post("/v1/streams", json={"name": f"soak-{uuid.uuid4().hex[:8]}",
-                                                  "retention_days": RETENTION_SECONDS / 86400})
-    stream.raise_for_status()
-    sync = await rest.post("/v1/syncs", json={
-        "provider": "stripe", "stream_id": stream.json()["id"], "collection_ids": ["stripe:customer"],
-        "rate_limit": {"allowed_requests": 1_000_000, "interval": 1},
-        "credential": {"properties": {"kind": "stripe_api_key", "secret": stripe.token, "base_url": stripe.base_url}},
-    })
-    sync.raise_for_status()
-    return stream.json()["id"], sync.json()["id"]
 
 
 async def _consumer(rest: httpx.AsyncClient, sync_id: str, name: str) -> str:

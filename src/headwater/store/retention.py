@@ -88,16 +88,22 @@ def prune_events(stream_id: str, cutoff: datetime.datetime, after_seq: int, limi
         .limit(limit)
         .tuples()
     )
-    old = []
-    for seq, created_at in rows:
-        if created_at >= cutoff:
-            break
-        old.append(seq)
+    old = _leading_older(rows, cutoff)
     if not old:
         return 0, None
     owed = M.select(M.id).where(M.event == Event.seq)
     deleted = Event.delete().where(Event.seq.in_(old) & ~fn.EXISTS(owed)).execute()
     return deleted, old[-1] if len(old) == limit else None
+
+
+def _leading_older(rows, cutoff: datetime.datetime) -> list:
+    """The ids of the (id, created_at) rows, in order, up to the first not older than `cutoff`."""
+    ids = []
+    for row_id, created_at in rows:
+        if created_at >= cutoff:
+            break
+        ids.append(row_id)
+    return ids
 
 
 def _hold_off_new_consumers(stream_id: str) -> None:
@@ -111,23 +117,14 @@ def _hold_off_new_consumers(stream_id: str) -> None:
 def oldest_message(consumer_id: str) -> datetime.datetime | None:
     """When the event of the consumer's oldest message (any state: available, delivered, parked)
     was written; None when nothing is owed to it."""
-    row = (
-        M.select(Event.created_at)
-        .join(Event, JOIN.INNER, on=(M.event == Event.seq))
-        .where(M.consumer == consumer_id)
-        .order_by(M.event)
-        .limit(1)
-        .tuples()
-        .first()
-    )
-    return row[0] if row else None
+    rows = list(_oldest_messages(consumer_id, 1))
+    return rows[0][1] if rows else None
 
 
-def drop_expired(consumer_id: str, cutoff: datetime.datetime, limit: int) -> tuple[int, bool]:
-    """Drops, unacked, up to `limit` of the consumer's messages whose events were written before
-    `cutoff` (twice the retention ago), oldest first, and counts them in its `dropped_messages`.
-    Returns how many it dropped and whether more may be left."""
-    rows = (
+def _oldest_messages(consumer_id: str, limit: int):
+    """The consumer's `limit` oldest messages, as (message id, when its event was written), in
+    event order (the index on (consumer_id, event_id))."""
+    return (
         M.select(M.id, Event.created_at)
         .join(Event, JOIN.INNER, on=(M.event == Event.seq))
         .where(M.consumer == consumer_id)
@@ -135,11 +132,13 @@ def drop_expired(consumer_id: str, cutoff: datetime.datetime, limit: int) -> tup
         .limit(limit)
         .tuples()
     )
-    expired = []
-    for message_id, created_at in rows:
-        if created_at >= cutoff:
-            break
-        expired.append(message_id)
+
+
+def drop_expired(consumer_id: str, cutoff: datetime.datetime, limit: int) -> tuple[int, bool]:
+    """Drops, unacked, up to `limit` of the consumer's messages whose events were written before
+    `cutoff` (twice the retention ago), oldest first, and counts them in its `dropped_messages`.
+    Returns how many it dropped and whether more may be left."""
+    expired = _leading_older(_oldest_messages(consumer_id, limit), cutoff)
     if not expired:
         return 0, False
     dropped = M.delete().where(M.id.in_(expired)).execute()
