@@ -121,6 +121,23 @@ async def test_an_event_is_pruned_once_its_last_consumer_acks_it(server, client,
     assert await stream_events(server, sync["stream_id"]) == []
 
 
+async def test_a_parked_message_holds_its_event_like_any_unacked_one(server, client, clock):
+    sync = await make_sync(client)
+    reader = await make_consumer(client, filters=[{"sync_id": sync["id"]}], max_deliver=1)
+    await customers(server, sync, "cus_1")
+    token = (await next_batch(client, reader["id"]))["data"][0]["ack_token"]
+    nacked = await client.rest.post(f"/v1/http-consumers/{reader['id']}/nack", json={"ack_tokens": [token]})
+    clock.advance(days=8)
+
+    pruned = await prune(server)
+    parked = (await client.rest.get(f"/v1/http-consumers/{reader['id']}/parked")).json()["data"]
+
+    assert nacked.json()["nacked"] == 1
+    assert pruned.events == 0
+    assert [m["record"]["upstream_id"] for m in parked] == ["cus_1"]
+    assert (await consumer_health(client, reader["id"]))["status"] == "lagging"
+
+
 # --- lagging consumers ----------------------------------------------------------------------------
 
 

@@ -21,6 +21,8 @@ the stream would otherwise prune), `healthy` otherwise; a change, and every drop
 
 Every function is synchronous Peewee code for one `store.run` and touches at most `limit` rows,
 so no unit holds a lock for long: a consumer's ack or a sync's write waits one batch at most.
+Each pass walks a stream's events from its oldest: those a consumer still owes are looked at
+again on every pass (an index probe each), which the lag rule bounds to twice the retention.
 """
 
 from __future__ import annotations
