@@ -4,6 +4,7 @@
     python -m bench proxy pacing     # only these
     python -m bench --list           # their names
     python -m bench --no-write proxy # print, leave BENCHMARKS.md alone
+    python -m bench soak --minutes 10  # options after the names go to a benchmark whose run takes argv
 
 Each benchmark's markdown is printed as it is made and, when the benchmark completes, replaces
 its generated block in BENCHMARKS.md (between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`;
@@ -69,16 +70,20 @@ def write_block(name: str, markdown: str) -> None:
         f.write(text)
 
 
-def run_one(name: str, module_name: str) -> Report:
+def run_one(name: str, module_name: str, argv: list[str] = ()) -> Report:
     module = importlib.import_module(module_name)
+    takes_argv = "argv" in inspect.signature(module.run).parameters
+    if argv and not takes_argv:
+        raise SystemExit(f"benchmark {name} takes no options (given {' '.join(argv)})")
+    options = {"argv": list(argv)} if takes_argv else {}
     report = Report(name)
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     report.text(f"_Measured {when} on {machine()}; reproduce with `python -m bench {name}`._")
     began = time.monotonic()
     if inspect.iscoroutinefunction(module.run):
-        asyncio.run(module.run(report))
+        asyncio.run(module.run(report, **options))
     else:
-        module.run(report)
+        module.run(report, **options)
     print(f"[{name}: {time.monotonic() - began:.0f} s]\n", flush=True)
     return report
 
@@ -88,7 +93,7 @@ def main() -> int:
     parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
-    args = parser.parse_args()
+    args, options = parser.parse_known_args()  # options: the benchmarks' own (`soak --minutes 10`)
     known = discover()
     if args.list:
         print("\n".join(f"{name:<16} {module}" for name, module in known.items()))
@@ -100,7 +105,7 @@ def main() -> int:
     for name in args.names or known:
         print(f"## {name}\n", flush=True)
         try:
-            report = run_one(name, known[name])
+            report = run_one(name, known[name], options)
         except (Exception, SystemExit):  # noqa: BLE001 - report it, go on with the others
             traceback.print_exc()
             failed.append(name)

@@ -119,3 +119,17 @@ async def on_each_database(workdir: str, report: Report, measure: Callable[[str,
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
     return rows
+
+
+async def emulated_stripe_sync(rest: httpx.AsyncClient, stripe, **stream_fields) -> tuple[str, str]:
+    """A new stream (with `stream_fields`) and a Stripe customers sync on it reading the tests'
+    Stripe emulator `stripe` with no rate limit to speak of: (stream id, sync id)."""
+    stream = await rest.post("/v1/streams", json={"name": f"bench-{uuid.uuid4().hex[:8]}", **stream_fields})
+    stream.raise_for_status()
+    sync = await rest.post("/v1/syncs", json={
+        "provider": "stripe", "stream_id": stream.json()["id"], "collection_ids": ["stripe:customer"],
+        "rate_limit": {"allowed_requests": 1_000_000, "interval": 1},
+        "credential": {"properties": {"kind": "stripe_api_key", "secret": stripe.token, "base_url": stripe.base_url}},
+    })
+    sync.raise_for_status()
+    return stream.json()["id"], sync.json()["id"]

@@ -19,11 +19,10 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 
 import httpx
 
-from bench._headwater import on_each_database, start_headwater
+from bench._headwater import emulated_stripe_sync, on_each_database, start_headwater
 from bench._tools import Report, stop
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
@@ -61,7 +60,7 @@ async def _measure(label: str, database_url: str, workdir: str) -> list[list]:
         async with httpx.AsyncClient(base_url=hw.http_url, headers={"authorization": f"Bearer {hw.token}"},
                                      timeout=60) as rest:
             started = time.monotonic()
-            sync_id = await _stripe_sync(rest, stripe)
+            _, sync_id = await emulated_stripe_sync(rest, stripe)
             while not (await _get(rest, sync_id))["initial_backfill_completed_at"]:
                 await asyncio.sleep(0.05)
             backfill = time.monotonic() - started
@@ -80,18 +79,6 @@ async def _measure(label: str, database_url: str, workdir: str) -> list[list]:
     latencies.sort()
     return [[label, RECORDS / backfill, backfill, statistics.median(latencies),
              latencies[int(len(latencies) * 0.99) - 1], latencies[-1]]]
-
-
-async def _stripe_sync(rest: httpx.AsyncClient, stripe) -> str:
-    stream = await rest.post("/v1/streams", json={"name": f"bench-{uuid.uuid4().hex[:8]}"})
-    stream.raise_for_status()
-    sync = await rest.post("/v1/syncs", json={
-        "provider": "stripe", "stream_id": stream.json()["id"], "collection_ids": ["stripe:customer"],
-        "rate_limit": {"allowed_requests": 1_000_000, "interval": 1},
-        "credential": {"properties": {"kind": "stripe_api_key", "secret": stripe.token, "base_url": stripe.base_url}},
-    })
-    sync.raise_for_status()
-    return sync.json()["id"]
 
 
 async def _get(rest: httpx.AsyncClient, sync_id: str) -> dict:

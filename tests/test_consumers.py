@@ -85,6 +85,7 @@ async def test_create_get_list_delete_over_rest(client):
         "webhook_batch_size": None,
         "created_at": created["created_at"],
         "updated_at": created["updated_at"],
+        "health": {"status": "healthy", "last_error": None, "last_error_at": None, "dropped_messages": 0},
     }
     got = await client.rest.get(f"/v1/http-consumers/{created['id']}")
     assert got.json() == created

@@ -128,7 +128,8 @@ async def test_credentials_list_filters_by_provider_and_external_id(client):
 async def test_streams_create_get_list_delete(client):
     created = (await client.rest.post("/v1/streams", json={"name": "orders"})).json()
 
-    assert set(created) == {"id", "org_id", "name", "created_at", "updated_at"}
+    assert set(created) == {"id", "org_id", "name", "created_at", "updated_at", "retention_days"}
+    assert created["retention_days"] == 7
     assert (await client.rest.get(f"/v1/streams/{created['id']}")).json() == created
     assert (await client.rest.get("/v1/streams")).json() == {"data": [created], "next_page_token": ""}
     assert (await client.rest.delete(f"/v1/streams/{created['id']}")).json() == {"id": created["id"], "deleted": True}

@@ -274,6 +274,6 @@ async def test_one_subjects_events_arrive_in_order_even_when_the_first_is_retrie
 
 def test_every_event_type_names_what_it_is_about():
     assert sorted(EVENT_TYPES) == [
-        "connection.created", "connection.failed", "credential.health_changed", "credential.refresh_failed",
-        "sync.health_changed",
+        "connection.created", "connection.failed", "consumer.health_changed", "credential.health_changed",
+        "credential.refresh_failed", "sync.health_changed",
     ]

@@ -65,7 +65,7 @@ def test_the_document_follows_the_route_table_it_is_given():
     doc = document(bridge.routes)
 
     assert sorted(doc["paths"]) == ["/openapi.json", "/v1/streams", "/v1/streams/{id}"]
-    assert sorted(doc["paths"]["/v1/streams/{id}"]) == ["delete", "get"]
+    assert sorted(doc["paths"]["/v1/streams/{id}"]) == ["delete", "get", "patch"]
     assert doc["paths"]["/v1/streams"]["post"]["operationId"] == "StreamService_CreateStream"
     assert render(doc) == render(document(bridge.routes))  # deterministic
 

@@ -379,7 +379,7 @@ async def test_unknown_path_answers_404_with_error_body(http):
 async def test_wrong_verb_answers_405_with_allow_header(http):
     response = await http.put("/v1/streams/st_1")
     assert response.status_code == 405
-    assert response.headers["allow"] == "DELETE, GET"
+    assert response.headers["allow"] == "DELETE, GET, PATCH"
     body = response.json()
     assert (body["code"], body["message"]) == (grpc.StatusCode.UNIMPLEMENTED.value[0], "method not allowed")
     assert response.headers["content-type"] == "application/json"

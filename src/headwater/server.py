@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from headwater.auth import Auth
 from headwater.crypto import SecretBox
 from headwater.engine.delivery import WebhookDelivery
+from headwater.engine.retention import Pruner
 from headwater.engine.sync import SyncEngine
 from headwater.errors import ApiError, invalid, raise_if_invalid
 from headwater.inputs import request_violations
@@ -231,6 +232,7 @@ class Server:
         self.metrics_server: HttpServer | None = None  # GET /metrics on HEADWATER_METRICS_ADDRESS
         self.metrics_port = http_port  # where GET /metrics answers
         self.loop_watch: asyncio.Task | None = None  # measures the event loop's lag (headwater.metrics)
+        self.pruner: Pruner | None = None  # keeps streams within their retention
 
     @classmethod
     async def start(cls, settings: Settings) -> Server:
@@ -357,6 +359,8 @@ class Server:
             store, box, forwarder, settings.webhook_retry_seconds, settings.webhook_retry_max_seconds, metrics
         )
         server.webhooks.start()
+        server.pruner = Pruner(store, settings.retention_interval, settings.retention_batch)
+        server.pruner.start()
         if settings.sync_engine:
             server.engine = SyncEngine(backend, settings)
             server.engine.start()
@@ -379,6 +383,8 @@ class Server:
             self.loop_watch.cancel()
         if self.engine is not None:
             await _bounded("the sync engine", STOP_STEP_SECONDS, self.engine.stop())
+        if self.pruner is not None:
+            await _bounded("the stream pruner", STOP_STEP_SECONDS, self.pruner.stop())
         if self.webhooks is not None:
             await _bounded("webhook delivery", STOP_STEP_SECONDS, self.webhooks.stop())
         if self.listener is not None:

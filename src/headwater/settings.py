@@ -20,6 +20,8 @@
 | HEADWATER_SYNC_WORKERS       | 8                             | collections one process syncs at once         |
 | HEADWATER_SYNC_LEASE_SECONDS | 30                            | a dead process's syncs are taken over after this |
 | HEADWATER_WEBHOOK_RETRY_SECONDS | 1                          | first retry delay of a failed webhook POST (doubles each time, at most 5 min) |
+| HEADWATER_RETENTION_INTERVAL_SECONDS | 60                  | how often the pruner keeps streams within their retention |
+| HEADWATER_RETENTION_BATCH    | 500                           | rows one unit of the pruner's work touches at most |
 | HEADWATER_IDEMPOTENCY_LEASE_SECONDS | 15                     | a mutation whose process died is taken over by a retry with its key after this |
 | HEADWATER_OAUTH_APPS         | (none)                        | the instance's default OAuth app per provider: JSON, or the path of a JSON file |
 | HEADWATER_PUBLIC_URL         | http://<REST address>         | the REST front as browsers reach it: connect pages and the OAuth callback |
@@ -87,6 +89,9 @@ class Settings:
     # Webhook consumers (headwater.engine.delivery): the backoff of failed POSTs.
     webhook_retry_seconds: float = 1.0  # the first retry's delay; doubles with each attempt
     webhook_retry_max_seconds: float = 300.0
+    # Streams' retention (headwater.engine.retention): how often the pruner passes, rows per unit.
+    retention_interval: float = 60.0
+    retention_batch: int = 500
     # OAuth refresh (headwater.upstream.oauth): a refresh token the provider refused is tried again
     # after this long at the earliest; calls in between are answered the refusal at once.
     refused_refresh_retry_seconds: float = 60.0
@@ -127,6 +132,8 @@ class Settings:
             sync_workers=_int(env, "HEADWATER_SYNC_WORKERS", 8),
             sync_lease_seconds=_int(env, "HEADWATER_SYNC_LEASE_SECONDS", 30),
             webhook_retry_seconds=_int(env, "HEADWATER_WEBHOOK_RETRY_SECONDS", 1),
+            retention_interval=_int(env, "HEADWATER_RETENTION_INTERVAL_SECONDS", 60),
+            retention_batch=_int(env, "HEADWATER_RETENTION_BATCH", 500),
             idempotency_lease_seconds=_int(env, "HEADWATER_IDEMPOTENCY_LEASE_SECONDS", 15),
             oauth_apps=_oauth_apps(env, "HEADWATER_OAUTH_APPS"),
             public_url=_public_url(env, "HEADWATER_PUBLIC_URL"),

@@ -24,10 +24,11 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19headwater/v1/stream.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x01\n\x06Stream\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06org_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\";\n\x13\x43reateStreamRequest\x12$\n\x06stream\x18\x01 \x01(\x0b\x32\x14.headwater.v1.Stream\"<\n\x14\x43reateStreamResponse\x12$\n\x06stream\x18\x01 \x01(\x0b\x32\x14.headwater.v1.Stream\"\x1e\n\x10GetStreamRequest\x12\n\n\x02id\x18\x01 \x01(\t\"9\n\x11GetStreamResponse\x12$\n\x06stream\x18\x01 \x01(\x0b\x32\x14.headwater.v1.Stream\";\n\x12ListStreamsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x13ListStreamsResponse\x12\"\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x14.headwater.v1.Stream\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x13\x44\x65leteStreamRequest\x12\n\n\x02id\x18\x01 \x01(\t\"3\n\x14\x44\x65leteStreamResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x32\xd5\x03\n\rStreamService\x12z\n\x0c\x43reateStream\x12!.headwater.v1.CreateStreamRequest\x1a\".headwater.v1.CreateStreamResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x0b/v1/streams:\x06streamb\x06stream\x12n\n\tGetStream\x12\x1e.headwater.v1.GetStreamRequest\x1a\x1f.headwater.v1.GetStreamResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x10/v1/streams/{id}b\x06stream\x12g\n\x0bListStreams\x12 .headwater.v1.ListStreamsRequest\x1a!.headwater.v1.ListStreamsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/streams\x12o\n\x0c\x44\x65leteStream\x12!.headwater.v1.DeleteStreamRequest\x1a\".headwater.v1.DeleteStreamResponse\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/streams/{id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19headwater/v1/stream.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe0\x01\n\x06Stream\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06org_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x1b\n\x0eretention_days\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\x11\n\x0f_retention_days\";\n\x13\x43reateStreamRequest\x12$\n\x06stream\x18\x01 \x01(\x0b\x32\x14.headwater.v1.Stream\"<\n\x14\x43reateStreamResponse\x12$\n\x06stream\x18\x01 \x01(\x0b\x32\x14.headwater.v1.Stream\"\x1e\n\x10GetStreamRequest\x12\n\n\x02id\x18\x01 \x01(\t\"9\n\x11GetStreamResponse\x12$\n\x06stream\x18\x01 \x01(\x0b\x32\x14.headwater.v1.Stream\";\n\x12ListStreamsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x13ListStreamsResponse\x12\"\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x14.headwater.v1.Stream\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"x\n\x13UpdateStreamRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x06stream\x18\x02 \x01(\x0b\x32\x14.headwater.v1.Stream\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"<\n\x14UpdateStreamResponse\x12$\n\x06stream\x18\x01 \x01(\x0b\x32\x14.headwater.v1.Stream\"!\n\x13\x44\x65leteStreamRequest\x12\n\n\x02id\x18\x01 \x01(\t\"3\n\x14\x44\x65leteStreamResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\x08\x32\xd6\x04\n\rStreamService\x12z\n\x0c\x43reateStream\x12!.headwater.v1.CreateStreamRequest\x1a\".headwater.v1.CreateStreamResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x0b/v1/streams:\x06streamb\x06stream\x12n\n\tGetStream\x12\x1e.headwater.v1.GetStreamRequest\x1a\x1f.headwater.v1.GetStreamResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x10/v1/streams/{id}b\x06stream\x12g\n\x0bListStreams\x12 .headwater.v1.ListStreamsRequest\x1a!.headwater.v1.ListStreamsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/streams\x12\x7f\n\x0cUpdateStream\x12!.headwater.v1.UpdateStreamRequest\x1a\".headwater.v1.UpdateStreamResponse\"(\x82\xd3\xe4\x93\x02\"2\x10/v1/streams/{id}:\x06streamb\x06stream\x12o\n\x0c\x44\x65leteStream\x12!.headwater.v1.DeleteStreamRequest\x1a\".headwater.v1.DeleteStreamResponse\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/v1/streams/{id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,26 +51,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMSERVICE'].methods_by_name['GetStream']._serialized_options = b'\202\323\344\223\002\032\022\020/v1/streams/{id}b\006stream'
   _globals['_STREAMSERVICE'].methods_by_name['ListStreams']._loaded_options = None
   _globals['_STREAMSERVICE'].methods_by_name['ListStreams']._serialized_options = b'\202\323\344\223\002\r\022\013/v1/streams'
+  _globals['_STREAMSERVICE'].methods_by_name['UpdateStream']._loaded_options = None
+  _globals['_STREAMSERVICE'].methods_by_name['UpdateStream']._serialized_options = b'\202\323\344\223\002\"2\020/v1/streams/{id}:\006streamb\006stream'
   _globals['_STREAMSERVICE'].methods_by_name['DeleteStream']._loaded_options = None
   _globals['_STREAMSERVICE'].methods_by_name['DeleteStream']._serialized_options = b'\202\323\344\223\002\022*\020/v1/streams/{id}'
-  _globals['_STREAM']._serialized_start=140
-  _globals['_STREAM']._serialized_end=316
-  _globals['_CREATESTREAMREQUEST']._serialized_start=318
-  _globals['_CREATESTREAMREQUEST']._serialized_end=377
-  _globals['_CREATESTREAMRESPONSE']._serialized_start=379
-  _globals['_CREATESTREAMRESPONSE']._serialized_end=439
-  _globals['_GETSTREAMREQUEST']._serialized_start=441
-  _globals['_GETSTREAMREQUEST']._serialized_end=471
-  _globals['_GETSTREAMRESPONSE']._serialized_start=473
-  _globals['_GETSTREAMRESPONSE']._serialized_end=530
-  _globals['_LISTSTREAMSREQUEST']._serialized_start=532
-  _globals['_LISTSTREAMSREQUEST']._serialized_end=591
-  _globals['_LISTSTREAMSRESPONSE']._serialized_start=593
-  _globals['_LISTSTREAMSRESPONSE']._serialized_end=675
-  _globals['_DELETESTREAMREQUEST']._serialized_start=677
-  _globals['_DELETESTREAMREQUEST']._serialized_end=710
-  _globals['_DELETESTREAMRESPONSE']._serialized_start=712
-  _globals['_DELETESTREAMRESPONSE']._serialized_end=763
-  _globals['_STREAMSERVICE']._serialized_start=766
-  _globals['_STREAMSERVICE']._serialized_end=1235
+  _globals['_STREAM']._serialized_start=174
+  _globals['_STREAM']._serialized_end=398
+  _globals['_CREATESTREAMREQUEST']._serialized_start=400
+  _globals['_CREATESTREAMREQUEST']._serialized_end=459
+  _globals['_CREATESTREAMRESPONSE']._serialized_start=461
+  _globals['_CREATESTREAMRESPONSE']._serialized_end=521
+  _globals['_GETSTREAMREQUEST']._serialized_start=523
+  _globals['_GETSTREAMREQUEST']._serialized_end=553
+  _globals['_GETSTREAMRESPONSE']._serialized_start=555
+  _globals['_GETSTREAMRESPONSE']._serialized_end=612
+  _globals['_LISTSTREAMSREQUEST']._serialized_start=614
+  _globals['_LISTSTREAMSREQUEST']._serialized_end=673
+  _globals['_LISTSTREAMSRESPONSE']._serialized_start=675
+  _globals['_LISTSTREAMSRESPONSE']._serialized_end=757
+  _globals['_UPDATESTREAMREQUEST']._serialized_start=759
+  _globals['_UPDATESTREAMREQUEST']._serialized_end=879
+  _globals['_UPDATESTREAMRESPONSE']._serialized_start=881
+  _globals['_UPDATESTREAMRESPONSE']._serialized_end=941
+  _globals['_DELETESTREAMREQUEST']._serialized_start=943
+  _globals['_DELETESTREAMREQUEST']._serialized_end=976
+  _globals['_DELETESTREAMRESPONSE']._serialized_start=978
+  _globals['_DELETESTREAMRESPONSE']._serialized_end=1029
+  _globals['_STREAMSERVICE']._serialized_start=1032
+  _globals['_STREAMSERVICE']._serialized_end=1630
 # @@protoc_insertion_point(module_scope)

@@ -51,6 +51,11 @@ class StreamServiceStub:
                 request_serializer=headwater_dot_v1_dot_stream__pb2.ListStreamsRequest.SerializeToString,
                 response_deserializer=headwater_dot_v1_dot_stream__pb2.ListStreamsResponse.FromString,
                 _registered_method=True)
+        self.UpdateStream = channel.unary_unary(
+                '/headwater.v1.StreamService/UpdateStream',
+                request_serializer=headwater_dot_v1_dot_stream__pb2.UpdateStreamRequest.SerializeToString,
+                response_deserializer=headwater_dot_v1_dot_stream__pb2.UpdateStreamResponse.FromString,
+                _registered_method=True)
         self.DeleteStream = channel.unary_unary(
                 '/headwater.v1.StreamService/DeleteStream',
                 request_serializer=headwater_dot_v1_dot_stream__pb2.DeleteStreamRequest.SerializeToString,
@@ -84,6 +89,14 @@ class StreamServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateStream(self, request, context):
+        """Changes only the fields sent (or named in `update_mask`): `name`, `retention_days`. A new
+        retention applies from the pruner's next pass on, to the events already held as well.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteStream(self, request, context):
         """Deletes a stream; refused while a sync writes to it.
         """
@@ -108,6 +121,11 @@ def add_StreamServiceServicer_to_server(servicer, server):
                     servicer.ListStreams,
                     request_deserializer=headwater_dot_v1_dot_stream__pb2.ListStreamsRequest.FromString,
                     response_serializer=headwater_dot_v1_dot_stream__pb2.ListStreamsResponse.SerializeToString,
+            ),
+            'UpdateStream': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateStream,
+                    request_deserializer=headwater_dot_v1_dot_stream__pb2.UpdateStreamRequest.FromString,
+                    response_serializer=headwater_dot_v1_dot_stream__pb2.UpdateStreamResponse.SerializeToString,
             ),
             'DeleteStream': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteStream,
@@ -198,6 +216,33 @@ class StreamService:
             '/headwater.v1.StreamService/ListStreams',
             headwater_dot_v1_dot_stream__pb2.ListStreamsRequest.SerializeToString,
             headwater_dot_v1_dot_stream__pb2.ListStreamsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/headwater.v1.StreamService/UpdateStream',
+            headwater_dot_v1_dot_stream__pb2.UpdateStreamRequest.SerializeToString,
+            headwater_dot_v1_dot_stream__pb2.UpdateStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

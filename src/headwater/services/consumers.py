@@ -46,7 +46,7 @@ FILTER_KEYS = ("sync_id", "collection_id", "record_id")
 # UpdateConsumer: what may change, what may not, what is never given.
 UPDATABLE = frozenset({"name", "filters", "ack_wait_ms", "max_deliver", "max_ack_pending", "webhook_batch_size"})
 FIXED = frozenset({"stream_id", "deliver_policy", "webhook_url"})
-OUTPUT_ONLY = frozenset({"id", "org_id", "kind", "webhook_secret", "created_at", "updated_at"})
+OUTPUT_ONLY = frozenset({"id", "org_id", "kind", "webhook_secret", "created_at", "updated_at", "health"})
 
 
 def consumer_to_proto(row: Consumer, secret: str | None = None) -> consumer_pb2.Consumer:
@@ -67,6 +67,12 @@ def consumer_to_proto(row: Consumer, secret: str | None = None) -> consumer_pb2.
         webhook_batch_size=row.webhook_batch_size if row.kind == "webhook" else None,
         created_at=timestamp(row.created_at),
         updated_at=timestamp(row.updated_at),
+        health=consumer_pb2.ConsumerHealth(
+            status=row.health_status,
+            last_error=row.health_last_error or None,
+            last_error_at=timestamp(row.health_last_error_at),
+            dropped_messages=min(row.dropped_messages, 2**31 - 1),
+        ),
     )
 
 

@@ -14,10 +14,12 @@ import uuid
 from peewee import (
     AutoField,
     BigAutoField,
+    BigIntegerField,
     BooleanField,
     CharField,
     DatabaseProxy,
     DateTimeField,
+    DoubleField,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -45,6 +47,8 @@ def iso(value: datetime.datetime | None) -> str | None:
     """A timestamp column's value as JSON documents carry it: "2024-01-31T12:00:00.123456Z"."""
     return None if value is None else value.replace(tzinfo=datetime.UTC).isoformat().replace("+00:00", "Z")
 
+
+DEFAULT_RETENTION_DAYS = 7.0
 
 # The kind of an organisation's internal events stream and of the consumers that read it (its
 # event endpoints: headwater.store.org_events). Neither is shown by the stream and consumer APIs.
@@ -87,6 +91,9 @@ class Stream(BaseModel):
     org = ForeignKeyField(Org, on_delete="CASCADE")
     name = CharField()
     kind = CharField(default="records")  # records | events (ORG_EVENTS), migration 0012
+    # Events older than this are pruned once every consumer has acked them (headwater.store.retention),
+    # migration 0016.
+    retention_days = DoubleField(default=DEFAULT_RETENTION_DAYS)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
 
@@ -260,7 +267,8 @@ class Event(BaseModel):
     so that one subject's events are delivered in order (headwater.store.org_events)."""
 
     seq = BigAutoField()
-    stream = ForeignKeyField(Stream, on_delete="CASCADE")
+    # indexed with seq, (stream_id, seq), by migration 0016
+    stream = ForeignKeyField(Stream, on_delete="CASCADE", index=False)
     org = ForeignKeyField(Org, on_delete="CASCADE")
     sync_id = CharField()
     collection_id = CharField()
@@ -291,6 +299,11 @@ class Consumer(BaseModel):
     webhook_batch_size = IntegerField(default=50)  # changes per POST (migration 0007)
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
+    # healthy | lagging, and what the pruner last found (headwater.store.retention), migration 0016
+    health_status = CharField(default="healthy")
+    health_last_error = TextField(default="")
+    health_last_error_at = DateTimeField(null=True)
+    dropped_messages = BigIntegerField(default=0)  # dropped unacked, past twice the retention
 
     @classmethod
     def visible_to(cls, org_id: str):

@@ -28,6 +28,10 @@ The types and their `data` (every id a string, times ISO 8601 UTC, absent values
                                 "health": {"status", "last_error", "last_error_at"}}
     sync.health_changed        {"sync_id", "credential_id", "provider", "external_id",
                                 "previous_status", "health": {"status", "last_error", "last_error_at"}}
+    consumer.health_changed    {"consumer_id", "stream_id", "previous_status",
+                                "health": {"status", "last_error", "last_error_at"}}: a consumer
+                               became `lagging` (its oldest unacked change is older than its
+                               stream's retention) or `healthy` again (headwater.store.retention)
 
 A type's keys listed here are its contract: more may be added, none taken away.
 """
@@ -46,6 +50,7 @@ EVENT_TYPES = {
     "credential.refresh_failed": "credential_id",
     "credential.health_changed": "credential_id",
     "sync.health_changed": "sync_id",
+    "consumer.health_changed": "consumer_id",
 }
 # Streams are unique by (organisation, name); no stream the API creates is nameless, so the
 # events stream never takes a name a user wants.
