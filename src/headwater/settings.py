@@ -96,6 +96,12 @@ class Settings:
     public_url: str | None = None
     connect_session_seconds: float = 1800.0
 
+    @property
+    def browser_url(self) -> str:
+        """How browsers reach the REST front (connect pages, the console): HEADWATER_PUBLIC_URL, else
+        http:// and the REST address."""
+        return self.public_url or f"http://{self.http_address}"
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)

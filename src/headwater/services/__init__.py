@@ -43,8 +43,7 @@ from headwater.v1 import (
 
 def servicers(backend: Backend, settings: Settings):
     """(service descriptor, servicer, add-to-gRPC-server function) for every service we serve."""
-    public_url = settings.public_url or f"http://{settings.http_address}"
-    connect = ConnectFlow(backend, public_url, settings.connect_session_seconds)
+    connect = ConnectFlow(backend, settings.browser_url, settings.connect_session_seconds)
     return [
         (sync_pb2.DESCRIPTOR.services_by_name["SyncService"], SyncServicer(backend),
          sync_pb2_grpc.add_SyncServiceServicer_to_server),
