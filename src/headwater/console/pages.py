@@ -44,6 +44,11 @@ from headwater.v1 import consumer_pb2, credential_pb2, sync_pb2
 REFRESH_SECONDS = 2  # a page showing a running backfill reloads itself this often
 CALL_SECONDS = 10.0  # the deadline of each servicer call a page makes
 
+# The connect page's headers, but for the referrer: "same-origin", since browsers send `Origin: null`
+# on a form's POST under "no-referrer", and the console checks that its forms come from itself.
+HEADERS = [*((name, value) for name, value in COMMON_HEADERS if name != "referrer-policy"),
+           ("referrer-policy", "same-origin")]
+
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("headwater.console", "templates"),
     autoescape=True,
@@ -77,14 +82,14 @@ class Console:
         body = _templates.get_template(template).render(root=self.root, **context).encode()
         return RawResponse(status, [
             ("content-type", "text/html; charset=utf-8"), ("content-security-policy", content_security_policy()),
-            *COMMON_HEADERS, *headers,
+            *HEADERS, *headers,
         ], body)
 
     def message(self, status: int, title: str, text: str, signed_in: dict | None = None) -> RawResponse:
         return self.page(status, "message.html", {"title": title, "text": text, "session": signed_in})
 
     def redirect(self, path: str, headers=()) -> RawResponse:
-        return RawResponse(303, [("location", self.base + path), *COMMON_HEADERS, *headers])
+        return RawResponse(303, [("location", self.base + path), *HEADERS, *headers])
 
     # --- the session -------------------------------------------------------------------------------
 
