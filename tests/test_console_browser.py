@@ -59,7 +59,7 @@ def sign_in(driver, url: str, token: str, artifacts) -> str:
 
 def records_seen(driver, url: str, sync_id: str, artifacts, seconds: float = 20) -> list[int]:
     """The sync page's records synced, as it reloads itself (meta refresh), until the count has
-    moved twice while the backfill still runs."""
+    moved while the backfill still runs."""
     driver.get(f"{url}/console/syncs/{sync_id}")
     seen: list[int] = []
     deadline = time.monotonic() + seconds
@@ -72,17 +72,27 @@ def records_seen(driver, url: str, sync_id: str, artifacts, seconds: float = 20)
         if not seen or value != seen[-1]:
             seen.append(value)
             if len(seen) == 2:
-                driver.save_screenshot(str(artifacts / "console-sync.png"))
-        if len(seen) >= 3 and running:
+                driver.save_screenshot(str(artifacts / "console-sync.png"))  # docs/console.png
+        if len(seen) >= 2 and running:
             return seen
         time.sleep(0.2)
     return seen
 
 
-def look_at(driver, url: str, page: str, artifacts) -> str:
+def look_at(driver, url: str, page: str, artifacts) -> tuple[str, bool]:
+    """The page's text, and whether it fits a phone's width (390 px) without scrolling sideways
+    (its tables scroll within themselves)."""
     driver.get(f"{url}/console/{page}")
     driver.save_screenshot(str(artifacts / f"console-{page}.png"))
-    return driver.find_element(*by("TAG_NAME", "main")).text
+    text = driver.find_element(*by("TAG_NAME", "main")).text
+    width = driver.get_window_size()
+    driver.set_window_size(390, 844)
+    try:
+        fits = driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+        driver.save_screenshot(str(artifacts / f"console-{page}-narrow.png"))
+    finally:
+        driver.set_window_size(width["width"], width["height"])
+    return text, fits
 
 
 def redeliver(driver, url: str, consumer_id: str, artifacts) -> str:
@@ -114,7 +124,7 @@ async def test_an_operator_signs_in_watches_a_backfill_redelivers_a_parked_messa
     client = await _client_for(running, "acme")
     stripe = await fake_provider("stripe")
     stripe.seed("customers", n=800)  # 8 pages of 100
-    stripe.delay = 0.6  # each page comes slowly: the backfill runs for a few seconds
+    stripe.delay = 0.8  # each page comes slowly: the backfill runs for several seconds
     driver = await asyncio.to_thread(chromium)
     url = running.http_url
     try:
@@ -123,8 +133,8 @@ async def test_an_operator_signs_in_watches_a_backfill_redelivers_a_parked_messa
         heading = await asyncio.to_thread(sign_in, driver, url, client.token, tmp_path)
         seen = await asyncio.to_thread(records_seen, driver, url, sync["id"], tmp_path)
         stripe.delay = 0.0
-        credentials = await asyncio.to_thread(look_at, driver, url, "credentials", tmp_path)
-        calls = await asyncio.to_thread(look_at, driver, url, "calls", tmp_path)
+        credentials, credentials_fit = await asyncio.to_thread(look_at, driver, url, "credentials", tmp_path)
+        calls, calls_fit = await asyncio.to_thread(look_at, driver, url, "calls", tmp_path)
 
         # A consumer whose first message is parked: delivered once (max_deliver 1), nacked.
         made = await client.rest.post("/v1/http-consumers", json={
@@ -143,9 +153,10 @@ async def test_an_operator_signs_in_watches_a_backfill_redelivers_a_parked_messa
         await finish("stopping the server", running.server.stop(grace=1))
 
     assert heading == "Syncs"
-    assert len(seen) >= 3 and seen == sorted(seen) and seen[-1] < 800, seen  # it moved, while running
+    assert len(seen) >= 2 and seen == sorted(seen) and seen[-1] < 800, seen  # it moved, while running
     assert re.search(r"\d+ requests, \d+ waited", credentials), credentials
     assert "/v1/customers" in calls and "limit=" not in calls
+    assert credentials_fit and calls_fit
     assert redelivered == "1 message(s) delivered again. parked: 0"
     assert parked == []
     assert landed.endswith("/console/sign-in") and after.endswith("/console/sign-in")
