@@ -190,7 +190,7 @@ class Console:
     async def _view(self, http: RawRequest, template: str, title: str, fill) -> RawResponse:
         session = self.signed_in(http)
         session["org"] = await self.org_name(session)
-        context = await fill(session)
+        context = await fill(session)  # may name the page itself ("title")
         return self.page(200, template, {"title": title, "session": session, **context})
 
     async def all_pages(self, session: dict, method, request_class, **fields) -> list:
@@ -219,7 +219,7 @@ class Console:
             row = rows.sync_row(sync)
             collections = [{**rows.collection_row(p), "last_error": p["last_error"]} for p in sync["progress"]]
             running = row["backfill"] != "done"
-            return {"sync": row, "collections": collections, "progress": rows.backfill_summary(sync["progress"]),
+            return {"title": f"Sync {row['name'] or row['id']}", "sync": row, "collections": collections, "progress": rows.backfill_summary(sync["progress"]),
                     "last_error": sync["health"]["last_error"], "refresh": REFRESH_SECONDS if running else None}
 
         return await self._view(http, "sync.html", "Sync", fill)
@@ -254,7 +254,8 @@ class Console:
                                      credential_pb2.GetCredentialRequest(id=credential_id))
             credential = message_json(answer.credential)
             budget = await self.budget(session, credential_id)
-            return {"credential": rows.credential_row(credential, budget), "budget": budget,
+            row = rows.credential_row(credential, budget)
+            return {"title": f"Credential {row['name'] or row['id']}", "credential": row, "budget": budget,
                     "last_error": (credential["health"] or {}).get("last_error"),
                     "chart": hour_chart(recent.minutes(credential_id)),
                     "calls": [_call_row(c) for c in recent.calls(session["org_id"], credential_id)]}
@@ -275,7 +276,8 @@ class Console:
             parked = await self.call(session, self.consumers.ListParkedMessages,
                                      consumer_pb2.ListParkedMessagesRequest(id=consumer_id, page_size=MAX_PAGE_SIZE))
             query = dict(parse_qsl(http.query_string.decode("latin-1")))
-            return {"consumer": rows.consumer_row(message_json(answer.consumer)),
+            consumer = rows.consumer_row(message_json(answer.consumer))
+            return {"title": f"Consumer {consumer['name'] or consumer['id']}", "consumer": consumer,
                     "parked": [message_json(m) for m in parked.data],
                     "more_parked": bool(parked.next_page_token),
                     "redelivered": query.get("redelivered", "") if query.get("redelivered", "").isdigit() else ""}

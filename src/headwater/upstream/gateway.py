@@ -180,7 +180,7 @@ class Upstream:
         try:
             sent = await self._send(account, call, timing)
         except ApiError as error:
-            if timing.url:  # it got as far as the pacer: a call the console lists
+            if timing.url:  # it had its URL, so it was to be sent: a call the console lists
                 self.recent.record(org_id=account.org_id, credential_id=account.credential_id, method=call.method,
                                    url=timing.url, status=error.http_status, waited=timing.waited,
                                    upstream=timing.upstream)
