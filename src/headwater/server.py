@@ -30,7 +30,6 @@ from headwater.inputs import request_violations
 from headwater.rest import ConnectionLimits, HttpServer, build_app, serve
 from headwater.services import Backend, raw_routes, servicers
 from headwater.services.consumers import ConsumerServicer
-from headwater.console.pages import console_routes  # after headwater.services: it reads through them
 from headwater.settings import Settings
 from headwater.store import Store
 from headwater.store.notify import AckWaiter, Listener
@@ -302,7 +301,7 @@ class Server:
             # REST, on the same loop, from the socket bound in `start` (so port 0 works and is known).
             bridge = build_app(
                 [(d, s) for d, s, _ in services],
-                raw_routes=[*raw_routes(services), *console_routes(backend, services, settings.secret_key, settings.browser_url)],
+                raw_routes=raw_routes(services, settings),
                 max_body_bytes=settings.max_request_bytes,
             )
             limits = ConnectionLimits(settings.http_header_timeout, settings.http_idle_timeout,

@@ -19,12 +19,14 @@ from __future__ import annotations
 import datetime
 import time
 from collections.abc import Awaitable, Callable
+from importlib import resources
 from urllib.parse import parse_qsl, urlencode
 
 import grpc
 import jinja2
-from importlib import resources
 
+# headwater.services first: headwater.connect.flow imports it, and it imports headwater.connect.flow.
+from headwater.services._common import MAX_PAGE_SIZE, Backend  # isort: skip
 from headwater.connect.flow import cookies_of
 from headwater.connect.pages import COMMON_HEADERS, content_security_policy
 from headwater.console import rows
@@ -34,7 +36,6 @@ from headwater.errors import ApiError, raise_if_invalid
 from headwater.inputs import request_violations
 from headwater.rest import RawRequest, RawResponse, RawRoute, RestContext, message_json
 from headwater.rest.openapi import RawDoc, describe
-from headwater.services._common import MAX_PAGE_SIZE, Backend
 from headwater.services.consumers import ConsumerServicer
 from headwater.services.credentials import CredentialServicer
 from headwater.services.syncs import SyncServicer
