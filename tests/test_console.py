@@ -246,3 +246,11 @@ async def test_credentials_show_the_last_hour_and_recent_calls_never_show_a_quer
         assert page.status_code == 200
         assert page.text.count("/echo/v1/items</td>") == 3 and host in page.text
         assert "private" not in page.text and "sk_secret_key" not in page.text and "api_key" not in page.text
+
+
+@pytest.mark.parametrize("cookie", ["hw_console=not-a-session", "hw_console=gAAAAA%%%", "hw_console=\"a;b\"; x=1", "==="])
+async def test_a_cookie_that_is_not_a_session_of_ours_goes_to_the_sign_in_form(server, cookie):
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        answer = await http.get("/console/consumers", headers={"cookie": cookie})
+
+    assert answer.status_code == 303 and answer.headers["location"].endswith("/console/sign-in")
