@@ -128,3 +128,56 @@ async def test_unknown_names_and_ids_fail_saying_which(server, client, args, mes
     assert status == 2
     assert message in err and out == ""
     assert len(await listed_tokens(server)) == 1
+
+
+# --- the console's lists, over REST ------------------------------------------------------------------
+
+
+async def listed(running, client, what: str, *args: str) -> tuple[int, str, str]:
+    """`headwater WHAT list` against the running server's REST front, with the client's token."""
+    return await headwater(running, what, "list", "--url", running.http_url, "--token", client.token, *args)
+
+
+async def test_syncs_credentials_and_consumers_list_the_consoles_columns_for_the_tokens_organisation(
+        server, client, other_client):
+    from test_consumers import make_consumer, make_sync, next_batch, write
+
+    from headwater.store.records import Change
+
+    sync = await make_sync(client, collections=("stripe:customer",))
+    await client.rest.patch(f"/v1/syncs/{sync['id']}", json={"name": "Choam"})
+    consumer = await make_consumer(client, name="orders", filters=[{"sync_id": sync["id"]}])
+    await write(server, sync["id"], "stripe:customer", Change("cus_1", {}), Change("cus_2", {}))
+    await next_batch(client, consumer["id"])  # one delivered, waiting for its ack
+    theirs = await make_sync(other_client)
+
+    outputs = {what: await listed(server, client, what) for what in ("syncs", "credentials", "consumers")}
+    as_json = {what: await listed(server, client, what, "--json") for what in ("syncs", "credentials", "consumers")}
+
+    for status, out, err in [*outputs.values(), *as_json.values()]:
+        assert status == 0, err
+        assert theirs["id"] not in out and theirs["credential_id"] not in out
+        assert client.token not in out
+    headings = {what: out.splitlines()[0].split("  ") for what, (_, out, _) in outputs.items()}
+    assert [h.strip() for h in headings["syncs"] if h] == [
+        "ID", "NAME", "PROVIDER", "STATUS", "HEALTH", "BACKFILL", "RECORDS", "LAST PASS"]
+    assert [h.strip() for h in headings["consumers"] if h] == [
+        "ID", "NAME", "KIND", "STREAM", "PENDING", "ACK PENDING", "PARKED"]
+    assert [h.strip() for h in headings["credentials"] if h] == [
+        "ID", "PROVIDER", "NAME", "EXTERNAL ID", "HEALTH", "BUDGET USED"]
+    (synced,) = json.loads(as_json["syncs"][1])
+    assert synced == {"id": sync["id"], "name": "Choam", "provider": "stripe", "status": "active", "health": "healthy",
+                      "backfill": "0/1 done", "records_synced": 0, "last_synced_at": None}
+    (credential,) = json.loads(as_json["credentials"][1])
+    assert credential["id"] == sync["credential_id"] and credential["budget"] == "0/100 per 60 s"
+    (queued,) = json.loads(as_json["consumers"][1])
+    assert queued == {"id": consumer["id"], "name": "orders", "kind": "pull", "stream_id": sync["stream_id"],
+                      "num_pending": 1, "num_ack_pending": 1, "num_parked": 0}
+
+
+async def test_the_lists_need_a_token_and_say_when_it_is_refused(server, client):
+    without = await headwater(server, "syncs", "list", "--url", server.http_url)
+    refused = await headwater(server, "consumers", "list", "--url", server.http_url, "--token", "hw_wrong")
+
+    assert without[0] == 2 and "syncs list needs --token or $HEADWATER_TOKEN" in without[2]
+    assert refused[0] == 1 and "the API token is not valid" in refused[2]

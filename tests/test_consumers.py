@@ -86,6 +86,7 @@ async def test_create_get_list_delete_over_rest(client):
         "created_at": created["created_at"],
         "updated_at": created["updated_at"],
         "health": {"status": "healthy", "last_error": None, "last_error_at": None, "dropped_messages": 0},
+        "backlog": {"num_pending": 0, "num_ack_pending": 0, "num_parked": 0},
     }
     got = await client.rest.get(f"/v1/http-consumers/{created['id']}")
     assert got.json() == created
@@ -584,11 +585,13 @@ async def test_after_max_deliver_a_message_is_parked_and_can_be_redelivered(serv
         "next_page_token": "",
     }
     assert parked["data"][0]["record"]["data"] == {"v": 1}
+    assert (await client.rest.get(url)).json()["backlog"] == {"num_pending": 0, "num_ack_pending": 0, "num_parked": 1}
 
     redelivered = await client.rest.post(f"{url}/redeliver", json={"message_ids": [parked["data"][0]["id"]]})
     assert redelivered.json() == {"redelivered": 1}
     assert [m["record"]["data"] for m in (await next_batch(client, consumer["id"]))["data"]] == [{"v": 1}]
     assert (await client.rest.get(f"{url}/parked")).json()["data"] == []
+    assert (await client.rest.get(url)).json()["backlog"] == {"num_pending": 0, "num_ack_pending": 1, "num_parked": 0}
 
 
 # --- gRPC ------------------------------------------------------------------------------------------

@@ -191,7 +191,7 @@ def message_json(descriptor: Descriptor, ids: list[str], typed: bool, depth: int
 def route_table(running) -> list:
     """The routes the server serves: built as Server.start builds them, from the same servicers."""
     services = servicers(running.server.backend, running.settings)
-    return list(build_app([(d, s) for d, s, _ in services], raw_routes=raw_routes(services)).routes)
+    return list(build_app([(d, s) for d, s, _ in services], raw_routes=raw_routes(services, running.settings)).routes)
 
 
 _VARIABLE = re.compile(r"\{([^}=]+)(?:=([^}]*))?\}")

@@ -317,3 +317,12 @@ def test_an_end_user_connects_github_through_the_hosted_page_and_lands_on_the_re
     credential_id = connecting.picked["BACK"].rpartition("=")[2]
     (told,) = [line for line in connecting.out.splitlines() if line.startswith('{"type":"connection.created"')]
     assert f'"credential_id":"{credential_id}"' in told and '"end_user_id":"user-7"' in told
+
+
+def test_the_cli_lists_show_the_consoles_columns(readme):
+    (lists,) = readme.section("Console")
+    assert lists.status == 0, lists.err
+    assert re.search(r"^ID +NAME +PROVIDER +STATUS +HEALTH +BACKFILL +RECORDS +LAST PASS$", lists.out, re.M), lists.out
+    assert re.search(r"^ID +PROVIDER +NAME +EXTERNAL ID +HEALTH +BUDGET USED$", lists.out, re.M), lists.out
+    assert re.search(r"^ID +NAME +KIND +STREAM +PENDING +ACK PENDING +PARKED$", lists.out, re.M), lists.out
+    assert re.search(r'^\{"id":"[^"]+","health":"\w+","backfill":"[^"]+","records_synced":\d+\}$', lists.out, re.M), lists.out

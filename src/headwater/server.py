@@ -331,7 +331,7 @@ class Server:
             scrape = metrics_route(metrics, store, backend.upstream.pacer, settings.metrics_token)
             bridge = build_app(
                 [(d, s) for d, s, _ in services],
-                raw_routes=[*raw_routes(services), *([scrape] if metrics_socket is None else [])],
+                raw_routes=[*raw_routes(services, settings), *([scrape] if metrics_socket is None else [])],
                 max_body_bytes=settings.max_request_bytes,
             )
             limits = ConnectionLimits(settings.http_header_timeout, settings.http_idle_timeout,

@@ -109,6 +109,12 @@ class Settings:
     metrics_token: str | None = field(default=None, repr=False)
     metrics_per_credential: bool = False
 
+    @property
+    def browser_url(self) -> str:
+        """How browsers reach the REST front (connect pages, the console): HEADWATER_PUBLIC_URL, else
+        http:// and the REST address."""
+        return self.public_url or f"http://{self.http_address}"
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)

@@ -24,7 +24,7 @@ class ConsumerFilter(_message.Message):
     def __init__(self, sync_id: _Optional[str] = ..., collection_id: _Optional[str] = ..., record_id: _Optional[str] = ...) -> None: ...
 
 class Consumer(_message.Message):
-    __slots__ = ("id", "org_id", "name", "stream_id", "filters", "deliver_policy", "ack_wait_ms", "max_deliver", "max_ack_pending", "kind", "webhook_url", "webhook_secret", "created_at", "updated_at", "webhook_batch_size", "health")
+    __slots__ = ("id", "org_id", "name", "stream_id", "filters", "deliver_policy", "ack_wait_ms", "max_deliver", "max_ack_pending", "kind", "webhook_url", "webhook_secret", "created_at", "updated_at", "webhook_batch_size", "health", "backlog")
     ID_FIELD_NUMBER: _ClassVar[int]
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,7 @@ class Consumer(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     WEBHOOK_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     HEALTH_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
     id: str
     org_id: str
     name: str
@@ -57,7 +58,8 @@ class Consumer(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     webhook_batch_size: int
     health: ConsumerHealth
-    def __init__(self, id: _Optional[str] = ..., org_id: _Optional[str] = ..., name: _Optional[str] = ..., stream_id: _Optional[str] = ..., filters: _Optional[_Iterable[_Union[ConsumerFilter, _Mapping]]] = ..., deliver_policy: _Optional[str] = ..., ack_wait_ms: _Optional[int] = ..., max_deliver: _Optional[int] = ..., max_ack_pending: _Optional[int] = ..., kind: _Optional[str] = ..., webhook_url: _Optional[str] = ..., webhook_secret: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook_batch_size: _Optional[int] = ..., health: _Optional[_Union[ConsumerHealth, _Mapping]] = ...) -> None: ...
+    backlog: ConsumerBacklog
+    def __init__(self, id: _Optional[str] = ..., org_id: _Optional[str] = ..., name: _Optional[str] = ..., stream_id: _Optional[str] = ..., filters: _Optional[_Iterable[_Union[ConsumerFilter, _Mapping]]] = ..., deliver_policy: _Optional[str] = ..., ack_wait_ms: _Optional[int] = ..., max_deliver: _Optional[int] = ..., max_ack_pending: _Optional[int] = ..., kind: _Optional[str] = ..., webhook_url: _Optional[str] = ..., webhook_secret: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., webhook_batch_size: _Optional[int] = ..., health: _Optional[_Union[ConsumerHealth, _Mapping]] = ..., backlog: _Optional[_Union[ConsumerBacklog, _Mapping]] = ...) -> None: ...
 
 class ConsumerHealth(_message.Message):
     __slots__ = ("status", "last_error", "last_error_at", "dropped_messages")
@@ -70,6 +72,16 @@ class ConsumerHealth(_message.Message):
     last_error_at: _timestamp_pb2.Timestamp
     dropped_messages: int
     def __init__(self, status: _Optional[str] = ..., last_error: _Optional[str] = ..., last_error_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dropped_messages: _Optional[int] = ...) -> None: ...
+
+class ConsumerBacklog(_message.Message):
+    __slots__ = ("num_pending", "num_ack_pending", "num_parked")
+    NUM_PENDING_FIELD_NUMBER: _ClassVar[int]
+    NUM_ACK_PENDING_FIELD_NUMBER: _ClassVar[int]
+    NUM_PARKED_FIELD_NUMBER: _ClassVar[int]
+    num_pending: int
+    num_ack_pending: int
+    num_parked: int
+    def __init__(self, num_pending: _Optional[int] = ..., num_ack_pending: _Optional[int] = ..., num_parked: _Optional[int] = ...) -> None: ...
 
 class ConsumerMessage(_message.Message):
     __slots__ = ("ack_token", "record", "action")

@@ -24,7 +24,7 @@ from ._app import (
 )
 from ._context import DEFAULT_TIMEOUT, RestContext
 from ._routing import ANY_METHOD, DuplicateRouteError, Match, PathTemplate, Route, RouteTable, compile_template
-from ._transcode import integral_numbers
+from ._transcode import integral_numbers, message_json
 
 __all__ = [
     "ANY_METHOD",
@@ -46,5 +46,6 @@ __all__ = [
     "build_app",
     "compile_template",
     "integral_numbers",
+    "message_json",
     "serve",
 ]

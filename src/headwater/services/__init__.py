@@ -43,8 +43,7 @@ from headwater.v1 import (
 
 def servicers(backend: Backend, settings: Settings):
     """(service descriptor, servicer, add-to-gRPC-server function) for every service we serve."""
-    public_url = settings.public_url or f"http://{settings.http_address}"
-    connect = ConnectFlow(backend, public_url, settings.connect_session_seconds)
+    connect = ConnectFlow(backend, settings.browser_url, settings.connect_session_seconds)
     return [
         (sync_pb2.DESCRIPTOR.services_by_name["SyncService"], SyncServicer(backend),
          sync_pb2_grpc.add_SyncServiceServicer_to_server),
@@ -72,11 +71,16 @@ def servicers(backend: Backend, settings: Settings):
     ]
 
 
-def raw_routes(services) -> list[RawRoute]:
+def raw_routes(services, settings: Settings) -> list[RawRoute]:
     """The bridge's raw routes (what JSON transcoding cannot express) of `servicers(...)`: the
-    proxy's (any verb, bytes in and out) and the hosted connect page's (HTML and forms)."""
+    proxy's (any verb, bytes in and out), the hosted connect page's and the console's (HTML and forms)."""
+    # Here, not at the top: the console reads through these servicers, so it imports this package.
+    from headwater.console.pages import console_routes
+
     by_type = {type(servicer): servicer for _, servicer, _ in services}
-    return [*rest_routes(by_type[ProxyServicer]), *page_routes(by_type[ConnectServicer].flow)]
+    backend = by_type[SyncServicer].backend
+    return [*rest_routes(by_type[ProxyServicer]), *page_routes(by_type[ConnectServicer].flow),
+            *console_routes(backend, services, settings.secret_key, settings.browser_url)]
 
 
 __all__ = ["Backend", "servicers", "raw_routes", "rest_routes"]

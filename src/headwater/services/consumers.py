@@ -9,6 +9,7 @@ between reads, holding no database connection while they sleep.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 import secrets
@@ -49,8 +50,10 @@ FIXED = frozenset({"stream_id", "deliver_policy", "webhook_url"})
 OUTPUT_ONLY = frozenset({"id", "org_id", "kind", "webhook_secret", "created_at", "updated_at", "health"})
 
 
-def consumer_to_proto(row: Consumer, secret: str | None = None) -> consumer_pb2.Consumer:
-    """`secret`: the webhook secret in clear, given only in the answer to the create."""
+def consumer_to_proto(row: Consumer, secret: str | None = None,
+                      backlog: queue.Backlog | None = None) -> consumer_pb2.Consumer:
+    """`secret`: the webhook secret in clear, given only in the answer to the create; `backlog`:
+    its queue's counts (queue.backlogs: none there is an empty queue)."""
     return consumer_pb2.Consumer(
         id=row.id,
         org_id=row.org_id,
@@ -73,6 +76,7 @@ def consumer_to_proto(row: Consumer, secret: str | None = None) -> consumer_pb2.
             last_error_at=timestamp(row.health_last_error_at),
             dropped_messages=min(row.dropped_messages, 2**31 - 1),
         ),
+        backlog=consumer_pb2.ConsumerBacklog(**dataclasses.asdict(backlog or queue.Backlog())),
     )
 
 
@@ -225,23 +229,32 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
                 **settings,
             )
             queue.backfill(row)
-            return row
+            return row, queue.backlogs([row.id])
 
-        row = await self.store.run(create)
-        return consumer_pb2.CreateConsumerResponse(consumer=consumer_to_proto(row, secret))
+        row, backlogs = await self.store.run(create)
+        return consumer_pb2.CreateConsumerResponse(consumer=consumer_to_proto(row, secret, backlogs.get(row.id)))
 
     async def GetConsumer(self, request, context):
         org_id = await self.backend.auth.org_id(context)
-        row = await self.store.run(get_consumer, org_id, request.id)
-        return consumer_pb2.GetConsumerResponse(consumer=consumer_to_proto(row))
+
+        def get():
+            row = get_consumer(org_id, request.id)
+            return row, queue.backlogs([row.id])
+
+        row, backlogs = await self.store.run(get)
+        return consumer_pb2.GetConsumerResponse(consumer=consumer_to_proto(row, backlog=backlogs.get(row.id)))
 
     async def ListConsumers(self, request, context):
         org_id = await self.backend.auth.org_id(context)
-        rows, next_token = await self.store.run(
-            lambda: paginate(Consumer.visible_to(org_id), Consumer, request)
-        )
+
+        def page():
+            rows, next_token = paginate(Consumer.visible_to(org_id), Consumer, request)
+            return rows, next_token, queue.backlogs([r.id for r in rows])
+
+        rows, next_token, backlogs = await self.store.run(page)
         return consumer_pb2.ListConsumersResponse(
-            data=[consumer_to_proto(r) for r in rows], next_page_token=next_token
+            data=[consumer_to_proto(r, backlog=backlogs.get(r.id)) for r in rows],
+            next_page_token=next_token,
         )
 
     async def UpdateConsumer(self, request, context):
@@ -278,10 +291,10 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
             row.updated_at = utcnow()
             row.save()
             announce([row.id])  # waiters look again (a higher max_ack_pending lets more through)
-            return row
+            return row, queue.backlogs([row.id])
 
-        row = await self.store.run(update)
-        return consumer_pb2.UpdateConsumerResponse(consumer=consumer_to_proto(row))
+        row, backlogs = await self.store.run(update)
+        return consumer_pb2.UpdateConsumerResponse(consumer=consumer_to_proto(row, backlog=backlogs.get(row.id)))
 
     async def DeleteConsumer(self, request, context):
         org_id = await self.backend.auth.org_id(context)

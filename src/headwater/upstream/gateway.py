@@ -41,7 +41,9 @@ from dataclasses import dataclass, field
 import grpc
 
 from headwater.backoff import backoff
+from headwater.errors import ApiError
 from headwater.metrics import Metrics
+from headwater.recent import RecentCalls
 from headwater.upstream.accounts import UpstreamAccount
 from headwater.upstream.budget import Budget, BudgetExhausted, Pacer, PacerUnavailable, Permit
 from headwater.upstream.catalogue import RetryPolicy
@@ -157,17 +159,42 @@ def is_idempotent(method: str, headers: list[tuple[str, str]], retry: RetryPolic
     return bool(header) and any(n.lower() == header for n, _ in headers)
 
 
+@dataclass(slots=True)
+class _Timing:
+    """What `Upstream.send` tells `RecentCalls` of a call, whether it answers or raises."""
+
+    url: str = ""
+    waited: float = 0.0
+    upstream: float = 0.0  # seconds the last attempt took upstream
+
+
 class Upstream:
-    def __init__(self, forwarder: Transport, pacer: Pacer, refresher: TokenRefresher, metrics: Metrics | None = None):
+    def __init__(self, forwarder: Transport, pacer: Pacer, refresher: TokenRefresher,
+                 metrics: Metrics | None = None, recent: RecentCalls | None = None):
         self.forwarder = forwarder  # the Transport: the aiohttp Forwarder, or a MockTransport in tests
         self.pacer = pacer
         self.refresher = refresher
         self.metrics = metrics or Metrics()  # each attempt's outcome and latency, each budget wait
+        self.recent = recent or RecentCalls()  # the console's recent calls and hourly charts
 
     async def send(self, account: UpstreamAccount, call: UpstreamCall) -> Sent:
         """Sends `call` under the credential's budget with its auth added, and classifies the
         answer; what it does with the outcome is in the module's docstring. Raises UpstreamFailure
-        (an ApiError) when there is no answer to give."""
+        (an ApiError) when there is no answer to give. Either way the call is told to `recent`."""
+        timing = _Timing()
+        try:
+            sent = await self._send(account, call, timing)
+        except ApiError as error:
+            if timing.url:  # it had its URL, so it was to be sent: a call the console lists
+                self.recent.record(org_id=account.org_id, credential_id=account.credential_id, method=call.method,
+                                   url=timing.url, status=error.http_status, waited=timing.waited,
+                                   upstream=timing.upstream)
+            raise
+        self.recent.record(org_id=account.org_id, credential_id=account.credential_id, method=call.method,
+                           url=sent.url, status=sent.response.status, waited=sent.waited, upstream=timing.upstream)
+        return sent
+
+    async def _send(self, account: UpstreamAccount, call: UpstreamCall, timing: _Timing) -> Sent:
         loop = asyncio.get_running_loop()
         api = api_name(account)
         deadline = call.deadline
@@ -181,7 +208,7 @@ class Upstream:
         metrics, provider, credential_id = self.metrics, account.provider.key, account.credential_id
         for attempt in range(1, MAX_ATTEMPTS + 1):
             authorized, authorized_query = account.authorize(call.headers, call.query)
-            url = upstream_url(account.base_url, call.path, authorized_query, account.permitted_hosts)
+            url = timing.url = upstream_url(account.base_url, call.path, authorized_query, account.permitted_hosts)
             if deadline - loop.time() <= 0:
                 raise failure(Kind.TIMEOUT, api)
             response = None
@@ -195,13 +222,16 @@ class Upstream:
                     waited += share.waited + permit.waited
                     metrics.budget_waited(provider, credential_id, account.budget, call.priority.value,
                                           share.waited + permit.waited)
+                    timing.waited = waited
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         raise UpstreamTimeout(api)
                     sent_at = loop.time()
-                    response = await self.forwarder.send(
-                        UpstreamRequest(method=call.method, url=url, headers=authorized, body=call.body, timeout=remaining)
-                    )
+                    try:
+                        response = await self.forwarder.send(UpstreamRequest(
+                            method=call.method, url=url, headers=authorized, body=call.body, timeout=remaining))
+                    finally:
+                        timing.upstream = loop.time() - sent_at
             except BudgetExhausted as exhausted:
                 metrics.budget_refused(provider, credential_id)
                 seconds = max(1, math.ceil(exhausted.retry_after))
