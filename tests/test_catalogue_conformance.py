@@ -9,6 +9,8 @@ reason, and their entries skip with it; a collection of any other provider fails
 from __future__ import annotations
 
 import dataclasses
+import json
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -58,6 +60,13 @@ def test_the_index_names_files_that_exist_and_no_provider_twice():
 
     assert [name for name in named if not (SPECS / name).is_file()] == []
     assert set(DESCRIPTIONS.described) & set(DESCRIPTIONS.without_description) == set()
+
+
+def test_the_fields_discovery_serves_are_those_the_descriptions_define_today():
+    served = json.loads(resources.files("headwater.upstream").joinpath("collection_fields.json").read_text())
+
+    assert served == described.all_fields(CATALOGUE, DESCRIPTIONS), (
+        "src/headwater/upstream/collection_fields.json is stale: run make gen and commit")
 
 
 # --- the checks catch what they are for (on altered copies of real entries) -------------------
@@ -153,7 +162,6 @@ def _catalogue_with(provider: str, key: str, **collection) -> dict:
     """A one-provider catalogue: `provider`'s entry as catalogue.yaml has it, its collections
     replaced by `key` with `collection`."""
     import yaml
-    from importlib import resources
 
     data = yaml.safe_load(resources.files("headwater.upstream").joinpath("catalogue.yaml").read_text())
     entry = data["providers"][provider]
