@@ -102,6 +102,22 @@ def test_an_undefined_query_parameter_is_named_with_the_operation():
         "hubspot:contact read.list: query parameter 'archivd' is not defined by GET /crm/v3/objects/contacts"]
 
 
+def test_a_misspelt_github_parameter_is_named_as_the_catalogue_entry_and_the_operation():
+    listing = _listing("github:issue")
+    query = {("sinse" if key == "since" else key): value for key, value in listing.query.items()}
+
+    assert _check("github:issue", "read.list", dataclasses.replace(listing, query=query)) == [
+        "github:issue read.list: query parameter 'sinse' is not defined by GET /repos/{owner}/{repo}/issues"]
+
+
+def test_a_paging_header_the_answer_does_not_declare_is_named():
+    wrong = dataclasses.replace(_listing("github:issue"), next={"url": "header:x-next-page"})
+
+    assert _check("github:issue", "read.list", wrong) == [
+        "github:issue read.list: next.url header 'x-next-page' is not among the headers of the 200 answer of "
+        "GET /repos/{owner}/{repo}/issues"]
+
+
 def test_bracketed_query_parameters_need_an_object_or_array_parameter():
     listing = _listing("stripe:customer", "read.changes")
     wrong = dataclasses.replace(listing, query={**listing.query, "created[since]": "1", "type[]": "x"})
