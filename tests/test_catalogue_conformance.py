@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+import yaml
 
 from headwater.upstream import descriptions as described
 from headwater.upstream.catalogue import Listing, ProviderCatalogue, WriteRequest
@@ -174,11 +175,21 @@ def test_a_write_answer_without_the_id_is_named():
     assert problems == ["hubspot:contact write.create: id path 'vid' is not in the answer of POST /crm/v3/objects/contacts"]
 
 
+def test_a_base_url_on_another_host_or_path_than_the_descriptions_servers_is_named():
+    def moved(base_url: str) -> ProviderCatalogue:
+        data = _catalogue_with("stripe", "invoice", read={"list": {"path": "v1/invoices", "items": "data"}})
+        data["providers"]["stripe"]["base_url"] = base_url
+        return ProviderCatalogue.from_dict(data)
+
+    assert described.check(moved("https://api.stripe.co"), "stripe:invoice", "read.list", DESCRIPTIONS) == [
+        "stripe:invoice read.list: the base URL's host api.stripe.co is not a server of stripe-v1-sync.json (api.stripe.com)"]
+    assert described.check(moved("https://api.stripe.com/api"), "stripe:invoice", "read.list", DESCRIPTIONS) == [
+        "stripe:invoice read.list: no operation GET /api/v1/invoices in stripe-v1-sync.json (base URL https://api.stripe.com/api)"]
+
+
 def _catalogue_with(provider: str, key: str, **collection) -> dict:
     """A one-provider catalogue: `provider`'s entry as catalogue.yaml has it, its collections
     replaced by `key` with `collection`."""
-    import yaml
-
     data = yaml.safe_load(resources.files("headwater.upstream").joinpath("catalogue.yaml").read_text())
     entry = data["providers"][provider]
     entry["collections"] = {key: {"name": key, **collection}}
@@ -238,3 +249,14 @@ def test_graphql_paths_must_be_selected_by_the_query():
     assert described.check(catalogue, "linear:issue", "read.list", DESCRIPTIONS) == [
         "linear:issue read.list: items path 'data.issues.edges' is not selected by the query",
     ]
+
+
+@needs_linear_schema
+def test_a_graphql_collections_fields_are_the_selected_fields_typed_by_the_schema():
+    catalogue = _linear(LINEAR_ISSUES)
+
+    fields = described.collection_fields(catalogue, catalogue.collection("linear:issue"), DESCRIPTIONS)
+
+    assert [(f["name"], f["type"]) for f in fields] == [
+        ("id", "ID"), ("title", "String"), ("updatedAt", "DateTime"), ("archivedAt", "DateTime")]
+    assert all(f.get("description") for f in fields)

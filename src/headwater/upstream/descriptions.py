@@ -220,13 +220,17 @@ def _full_path(provider: Provider, path: str) -> list[str]:
     return [*_segments(base.path), *_segments(path.split("?", 1)[0])]
 
 
+def _host_pattern(host: str) -> re.Pattern:
+    """`host` as a pattern where each `{label}` stands for any one label."""
+    return re.compile("^" + re.sub(r"\\\{[^}]*\\\}", "[^.]+", re.escape(host)) + "$")
+
+
 def _host_problem(provider: Provider, document: OpenAPIDocument) -> str | None:
     host = urlsplit(provider.base_url or "").hostname
     theirs = document.hosts()
     if not host or not theirs:
         return None
-    pattern = lambda name: re.compile("^" + re.sub(r"\\\{[^}]*\\\}", "[^.]+", re.escape(name)) + "$")  # noqa: E731
-    if any(pattern(t).match(host) or pattern(host).match(t) for t in theirs):
+    if any(_host_pattern(t).match(host) or _host_pattern(host).match(t) for t in theirs):
         return None
     return f"the base URL's host {host} is not a server of {document.name} ({', '.join(theirs)})"
 
@@ -275,10 +279,9 @@ def _request_problems(operation: Operation, request: Listing | WriteRequest) -> 
             problems.append(f"query parameter {key!r} is not defined by {operation}")
     if isinstance(body, dict):
         schema = operation.request_schema()
-        keys = [*body, *([paging["param"]] if "param" in paging else [])]
-        for key in keys:
-            status, _ = _find(operation.document, schema or {}, [key])
-            if status == MISSING or status == TRIMMED or schema is None:
+        for key in [*body, *([paging["param"]] if "param" in paging else [])]:
+            status = _find(operation.document, schema, [key])[0] if schema is not None else MISSING
+            if status in (MISSING, TRIMMED):
                 problems.append(f"request body property {key!r} is not defined by {operation}")
     return problems
 
@@ -295,12 +298,13 @@ def _query_defined(document: OpenAPIDocument, defined: dict[str, dict], key: str
     if suffix == "[]":
         return any(b.get("type") == "array" for b in branches)
     inner = suffix[1:-1]
-    if "][" in inner:
-        return False
     objects = [b for b in branches if b.get("type") == "object" or "properties" in b]
-    return parameter.get("style") == "deepObject" and any(
-        not b.get("properties") or inner in b["properties"] for b in objects) or any(
-        inner in (b.get("properties") or {}) for b in objects)
+    declared = [b["properties"] for b in objects if b.get("properties")]
+    if "][" in inner or not objects:
+        return False
+    if declared:  # an object parameter names its keys: created[gte]
+        return any(inner in properties for properties in declared)
+    return parameter.get("style") == "deepObject"  # a free-form object sent as a[key]
 
 
 def _branches(document: OpenAPIDocument, schema: Any) -> list[dict[str, Any]]:
