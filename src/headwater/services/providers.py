@@ -101,16 +101,17 @@ class ProviderServicer(provider_pb2_grpc.ProviderServiceServicer):
         await self.backend.auth.org_id(context)
         return provider_pb2.ListProvidersResponse(data=list(self._described.values()))
 
-    async def GetProvider(self, request, context):
+    async def _one(self, context, kind: str, described: dict, key: str):
+        """`described[key]` for any organisation's token; NOT_FOUND naming it when there is none."""
         await self.backend.auth.org_id(context)
-        described = self._described.get(request.provider)
-        if described is None:
-            raise not_found("provider", request.provider)
-        return provider_pb2.GetProviderResponse(provider=described)
+        if (found := described.get(key)) is None:
+            raise not_found(kind, key)
+        return found
+
+    async def GetProvider(self, request, context):
+        provider = await self._one(context, "provider", self._described, request.provider)
+        return provider_pb2.GetProviderResponse(provider=provider)
 
     async def GetCollection(self, request, context):
-        await self.backend.auth.org_id(context)
-        described = self._collections.get(request.collection_id)
-        if described is None:
-            raise not_found("collection", request.collection_id)
-        return provider_pb2.GetCollectionResponse(collection=described)
+        collection = await self._one(context, "collection", self._collections, request.collection_id)
+        return provider_pb2.GetCollectionResponse(collection=collection)
