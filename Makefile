@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BUF := build/tools/node_modules/.bin/buf
 PROTOS := $(wildcard proto/headwater/v1/*.proto)
+# The providers' API descriptions (trimmed, with index.yaml) and the collection fields read from them,
+# which discovery serves (GET /v1/collections/{id}): the server never reads tests/.
+DESCRIPTIONS := tests/upstream-specs
+FIELDS := src/headwater/upstream/collection_fields.json
 # google/api and google/rpc come from the installed googleapis-common-protos package.
 GOOGLEAPIS = $(shell $(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))')
 
@@ -43,6 +47,7 @@ gen: $(STAMP)
 		--python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
 	touch gen/headwater/v1/__init__.py
 	$(PY) -m headwater.rest gen/openapi.json  # the REST bridge's OpenAPI document, from a server's routes
+	$(PY) -m headwater.upstream.descriptions $(DESCRIPTIONS) $(FIELDS)  # collections' fields, for discovery
 
 # Fails when gen/ is not what `make gen` would write from proto/.
 check-gen: $(STAMP)
@@ -53,6 +58,8 @@ check-gen: $(STAMP)
 	diff -r -x __pycache__ gen/headwater build/gen-check/headwater || (echo 'gen/ is stale: run make gen and commit' >&2; exit 1)
 	$(PY) -m headwater.rest build/gen-check/openapi.json
 	diff gen/openapi.json build/gen-check/openapi.json || (echo 'gen/openapi.json is stale: run make gen and commit' >&2; exit 1)
+	$(PY) -m headwater.upstream.descriptions $(DESCRIPTIONS) build/gen-check/collection_fields.json
+	diff $(FIELDS) build/gen-check/collection_fields.json || (echo '$(FIELDS) is stale: run make gen and commit' >&2; exit 1)
 
 $(BUF):
 	mkdir -p build/tools

@@ -78,8 +78,9 @@ async def test_discovery_needs_a_token_like_every_v1_api(server):
     async with httpx.AsyncClient(base_url=server.http_url) as anonymous:
         listed = await anonymous.get("/v1/providers")
         one = await anonymous.get("/v1/providers/stripe", headers={"authorization": "Bearer hw_wrong"})
+        collection = await anonymous.get("/v1/collections/stripe:customer")
 
-    assert listed.status_code == 401 and one.status_code == 401
+    assert listed.status_code == 401 and one.status_code == 401 and collection.status_code == 401
 
 
 async def test_grpc_answers_what_rest_does(client):
@@ -94,3 +95,60 @@ async def test_grpc_answers_what_rest_does(client):
     assert zendesk.provider.account_facts.template_properties == ["subdomain"]
     assert [k.kind for k in zendesk.provider.credential_kinds] == ["zendesk_api_token", "zendesk_oauth_token"]
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_collection_says_what_it_can_do_and_its_fields_from_the_providers_description(client):
+    answer = await client.rest.get("/v1/collections/hubspot:contact")
+
+    assert answer.status_code == 200, answer.text
+    contact = answer.json()
+    assert {k: contact[k] for k in ("id", "name", "provider")} == {
+        "id": "hubspot:contact", "name": "Contact", "provider": "hubspot"}
+    assert contact["capabilities"] == {"read": True, "changes": True, "deletions": True,
+                                       "create": True, "update": True, "delete": True}
+    fields = {f["name"]: f for f in contact["fields"]}
+    assert fields["updatedAt"] == {"name": "updatedAt", "type": "string",
+                                   "description": "The timestamp when the object was last updated, in ISO 8601 format."}
+    assert {"id", "properties", "createdAt", "archived"} <= set(fields)
+
+
+async def test_stripes_fields_come_from_its_own_description(client):
+    customer = (await client.rest.get("/v1/collections/stripe:customer")).json()
+
+    fields = {f["name"]: f for f in customer["fields"]}
+    assert fields["email"]["type"] == "string" and "email address" in fields["email"]["description"]
+    assert fields["created"]["type"] == "integer"
+    assert customer["capabilities"]["create"] is True
+
+
+async def test_a_collection_whose_provider_publishes_no_description_has_no_fields(client):
+    contact = (await client.rest.get("/v1/collections/salesforce:contact")).json()
+
+    assert contact["id"] == "salesforce:contact" and contact["capabilities"]["read"] is True
+    assert contact.get("fields", []) == []
+
+
+async def test_an_unknown_collection_is_not_found_by_its_id(client):
+    answer = await client.rest.get("/v1/collections/stripe:refund")
+
+    assert answer.status_code == 404
+    assert "collection" in answer.json()["error"] and "stripe:refund" in answer.json()["error"]
+
+
+async def test_a_collection_over_grpc_is_what_rest_answers_and_needs_a_token(client):
+    providers = provider_pb2_grpc.ProviderServiceStub(client.channel)
+
+    answer = await providers.GetCollection(provider_pb2.GetCollectionRequest(collection_id="stripe:invoice"),
+                                           metadata=client.metadata)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await providers.GetCollection(provider_pb2.GetCollectionRequest(collection_id="stripe:invoice"))
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await providers.GetCollection(provider_pb2.GetCollectionRequest(collection_id="stripe:nothing"),
+                                      metadata=client.metadata)
+
+    rest = (await client.rest.get("/v1/collections/stripe:invoice")).json()
+    assert answer.collection.provider == "stripe" and answer.collection.capabilities.create is False
+    assert [(f.name, f.type, f.description) for f in answer.collection.fields] == [
+        (f["name"], f["type"], f.get("description", "")) for f in rest["fields"]]
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND and "stripe:nothing" in unknown.value.details()

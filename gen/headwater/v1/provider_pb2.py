@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bheadwater/v1/provider.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\"\xed\x02\n\x08Provider\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\x08\x62\x61se_url\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\x0fpermitted_hosts\x18\x04 \x03(\t\x12:\n\x10\x63redential_kinds\x18\x05 \x03(\x0b\x32 .headwater.v1.CredentialKindInfo\x12\x31\n\x0b\x63ollections\x18\x06 \x03(\x0b\x32\x1c.headwater.v1.CollectionInfo\x12:\n\x13\x64\x65\x66\x61ult_rate_limits\x18\x07 \x03(\x0b\x32\x1d.headwater.v1.RateLimitWindow\x12\x31\n\raccount_facts\x18\x08 \x01(\x0b\x32\x1a.headwater.v1.AccountFacts\x12&\n\x05oauth\x18\t \x01(\x0b\x32\x17.headwater.v1.OAuthInfoB\x0b\n\t_base_url\"\xb4\x01\n\x12\x43redentialKindInfo\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x32\n\x08required\x18\x02 \x03(\x0b\x32 .headwater.v1.CredentialProperty\x12\x0e\n\x06secret\x18\x03 \x03(\t\x12\x0c\n\x04\x61uth\x18\x04 \x01(\t\x12\x11\n\tauth_name\x18\x05 \x01(\t\x12\x10\n\x08verified\x18\x06 \x01(\x08\x12\x19\n\x11\x62\x61se_url_property\x18\x07 \x01(\t\"2\n\x12\x43redentialProperty\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\x08\"f\n\x0e\x43ollectionInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12:\n\x0c\x63\x61pabilities\x18\x03 \x01(\x0b\x32$.headwater.v1.CollectionCapabilities\"z\n\x16\x43ollectionCapabilities\x12\x0c\n\x04read\x18\x01 \x01(\x08\x12\x0f\n\x07\x63hanges\x18\x02 \x01(\x08\x12\x11\n\tdeletions\x18\x03 \x01(\x08\x12\x0e\n\x06\x63reate\x18\x04 \x01(\x08\x12\x0e\n\x06update\x18\x05 \x01(\x08\x12\x0e\n\x06\x64\x65lete\x18\x06 \x01(\x08\"f\n\x0fRateLimitWindow\x12\x18\n\x10\x61llowed_requests\x18\x01 \x01(\x05\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x05\x12\x1f\n\x17max_concurrent_requests\x18\x03 \x01(\x05\"t\n\x0c\x41\x63\x63ountFacts\x12\x0e\n\x06needed\x18\x01 \x01(\x08\x12\x1b\n\x13template_properties\x18\x02 \x03(\t\x12\x1b\n\x13\x62\x61se_url_properties\x18\x03 \x03(\t\x12\x1a\n\x12\x61\x63\x63ount_properties\x18\x04 \x03(\t\"\x91\x01\n\tOAuthInfo\x12\x17\n\x0f\x63redential_kind\x18\x01 \x01(\t\x12\x19\n\x11\x61uthorization_url\x18\x02 \x01(\t\x12\x11\n\ttoken_url\x18\x03 \x01(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_scopes\x18\x04 \x03(\t\x12\x17\n\x0fscope_separator\x18\x05 \x01(\t\x12\x0c\n\x04pkce\x18\x06 \x01(\x08\"\x16\n\x14ListProvidersRequest\"=\n\x15ListProvidersResponse\x12$\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x16.headwater.v1.Provider\"&\n\x12GetProviderRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\"?\n\x13GetProviderResponse\x12(\n\x08provider\x18\x01 \x01(\x0b\x32\x16.headwater.v1.Provider2\x82\x02\n\x0fProviderService\x12o\n\rListProviders\x12\".headwater.v1.ListProvidersRequest\x1a#.headwater.v1.ListProvidersResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/providers\x12~\n\x0bGetProvider\x12 .headwater.v1.GetProviderRequest\x1a!.headwater.v1.GetProviderResponse\"*\x82\xd3\xe4\x93\x02$\x12\x18/v1/providers/{provider}b\x08providerb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bheadwater/v1/provider.proto\x12\x0cheadwater.v1\x1a\x1cgoogle/api/annotations.proto\"\xed\x02\n\x08Provider\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x15\n\x08\x62\x61se_url\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\x0fpermitted_hosts\x18\x04 \x03(\t\x12:\n\x10\x63redential_kinds\x18\x05 \x03(\x0b\x32 .headwater.v1.CredentialKindInfo\x12\x31\n\x0b\x63ollections\x18\x06 \x03(\x0b\x32\x1c.headwater.v1.CollectionInfo\x12:\n\x13\x64\x65\x66\x61ult_rate_limits\x18\x07 \x03(\x0b\x32\x1d.headwater.v1.RateLimitWindow\x12\x31\n\raccount_facts\x18\x08 \x01(\x0b\x32\x1a.headwater.v1.AccountFacts\x12&\n\x05oauth\x18\t \x01(\x0b\x32\x17.headwater.v1.OAuthInfoB\x0b\n\t_base_url\"\xb4\x01\n\x12\x43redentialKindInfo\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x32\n\x08required\x18\x02 \x03(\x0b\x32 .headwater.v1.CredentialProperty\x12\x0e\n\x06secret\x18\x03 \x03(\t\x12\x0c\n\x04\x61uth\x18\x04 \x01(\t\x12\x11\n\tauth_name\x18\x05 \x01(\t\x12\x10\n\x08verified\x18\x06 \x01(\x08\x12\x19\n\x11\x62\x61se_url_property\x18\x07 \x01(\t\"2\n\x12\x43redentialProperty\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\x08\"f\n\x0e\x43ollectionInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12:\n\x0c\x63\x61pabilities\x18\x03 \x01(\x0b\x32$.headwater.v1.CollectionCapabilities\"z\n\x16\x43ollectionCapabilities\x12\x0c\n\x04read\x18\x01 \x01(\x08\x12\x0f\n\x07\x63hanges\x18\x02 \x01(\x08\x12\x11\n\tdeletions\x18\x03 \x01(\x08\x12\x0e\n\x06\x63reate\x18\x04 \x01(\x08\x12\x0e\n\x06update\x18\x05 \x01(\x08\x12\x0e\n\x06\x64\x65lete\x18\x06 \x01(\x08\"\xa3\x01\n\nCollection\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12:\n\x0c\x63\x61pabilities\x18\x04 \x01(\x0b\x32$.headwater.v1.CollectionCapabilities\x12-\n\x06\x66ields\x18\x05 \x03(\x0b\x32\x1d.headwater.v1.CollectionField\"B\n\x0f\x43ollectionField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"f\n\x0fRateLimitWindow\x12\x18\n\x10\x61llowed_requests\x18\x01 \x01(\x05\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x05\x12\x1f\n\x17max_concurrent_requests\x18\x03 \x01(\x05\"t\n\x0c\x41\x63\x63ountFacts\x12\x0e\n\x06needed\x18\x01 \x01(\x08\x12\x1b\n\x13template_properties\x18\x02 \x03(\t\x12\x1b\n\x13\x62\x61se_url_properties\x18\x03 \x03(\t\x12\x1a\n\x12\x61\x63\x63ount_properties\x18\x04 \x03(\t\"\x91\x01\n\tOAuthInfo\x12\x17\n\x0f\x63redential_kind\x18\x01 \x01(\t\x12\x19\n\x11\x61uthorization_url\x18\x02 \x01(\t\x12\x11\n\ttoken_url\x18\x03 \x01(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_scopes\x18\x04 \x03(\t\x12\x17\n\x0fscope_separator\x18\x05 \x01(\t\x12\x0c\n\x04pkce\x18\x06 \x01(\x08\"\x16\n\x14ListProvidersRequest\"=\n\x15ListProvidersResponse\x12$\n\x04\x64\x61ta\x18\x01 \x03(\x0b\x32\x16.headwater.v1.Provider\"&\n\x12GetProviderRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\"?\n\x13GetProviderResponse\x12(\n\x08provider\x18\x01 \x01(\x0b\x32\x16.headwater.v1.Provider\"-\n\x14GetCollectionRequest\x12\x15\n\rcollection_id\x18\x01 \x01(\t\"E\n\x15GetCollectionResponse\x12,\n\ncollection\x18\x01 \x01(\x0b\x32\x18.headwater.v1.Collection2\x92\x03\n\x0fProviderService\x12o\n\rListProviders\x12\".headwater.v1.ListProvidersRequest\x1a#.headwater.v1.ListProvidersResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/providers\x12~\n\x0bGetProvider\x12 .headwater.v1.GetProviderRequest\x1a!.headwater.v1.GetProviderResponse\"*\x82\xd3\xe4\x93\x02$\x12\x18/v1/providers/{provider}b\x08provider\x12\x8d\x01\n\rGetCollection\x12\".headwater.v1.GetCollectionRequest\x1a#.headwater.v1.GetCollectionResponse\"3\x82\xd3\xe4\x93\x02-\x12\x1f/v1/collections/{collection_id}b\ncollectionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROVIDERSERVICE'].methods_by_name['ListProviders']._serialized_options = b'\202\323\344\223\002\017\022\r/v1/providers'
   _globals['_PROVIDERSERVICE'].methods_by_name['GetProvider']._loaded_options = None
   _globals['_PROVIDERSERVICE'].methods_by_name['GetProvider']._serialized_options = b'\202\323\344\223\002$\022\030/v1/providers/{provider}b\010provider'
+  _globals['_PROVIDERSERVICE'].methods_by_name['GetCollection']._loaded_options = None
+  _globals['_PROVIDERSERVICE'].methods_by_name['GetCollection']._serialized_options = b'\202\323\344\223\002-\022\037/v1/collections/{collection_id}b\ncollection'
   _globals['_PROVIDER']._serialized_start=76
   _globals['_PROVIDER']._serialized_end=441
   _globals['_CREDENTIALKINDINFO']._serialized_start=444
@@ -46,20 +48,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COLLECTIONINFO']._serialized_end=780
   _globals['_COLLECTIONCAPABILITIES']._serialized_start=782
   _globals['_COLLECTIONCAPABILITIES']._serialized_end=904
-  _globals['_RATELIMITWINDOW']._serialized_start=906
-  _globals['_RATELIMITWINDOW']._serialized_end=1008
-  _globals['_ACCOUNTFACTS']._serialized_start=1010
-  _globals['_ACCOUNTFACTS']._serialized_end=1126
-  _globals['_OAUTHINFO']._serialized_start=1129
-  _globals['_OAUTHINFO']._serialized_end=1274
-  _globals['_LISTPROVIDERSREQUEST']._serialized_start=1276
-  _globals['_LISTPROVIDERSREQUEST']._serialized_end=1298
-  _globals['_LISTPROVIDERSRESPONSE']._serialized_start=1300
-  _globals['_LISTPROVIDERSRESPONSE']._serialized_end=1361
-  _globals['_GETPROVIDERREQUEST']._serialized_start=1363
-  _globals['_GETPROVIDERREQUEST']._serialized_end=1401
-  _globals['_GETPROVIDERRESPONSE']._serialized_start=1403
-  _globals['_GETPROVIDERRESPONSE']._serialized_end=1466
-  _globals['_PROVIDERSERVICE']._serialized_start=1469
-  _globals['_PROVIDERSERVICE']._serialized_end=1727
+  _globals['_COLLECTION']._serialized_start=907
+  _globals['_COLLECTION']._serialized_end=1070
+  _globals['_COLLECTIONFIELD']._serialized_start=1072
+  _globals['_COLLECTIONFIELD']._serialized_end=1138
+  _globals['_RATELIMITWINDOW']._serialized_start=1140
+  _globals['_RATELIMITWINDOW']._serialized_end=1242
+  _globals['_ACCOUNTFACTS']._serialized_start=1244
+  _globals['_ACCOUNTFACTS']._serialized_end=1360
+  _globals['_OAUTHINFO']._serialized_start=1363
+  _globals['_OAUTHINFO']._serialized_end=1508
+  _globals['_LISTPROVIDERSREQUEST']._serialized_start=1510
+  _globals['_LISTPROVIDERSREQUEST']._serialized_end=1532
+  _globals['_LISTPROVIDERSRESPONSE']._serialized_start=1534
+  _globals['_LISTPROVIDERSRESPONSE']._serialized_end=1595
+  _globals['_GETPROVIDERREQUEST']._serialized_start=1597
+  _globals['_GETPROVIDERREQUEST']._serialized_end=1635
+  _globals['_GETPROVIDERRESPONSE']._serialized_start=1637
+  _globals['_GETPROVIDERRESPONSE']._serialized_end=1700
+  _globals['_GETCOLLECTIONREQUEST']._serialized_start=1702
+  _globals['_GETCOLLECTIONREQUEST']._serialized_end=1747
+  _globals['_GETCOLLECTIONRESPONSE']._serialized_start=1749
+  _globals['_GETCOLLECTIONRESPONSE']._serialized_end=1818
+  _globals['_PROVIDERSERVICE']._serialized_start=1821
+  _globals['_PROVIDERSERVICE']._serialized_end=2223
 # @@protoc_insertion_point(module_scope)

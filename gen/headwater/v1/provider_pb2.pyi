@@ -81,6 +81,30 @@ class CollectionCapabilities(_message.Message):
     delete: bool
     def __init__(self, read: _Optional[bool] = ..., changes: _Optional[bool] = ..., deletions: _Optional[bool] = ..., create: _Optional[bool] = ..., update: _Optional[bool] = ..., delete: _Optional[bool] = ...) -> None: ...
 
+class Collection(_message.Message):
+    __slots__ = ("id", "name", "provider", "capabilities", "fields")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    provider: str
+    capabilities: CollectionCapabilities
+    fields: _containers.RepeatedCompositeFieldContainer[CollectionField]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., provider: _Optional[str] = ..., capabilities: _Optional[_Union[CollectionCapabilities, _Mapping]] = ..., fields: _Optional[_Iterable[_Union[CollectionField, _Mapping]]] = ...) -> None: ...
+
+class CollectionField(_message.Message):
+    __slots__ = ("name", "type", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    description: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
 class RateLimitWindow(_message.Message):
     __slots__ = ("allowed_requests", "interval_seconds", "max_concurrent_requests")
     ALLOWED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
@@ -140,3 +164,15 @@ class GetProviderResponse(_message.Message):
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     provider: Provider
     def __init__(self, provider: _Optional[_Union[Provider, _Mapping]] = ...) -> None: ...
+
+class GetCollectionRequest(_message.Message):
+    __slots__ = ("collection_id",)
+    COLLECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    collection_id: str
+    def __init__(self, collection_id: _Optional[str] = ...) -> None: ...
+
+class GetCollectionResponse(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: Collection
+    def __init__(self, collection: _Optional[_Union[Collection, _Mapping]] = ...) -> None: ...

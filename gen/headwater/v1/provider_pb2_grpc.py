@@ -47,6 +47,11 @@ class ProviderServiceStub:
                 request_serializer=headwater_dot_v1_dot_provider__pb2.GetProviderRequest.SerializeToString,
                 response_deserializer=headwater_dot_v1_dot_provider__pb2.GetProviderResponse.FromString,
                 _registered_method=True)
+        self.GetCollection = channel.unary_unary(
+                '/headwater.v1.ProviderService/GetCollection',
+                request_serializer=headwater_dot_v1_dot_provider__pb2.GetCollectionRequest.SerializeToString,
+                response_deserializer=headwater_dot_v1_dot_provider__pb2.GetCollectionResponse.FromString,
+                _registered_method=True)
 
 
 class ProviderServiceServicer:
@@ -69,6 +74,14 @@ class ProviderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCollection(self, request, context):
+        """Returns one collection, e.g. "stripe:customer": what Headwater can do with its records and
+        their fields, as the provider's own API description defines them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProviderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +94,11 @@ def add_ProviderServiceServicer_to_server(servicer, server):
                     servicer.GetProvider,
                     request_deserializer=headwater_dot_v1_dot_provider__pb2.GetProviderRequest.FromString,
                     response_serializer=headwater_dot_v1_dot_provider__pb2.GetProviderResponse.SerializeToString,
+            ),
+            'GetCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCollection,
+                    request_deserializer=headwater_dot_v1_dot_provider__pb2.GetCollectionRequest.FromString,
+                    response_serializer=headwater_dot_v1_dot_provider__pb2.GetCollectionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -140,6 +158,33 @@ class ProviderService:
             '/headwater.v1.ProviderService/GetProvider',
             headwater_dot_v1_dot_provider__pb2.GetProviderRequest.SerializeToString,
             headwater_dot_v1_dot_provider__pb2.GetProviderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/headwater.v1.ProviderService/GetCollection',
+            headwater_dot_v1_dot_provider__pb2.GetCollectionRequest.SerializeToString,
+            headwater_dot_v1_dot_provider__pb2.GetCollectionResponse.FromString,
             options,
             channel_credentials,
             insecure,

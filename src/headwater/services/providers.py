@@ -1,14 +1,22 @@
 """ProviderService: the catalogue described, for applications that build on it.
 
-    GET /v1/providers            every provider
-    GET /v1/providers/shopify    one: its credential kinds (secrets marked), collections and what
-                                 each can do, default pace, the account facts it needs, OAuth
+    GET /v1/providers                     every provider
+    GET /v1/providers/shopify             one: its credential kinds (secrets marked), collections
+                                          and what each can do, default pace, the account facts
+                                          it needs, OAuth
+    GET /v1/collections/stripe:customer   one collection: what it can do and its records' fields
 
 The answers are the catalogue's (headwater.upstream.catalogue), the same for every organisation;
 any organisation's token may read them. Built once: the catalogue does not change while serving.
+A collection's fields are those its provider's API description defines, read from
+collection_fields.json, which `make gen` writes from tests/upstream-specs
+(headwater.upstream.descriptions).
 """
 
 from __future__ import annotations
+
+import json
+from importlib import resources
 
 from headwater.errors import not_found
 from headwater.services._common import Backend
@@ -33,6 +41,19 @@ def collection_info(collection: Collection) -> provider_pb2.CollectionInfo:
     return provider_pb2.CollectionInfo(
         id=collection.id, name=collection.name,
         capabilities=provider_pb2.CollectionCapabilities(**collection.capabilities),
+    )
+
+
+def collection_fields() -> dict[str, list[dict[str, str]]]:
+    """{collection id: [{name, type, description}]} as `make gen` wrote them."""
+    return json.loads(resources.files("headwater.upstream").joinpath("collection_fields.json").read_text())
+
+
+def collection_described(collection: Collection, fields: list[dict[str, str]]) -> provider_pb2.Collection:
+    return provider_pb2.Collection(
+        id=collection.id, name=collection.name, provider=collection.provider,
+        capabilities=provider_pb2.CollectionCapabilities(**collection.capabilities),
+        fields=[provider_pb2.CollectionField(**field) for field in fields],
     )
 
 
@@ -70,14 +91,27 @@ class ProviderServicer(provider_pb2_grpc.ProviderServiceServicer):
         self.backend = backend
         catalogue: ProviderCatalogue = backend.catalogue
         self._described = {key: provider_info(provider) for key, provider in catalogue.providers.items()}
+        fields = collection_fields()
+        self._collections = {
+            collection.id: collection_described(collection, fields.get(collection.id, []))
+            for provider in catalogue.providers.values() for collection in provider.collections.values()
+        }
 
     async def ListProviders(self, request, context):
         await self.backend.auth.org_id(context)
         return provider_pb2.ListProvidersResponse(data=list(self._described.values()))
 
-    async def GetProvider(self, request, context):
+    async def _one(self, context, kind: str, described: dict, key: str):
+        """`described[key]` for any organisation's token; NOT_FOUND naming it when there is none."""
         await self.backend.auth.org_id(context)
-        described = self._described.get(request.provider)
-        if described is None:
-            raise not_found("provider", request.provider)
-        return provider_pb2.GetProviderResponse(provider=described)
+        if (found := described.get(key)) is None:
+            raise not_found(kind, key)
+        return found
+
+    async def GetProvider(self, request, context):
+        provider = await self._one(context, "provider", self._described, request.provider)
+        return provider_pb2.GetProviderResponse(provider=provider)
+
+    async def GetCollection(self, request, context):
+        collection = await self._one(context, "collection", self._collections, request.collection_id)
+        return provider_pb2.GetCollectionResponse(collection=collection)
