@@ -24,6 +24,9 @@
 | HEADWATER_OAUTH_APPS         | (none)                        | the instance's default OAuth app per provider: JSON, or the path of a JSON file |
 | HEADWATER_PUBLIC_URL         | http://<REST address>         | the REST front as browsers reach it: connect pages and the OAuth callback |
 | HEADWATER_CONNECT_SESSION_SECONDS | 1800                     | how long a connect session (its token and page) lasts |
+| HEADWATER_TRACE_PROPAGATE_UPSTREAM | false                   | with traces on, send each upstream request's W3C traceparent to the upstream |
+
+Traces are configured by the standard OTEL_* variables (headwater.tracing), off by default.
 
 HEADWATER_OAUTH_APPS maps a provider to its app, e.g.
 `{"github": {"client_id": "Iv1.8a61f9b3a7aba766", "client_secret": "...", "scopes": ["repo"]}}`
@@ -95,6 +98,9 @@ class Settings:
     # (None: http:// and the bound REST address), and how long a connect session lasts.
     public_url: str | None = None
     connect_session_seconds: float = 1800.0
+    # Traces (headwater.tracing): whether the upstream sees our traceparent. Off: it would tell a
+    # third party our trace ids (and the caller's, whose trace it continues).
+    trace_propagate_upstream: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -123,6 +129,7 @@ class Settings:
             oauth_apps=_oauth_apps(env, "HEADWATER_OAUTH_APPS"),
             public_url=_public_url(env, "HEADWATER_PUBLIC_URL"),
             connect_session_seconds=_int(env, "HEADWATER_CONNECT_SESSION_SECONDS", 1800),
+            trace_propagate_upstream=_flag(env, "HEADWATER_TRACE_PROPAGATE_UPSTREAM"),
         )
 
 

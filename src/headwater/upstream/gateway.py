@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from headwater import tracing
 from headwater.backoff import backoff
 from headwater.upstream.accounts import UpstreamAccount
 from headwater.upstream.budget import Budget, BudgetExhausted, Pacer, PacerUnavailable, Permit
@@ -154,10 +155,12 @@ def is_idempotent(method: str, headers: list[tuple[str, str]], retry: RetryPolic
 
 
 class Upstream:
-    def __init__(self, forwarder: Transport, pacer: Pacer, refresher: TokenRefresher):
+    def __init__(self, forwarder: Transport, pacer: Pacer, refresher: TokenRefresher, *, propagate_trace: bool = False):
         self.forwarder = forwarder  # the Transport: the aiohttp Forwarder, or a MockTransport in tests
         self.pacer = pacer
         self.refresher = refresher
+        # With traces on, each attempt carries its traceparent upstream (HEADWATER_TRACE_PROPAGATE_UPSTREAM).
+        self.propagate_trace = propagate_trace
 
     async def send(self, account: UpstreamAccount, call: UpstreamCall) -> Sent:
         """Sends `call` under the credential's budget with its auth added, and classifies the
@@ -180,7 +183,7 @@ class Upstream:
             response = None
             try:
                 async with self._background_slot(account, background, deadline - loop.time()) as share, \
-                        self.pacer.slot(account.credential_id, account.budget, timeout=deadline - loop.time()) as permit:
+                        self._credential_slot(account, deadline - loop.time()) as permit:
                     if background and permit.waited:
                         # It starts now, not at its share's slot: the share's window counts it now.
                         await self.pacer.started(*_background_key(account), share)
@@ -188,9 +191,13 @@ class Upstream:
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         raise UpstreamTimeout(api)
-                    response = await self.forwarder.send(
-                        UpstreamRequest(method=call.method, url=url, headers=authorized, body=call.body, timeout=remaining)
-                    )
+                    with tracing.upstream_request(call.method, url, account.provider.key, attempt) as span:
+                        response = await self.forwarder.send(UpstreamRequest(
+                            method=call.method, url=url, body=call.body, timeout=remaining,
+                            headers=tracing.propagated(authorized, self.propagate_trace),
+                        ))
+                        outcome = classify(response, limits, policy)
+                        tracing.upstream_answered(span, response.status, outcome.kind.value)
             except BudgetExhausted as exhausted:
                 seconds = max(1, math.ceil(exhausted.retry_after))
                 raise UpstreamFailure(
@@ -219,7 +226,6 @@ class Upstream:
                     http_status=502,
                 ) from None
             else:
-                outcome = classify(response, limits, policy)
                 if outcome.pause is not None:
                     await self.pacer.pause(account.credential_id, outcome.pause, reason=pause_reason(api, outcome))
 
@@ -236,10 +242,15 @@ class Upstream:
             return Sent(response, account, url, waited, attempt, outcome, permit)
         raise AssertionError("unreachable")
 
+    def _credential_slot(self, account: UpstreamAccount, timeout: float):
+        slot = self.pacer.slot(account.credential_id, account.budget, timeout=timeout)
+        return tracing.budget_wait(slot, account.credential_id, "credential")
+
     def _background_slot(self, account: UpstreamAccount, background: bool, timeout: float):
         if not background:
             return contextlib.nullcontext(Permit())
-        return self.pacer.slot(*_background_key(account), timeout=timeout)
+        return tracing.budget_wait(self.pacer.slot(*_background_key(account), timeout=timeout),
+                                   account.credential_id, "background")
 
     async def _before_next(self, attempt: int, deadline: float, outcome: Outcome) -> bool:
         """Waits before the next attempt if it can still finish in time; False if not (the caller
