@@ -247,11 +247,11 @@ class RestBridge:
                 found = self.routes.lookup(method, path)
                 if found.match is Match.NONE:
                     raise ApiError(grpc.StatusCode.NOT_FOUND, "no route matches this path")
-                tracing.rest_route(span, method, found.route.template.template)
                 if found.match is Match.PARTIAL:
                     allow = ", ".join(found.allow)
                     error = ApiError(grpc.StatusCode.UNIMPLEMENTED, "method not allowed", headers={"Allow": allow})
                     raise _StatusOverride(405, error)
+                tracing.rest_route(span, method, found.route.template.template)
                 headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in http.raw_headers]
                 timeout = timeout_from_headers(headers)
                 context = RestContext(headers, time.monotonic() + timeout, http.transport)
