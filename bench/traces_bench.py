@@ -1,0 +1,149 @@
+"""What traces cost on the proxy path: off (the default) and on, exporting over OTLP/HTTP.
+
+    python -m bench traces
+
+Three `headwater serve` processes proxy GET /v1/events?limit=10 to one static upstream (nginx,
+one worker, when installed), as `python -m bench proxy` does (64 connections, proxies pinned to
+CPU 1, load, upstream and collector to CPU 0):
+
+    traces off             OTEL_TRACES_EXPORTER unset: no SDK provider, the helpers return at once
+    traces on              OTEL_TRACES_EXPORTER=otlp to a loopback collector that counts spans,
+                           the SDK's batch processor with its defaults (every call sampled)
+    traces on, 10% sampled the same with OTEL_TRACES_SAMPLER=parentbased_traceidratio, ARG 0.1
+
+CPU us/req is the proxy process's CPU time per request answered (the least of the rounds: other
+work on the machine only adds to it), the exporter's thread included. Beside it, the span helpers
+of one proxied request timed alone with traces off, as the pacer's slot is in the proxy benchmark:
+the difference they make is below what two processes' CPU times can resolve.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import timeit
+
+import httpx
+
+from bench._headwater import start_headwater
+from bench._tools import (
+    HOST,
+    LOAD_CPU,
+    PROXY_CPU,
+    Report,
+    best_of,
+    free_port,
+    load_tool,
+    python,
+    start_static_upstream,
+    stop,
+    wait_port,
+)
+from bench.proxy_bench import CONNECTIONS, GENEROUS, PATH, _http, _us, _with_cpu
+from headwater import tracing
+
+OFF = "traces off"
+ON = "traces on (OTLP/HTTP, batch processor)"
+SAMPLED = "traces on, 10% sampled"
+
+
+def run(report: Report, duration: float = 4.0, rounds: int = 4) -> None:
+    processes: list[subprocess.Popen] = []
+    targets, pids, collectors = {}, {}, {}
+    with tempfile.TemporaryDirectory() as workdir:
+        try:
+            up_port = free_port()
+            upstream, kind = start_static_upstream(up_port, workdir)
+            processes.append(upstream)
+            wait_port(up_port)
+            base = f"http://{HOST}:{up_port}"
+            otel_off = {"OTEL_TRACES_EXPORTER": "none"}
+            for i, (name, otel) in enumerate([
+                (OFF, otel_off),
+                (ON, {"OTEL_TRACES_EXPORTER": "otlp"}),
+                (SAMPLED, {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                           "OTEL_TRACES_SAMPLER_ARG": "0.1"}),
+            ]):
+                if otel is not otel_off:
+                    port = free_port()
+                    processes.append(python("bench._servers", "otlp-collector", "--port", str(port), cpu=LOAD_CPU))
+                    wait_port(port, process=processes[-1])
+                    collectors[name] = f"http://{HOST}:{port}"
+                    otel = {**otel, "OTEL_EXPORTER_OTLP_ENDPOINT": collectors[name]}
+                hw = start_headwater(workdir, str(i), f"sqlite:///{workdir}/headwater-{i}.db", cpu=PROXY_CPU,
+                                     env_overrides=otel)
+                processes.append(hw.process)
+                sync_id = hw.stripe_sync(base, GENEROUS)
+                url = f"{hw.http_url}/v1/proxy/sync/{sync_id}/{PATH}"
+                targets[name] = _http(url, duration, [("authorization", f"Bearer {hw.token}")])
+                pids[name] = hw.process.pid
+
+            for measure in targets.values():  # warm up pools and caches
+                measure(1.0)
+            answered = dict.fromkeys(targets, 0)
+            spans_before = {name: _spans(url) for name, url in collectors.items()}
+            results: dict[str, list[dict]] = {}
+            for _ in range(rounds):
+                for name, measure in targets.items():
+                    result = _with_cpu(measure, pids[name], duration)
+                    answered[name] += result["rps"] * duration
+                    results.setdefault(name, []).append(result)
+            for process in processes:  # what the batch processors still hold is exported as they stop
+                if process.pid in pids.values():
+                    stop(process)
+            spans = {name: _spans(url) - spans_before[name] for name, url in collectors.items()}
+        finally:
+            for process in reversed(processes):
+                stop(process)
+
+    best = {name: best_of(runs) for name, runs in results.items()}
+    for name, runs in results.items():
+        best[name]["cpu_us"] = min(r["cpu_us"] for r in runs if r.get("cpu_us"))
+    report.text(
+        f"GET through Headwater's REST proxy to one static upstream ({kind}); {load_tool()} -c{CONNECTIONS}, "
+        f"{duration:g} s x {rounds} rounds, best round with the median req/s beside it. Proxies pinned "
+        f"to CPU 1; load, upstream and collectors to CPU 0. Spans/req: what the collector received "
+        f"per request answered (the batch processor drops spans when its queue is full)."
+    )
+    report.table(
+        ["target", "req/s", "median req/s", "p99 ms", "errors", "CPU us/req", "spans/req"],
+        [[n, r["rps"], r["median"], r["p99"] * 1e3, r["errors"], _us(r["cpu_us"]),
+          f"{spans[n] / answered[n]:.2f}" if n in spans and answered[n] else ""]
+         for n, r in best.items()],
+    )
+    cpu = {name: r["cpu_us"] for name, r in best.items()}
+    off_us = off_helpers_us()
+    report.table(["traces' cost", "measured", "needed", "met"], [
+        ["off: the span helpers of one proxied request / its CPU",
+         f"{off_us:.2f} / {cpu[OFF]:.0f} us = {off_us / cpu[OFF]:.2%}", "< 1%",
+         "yes" if off_us / cpu[OFF] < 0.01 else "**no**"],
+        ["on, every call sampled: CPU per request / off", f"{cpu[ON] / cpu[OFF] - 1:+.0%}", "", ""],
+        ["on, 10% sampled: CPU per request / off", f"{cpu[SAMPLED] / cpu[OFF] - 1:+.0%}", "", ""],
+    ])
+
+
+def _spans(collector: str) -> int:
+    return httpx.get(f"{collector}/spans").json()["spans"]
+
+
+def off_helpers_us(calls: int = 200_000) -> float:
+    """Microseconds the tracing helpers of one proxied REST request take with traces off: the
+    REST call's span, its route and status, one store unit, the budget wait, the upstream attempt,
+    its headers and its answer."""
+    tracing.use(None)
+    headers = [("accept", "application/json")]
+    url = "https://api.stripe.com/v1/events"
+    slot = object()
+
+    def one_request():
+        with tracing.rest_call("GET", "/v1/proxy/sync/s/v1/events", {}, None) as span:
+            tracing.rest_route(span, "GET", "/v1/proxy/sync/{sync_id}/{path=**}")
+            with tracing.store_unit("sqlite", one_request):
+                pass
+            tracing.budget_wait(slot, "c", "credential")
+            with tracing.upstream_request("GET", url, "stripe", 1) as attempt:
+                tracing.propagated(headers, False)
+                tracing.upstream_answered(attempt, 200, "success")
+            tracing.rest_answered(span, 200)
+
+    return min(timeit.repeat(one_request, number=calls, repeat=3)) / calls * 1e6
