@@ -41,6 +41,7 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import grpc
@@ -52,14 +53,17 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from headwater.errors import ApiError
 from headwater.settings import ConfigError
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
 __all__ = [
     "budget_wait",
     "configure",
     "enabled",
-    "grpc_answered",
-    "grpc_call",
     "engine_span",
     "failed",
+    "grpc_answered",
+    "grpc_call",
     "propagated",
     "rest_answered",
     "rest_call",
@@ -76,7 +80,7 @@ TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
 EXPORTERS = ("otlp", "console", "none")
 
 
-def configure() -> object | None:
+def configure() -> TracerProvider | None:
     """The SDK's TracerProvider, built from the OTEL_* variables and installed as the global
     one, with its exporter behind a batch processor; None (nothing installed) when traces are off.
     ConfigError names the variable at fault."""
@@ -92,6 +96,7 @@ def configure() -> object | None:
                 raise ConfigError(f"{variable} must be http/protobuf (Headwater exports OTLP over HTTP), not {protocol!r}")
             break
 
+    # The SDK is imported only here: a process without traces neither loads nor runs it.
     from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
@@ -112,7 +117,7 @@ def configure() -> object | None:
     return provider
 
 
-def use(provider) -> None:
+def use(provider: TracerProvider | None) -> None:
     """Makes spans with `provider` (a TracerProvider), or makes none (None). `configure` calls it;
     tests call it with a provider of their own (an InMemorySpanExporter's) around a server."""
     global _tracer
