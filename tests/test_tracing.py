@@ -31,7 +31,7 @@ from headwater.settings import ConfigError
 from headwater.v1 import mutation_pb2, sync_pb2
 from headwater_process import Headwater
 from sync_support import FAST_ENGINE, backfilled, create_sync, eventually
-from test_proxy import SECRET, stripe_sync
+from test_proxy import SECRET, socket_port_closed, stripe_sync
 
 PROXY_ROUTE = "GET /v1/proxy/sync/{sync_id}/{path=**}"
 # A caller's W3C trace context: trace id, then its span's id (the parent of ours).
@@ -135,6 +135,41 @@ async def test_an_upstream_error_status_marks_its_span_and_a_retry_counts_as_a_r
     assert second.attributes["http.response.status_code"] == 200
     assert second.attributes["http.request.resend_count"] == 1
     assert call.status.status_code is StatusCode.UNSET
+
+
+async def test_an_unreachable_upstream_is_an_error_on_the_attempt_and_on_the_call(traced, spans):
+    _, client = await traced()
+    sync = await stripe_sync(client, f"http://127.0.0.1:{socket_port_closed()}")
+    spans.clear()
+
+    response = await client.rest.post(f"/v1/proxy/sync/{sync['id']}/v1/customers")
+
+    assert response.status_code == 502, response.text  # a POST is not repeated
+    finished = spans.get_finished_spans()
+    [call] = roots(finished, "POST /v1/proxy/sync/{sync_id}/{path=**}")
+    assert call.attributes["http.response.status_code"] == 502
+    assert call.attributes["error.type"] == "502" and call.status.status_code is StatusCode.ERROR
+    [attempt] = children(finished, call, "POST")
+    assert attempt.attributes["error.type"] == "UpstreamConnectError"
+    assert "http.response.status_code" not in attempt.attributes
+
+
+async def test_a_budget_wait_past_the_deadline_is_an_error_on_its_span(traced, spans, upstream):
+    _, client = await traced()
+    sync = await stripe_sync(client, upstream.base_url, rate_limit={"allowed_requests": 1, "interval": 60})
+    first = await client.rest.get(f"/v1/proxy/sync/{sync['id']}/echo/first")
+    assert first.status_code == 200, first.text
+    spans.clear()
+
+    refused = await client.rest.get(f"/v1/proxy/sync/{sync['id']}/echo/second", headers={"x-headwater-timeout": "1"})
+
+    assert refused.status_code == 429, refused.text
+    finished = spans.get_finished_spans()
+    [call] = roots(finished, PROXY_ROUTE)
+    [wait] = children(finished, call, "budget wait")
+    assert wait.attributes["error.type"] == "BudgetExhausted" and wait.status.status_code is StatusCode.ERROR
+    assert children(finished, call, "GET") == []  # nothing was sent
+    assert call.attributes["http.response.status_code"] == 429 and call.status.status_code is StatusCode.UNSET
 
 
 async def test_a_mutation_over_grpc_is_its_call_with_store_transactions_and_the_upstream_write(
