@@ -378,3 +378,16 @@ async def test_headwater_serve_exports_over_otlp_only_when_otel_traces_exporter_
     assert span.trace_id.hex() == CALLER_TRACE and span.parent_span_id.hex() == CALLER_SPAN
     attributes = {a.key: json_format.MessageToDict(a.value) for a in span.attributes}
     assert attributes["http.response.status_code"] == {"intValue": "401"}
+
+
+async def test_a_method_outside_http_s_own_does_not_name_the_span(traced, spans):
+    _, client = await traced()
+    spans.clear()
+
+    response = await client.rest.request("PROPFIND", "/v1/syncs")
+
+    assert response.status_code == 405
+    [call] = spans.get_finished_spans()
+    assert call.name == "HTTP"  # (and a 405 names no route)
+    assert call.attributes["http.request.method"] == "_OTHER"
+    assert call.attributes["http.request.method_original"] == "PROPFIND"

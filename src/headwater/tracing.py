@@ -77,6 +77,7 @@ __all__ = [
 _tracer: trace.Tracer | None = None  # None: traces are off
 _W3C = TraceContextTextMapPropagator()  # traceparent and tracestate, nothing else (no baggage)
 TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 EXPORTERS = ("otlp", "console", "none")
 
 
@@ -145,6 +146,9 @@ def rest_call(method: str, path: str, headers: Mapping[str, str], transport):
     if _tracer is None:
         return _OFF
     attributes = {"http.request.method": method, "url.path": path, "url.scheme": "http"}
+    if method not in HTTP_METHODS:  # a made-up method names no span (the conventions' "_OTHER")
+        attributes.update({"http.request.method": "_OTHER", "http.request.method_original": method})
+        method = "HTTP"
     peer = transport.get_extra_info("peername") if transport is not None else None
     if peer:
         attributes["client.address"] = peer[0]
@@ -154,7 +158,7 @@ def rest_call(method: str, path: str, headers: Mapping[str, str], transport):
 def rest_route(span: Span, method: str, template: str) -> None:
     """The route the call matched (its template, never the path's values, names the span)."""
     if span.is_recording():
-        span.update_name(f"{method} {template}")
+        span.update_name(f"{method if method in HTTP_METHODS else 'HTTP'} {template}")
         span.set_attribute("http.route", template)
 
 
