@@ -391,3 +391,17 @@ async def test_a_method_outside_http_s_own_does_not_name_the_span(traced, spans)
     assert call.name == "HTTP"  # (and a 405 names no route)
     assert call.attributes["http.request.method"] == "_OTHER"
     assert call.attributes["http.request.method_original"] == "PROPFIND"
+
+
+async def test_a_call_its_caller_did_not_sample_makes_no_spans_and_goes_upstream_unsampled(traced, spans, upstream):
+    _, client = await traced(trace_propagate_upstream=True)
+    sync = await stripe_sync(client, upstream.base_url)
+    spans.clear()
+
+    response = await client.rest.get(f"/v1/proxy/sync/{sync['id']}/echo/x",
+                                     headers={"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-00"})
+
+    assert response.status_code == 200, response.text
+    assert spans.get_finished_spans() == ()  # the default sampler follows the caller's decision
+    sent = upstream.requests[-1].header("traceparent")
+    assert sent.startswith(f"00-{CALLER_TRACE}-") and sent.endswith("-00")

@@ -60,8 +60,8 @@ __all__ = [
     "budget_wait",
     "configure",
     "enabled",
-    "engine_span",
     "failed",
+    "page_read",
     "grpc_answered",
     "grpc_call",
     "propagated",
@@ -69,9 +69,12 @@ __all__ = [
     "rest_call",
     "rest_route",
     "store_unit",
+    "sync_page",
+    "sync_pass",
     "upstream_answered",
     "upstream_request",
     "use",
+    "working_on",
 ]
 
 _tracer: trace.Tracer | None = None  # None: traces are off
@@ -196,12 +199,18 @@ def grpc_answered(span: Span, code) -> None:
 
 
 # --- below the calls --------------------------------------------------------------------------------
+#
+# Made only under a span being recorded: a call the sampler left out costs no more below it, and the
+# database's housekeeping outside any call or pass (a lease renewed every second) makes no trace.
+
+
+def _under_recorded_span() -> bool:
+    return _tracer is not None and trace.get_current_span().is_recording()
 
 
 def store_unit(database_system: str, function) -> contextlib.AbstractContextManager[Span]:
-    """The span of one unit of work (Store.run), only inside a traced call or sync pass: the
-    engine's and the listeners' housekeeping (a lease renewed every second) makes no trace."""
-    if _tracer is None or not trace.get_current_span().get_span_context().is_valid:
+    """The span of one unit of work (Store.run)."""
+    if not _under_recorded_span():
         return _OFF
     attributes = {
         "db.system": database_system,  # as most backends read it; db.system.name is its newer name
@@ -214,7 +223,7 @@ def store_unit(database_system: str, function) -> contextlib.AbstractContextMana
 def budget_wait(slot, credential_id: str, share: str):
     """`slot` (a pacer's slot: an async context manager) with a span around the wait for it
     (`share`: "credential", or "background" for the part of the budget sync reads may use)."""
-    if _tracer is None:
+    if not _under_recorded_span():
         return slot
     return _WaitSpan(slot, {"headwater.credential.id": credential_id, "headwater.budget.share": share})
 
@@ -241,7 +250,7 @@ class _WaitSpan:
 def upstream_request(method: str, url: str, provider: str, attempt: int):
     """The CLIENT span of one attempt of an upstream request; `url` goes without its query (where
     a query-parameter key would be) and without user information."""
-    if _tracer is None:
+    if not _under_recorded_span():
         return _OFF
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -280,11 +289,32 @@ def propagated(headers: list[tuple[str, str]], allowed: bool) -> list[tuple[str,
     return kept
 
 
-def engine_span(name: str, attributes: dict):
-    """A sync engine span: "sync pass" (a root: the engine's work has no caller) or "sync page"."""
+def sync_pass(unit_id: int):
+    """The span of the sync engine's work on one collection, from its claim to its release: a
+    root, since the engine's work has no caller."""
     if _tracer is None:
         return _OFF
-    return _span(name, SpanKind.INTERNAL, attributes)
+    return _span("sync pass", SpanKind.INTERNAL, {"headwater.sync.unit_id": unit_id})
+
+
+def sync_page(sync_id: str, collection_id: str, listing: str):
+    """The span of one page read and written, under its pass (`listing`: list, changes, deletions)."""
+    if not _under_recorded_span():
+        return _OFF
+    attributes = {"headwater.sync.id": sync_id, "headwater.sync.collection": collection_id,
+                  "headwater.sync.listing": listing}
+    return _span("sync page", SpanKind.INTERNAL, attributes)
+
+
+def working_on(pass_span: Span, sync_id: str, collection_id: str) -> None:
+    """Which sync and collection the pass works on (known once its first page is loaded)."""
+    if pass_span.is_recording():
+        pass_span.set_attributes({"headwater.sync.id": sync_id, "headwater.sync.collection": collection_id})
+
+
+def page_read(span: Span, records: int) -> None:
+    if span.is_recording():
+        span.set_attribute("headwater.sync.records", records)
 
 
 def failed(span: Span, error_type: str) -> None:

@@ -170,7 +170,7 @@ class SyncEngine:
 
     async def _work(self, unit_id: int) -> None:
         # One trace per claim, when traces are on: its pages, their reads and writes (headwater.tracing).
-        with tracing.engine_span("sync pass", {"headwater.sync.unit_id": unit_id}) as span:
+        with tracing.sync_pass(unit_id) as span:
             try:
                 while not self._stopping and await self._step(unit_id, span):
                     pass
@@ -195,10 +195,9 @@ class SyncEngine:
         job = await self.store.run(self._load, unit_id)
         if job is None:
             return False
-        which = {"headwater.sync.id": job.sync.id, "headwater.sync.collection": job.row.collection_id}
-        pass_span.set_attributes(which)
+        tracing.working_on(pass_span, job.sync.id, job.row.collection_id)
         listing = "list" if job.row.backfill_state != "completed" else (job.row.cursor or {}).get("listing", "changes")
-        with tracing.engine_span("sync page", {**which, "headwater.sync.listing": listing}) as span:
+        with tracing.sync_page(job.sync.id, job.row.collection_id, listing) as span:
             return await self._page_step(unit_id, job, span)
 
     async def _page_step(self, unit_id: int, job: Job, span) -> bool:
@@ -211,7 +210,7 @@ class SyncEngine:
             tracing.failed(span, failure.health)
             self._wake_after(await self.store.run(self._fail, unit_id, failure))
             return False
-        span.set_attribute("headwater.sync.records", len(step.changes))
+        tracing.page_read(span, len(step.changes))
         # Written in chunks, one transaction each, so that no transaction holds SQLite's one writer
         # for long (a Salesforce page holds 2000 records); the cursor goes with the last chunk. A
         # restart between chunks reads the page again, and what was written is unchanged: no
