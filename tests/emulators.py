@@ -46,6 +46,7 @@ class Received:
     headers: list[tuple[str, str]]
     body: bytes
     at: float = field(default_factory=time.monotonic)  # when it arrived (time.monotonic)
+    raw_path: str = ""  # the path as it came on the request line, percent-encoding and all
 
     def header(self, name: str) -> str | None:
         return next((v for n, v in self.headers if n == name.lower()), None)
@@ -60,7 +61,8 @@ async def read_request(scope, receive) -> Received:
         if not message.get("more_body"):
             break
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-    return Received(scope["method"], scope["path"], scope["query_string"].decode(), headers, body)
+    return Received(scope["method"], scope["path"], scope["query_string"].decode(), headers, body,
+                    raw_path=(scope.get("raw_path") or b"").decode("latin-1"))
 
 
 @dataclass

@@ -369,6 +369,27 @@ async def test_each_proxied_request_leaves_one_log_line_without_secrets(client, 
     assert SECRET not in caplog.text and "q-secret" not in caplog.text
 
 
+async def test_the_log_line_is_json_whatever_the_path_holds(client, upstream, caplog):
+    caplog.set_level(logging.INFO, logger="headwater.proxy")
+    sync = await stripe_sync(client, upstream.base_url)
+
+    await client.rest.get(f"/v1/proxy/sync/{sync['id']}/echo/quote%22back%5Cslash/caf%C3%A9")
+
+    [line] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "headwater.proxy"]
+    assert line["path"] == upstream.requests[-1].raw_path == "/echo/quote%22back%5Cslash/caf%C3%A9"
+    assert line["status"] == 200 and isinstance(line["total_ms"], float)
+
+
+@pytest.mark.parametrize("spelt", ["100%25done", "a%2Fb", "quote%22s", "caf%C3%A9", "sp%20ace", "plain"])
+async def test_the_path_reaches_the_upstream_as_the_caller_spelt_it(client, upstream, spelt):
+    sync = await stripe_sync(client, upstream.base_url)
+
+    response = await client.rest.get(f"/v1/proxy/sync/{sync['id']}/echo/{spelt}")
+
+    assert response.status_code == 200
+    assert upstream.requests[-1].raw_path == f"/echo/{spelt}"
+
+
 @dataclass
 class Acme:
     """Organisation 'acme' on a server of its own: REST, and the proxy over gRPC."""

@@ -19,7 +19,6 @@ import dataclasses
 import datetime
 import gc
 import json
-import logging
 import os
 import signal
 import sys
@@ -29,7 +28,7 @@ import httpx
 
 from peewee import IntegrityError
 
-from headwater import tracing
+from headwater import logs, tracing
 from headwater.auth import Auth
 from headwater.server import CannotListen, Server
 from headwater.settings import ConfigError, Settings
@@ -181,11 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"headwater: cannot reach {args.url}: {exc}", file=sys.stderr)
             return 1
 
-    # Our format shows none of these, so the proxy's one line per request need not collect them
-    # (the logging HOWTO's "Optimization" section).
-    logging._srcfile = None  # caller's file, line and function
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure()
     try:
         settings = Settings.from_env()
         if args.command == "serve":

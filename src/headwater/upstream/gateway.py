@@ -42,7 +42,7 @@ from headwater.backoff import backoff
 from headwater.upstream.accounts import UpstreamAccount
 from headwater.upstream.budget import Budget, BudgetExhausted, Pacer, PacerUnavailable, Permit
 from headwater.upstream.catalogue import RetryPolicy
-from headwater.upstream.oauth import TokenRefresher
+from headwater.upstream.oauth import TokenRefresher, can_refresh
 from headwater.upstream.outcomes import (
     NO_ANSWER_IN_TIME,
     UNREACHABLE,
@@ -173,7 +173,8 @@ class Upstream:
         limits, policy = account.kind.limits, account.kind.retry
         safe = is_idempotent(call.method, call.headers, policy)
         waited = 0.0
-        account = await self.refresher.fresh(account, deadline=deadline)
+        if can_refresh(account):  # (most accounts cannot: no coroutine for them)
+            account = await self.refresher.fresh(account, deadline=deadline)
         refreshed = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
             authorized, authorized_query = account.authorize(call.headers, call.query)
