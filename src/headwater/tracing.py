@@ -25,6 +25,8 @@ The spans, one tree per call (README "Traces" lists their attributes):
       sync page                                INTERNAL  one page read and written
         store transaction, budget wait, GET    (as above)
 
+Spans below a call or a pass are made only under a span being recorded: a call the sampler left
+out (OTEL_TRACES_SAMPLER, or its caller's unsampled traceparent) costs one unrecorded span.
 An incoming W3C `traceparent` (REST header or gRPC metadata) makes the call's span a child of the
 caller's. Upstream, Headwater takes part in the trace only when the operator allows it
 (HEADWATER_TRACE_PROPAGATE_UPSTREAM): then each attempt carries its own `traceparent`; otherwise
