@@ -42,7 +42,7 @@ from bench._tools import (
     free_port,
     load_tool,
     python,
-    start_static_upstream,
+    static_upstream,
     stop,
     wait_port,
 )
@@ -60,11 +60,7 @@ def run(report: Report, duration: float = 4.0, rounds: int = 4) -> None:
     targets, pids, collectors = {}, {}, {}
     with tempfile.TemporaryDirectory() as workdir:
         try:
-            up_port = free_port()
-            upstream, kind = start_static_upstream(up_port, workdir)
-            processes.append(upstream)
-            wait_port(up_port)
-            base = f"http://{HOST}:{up_port}"
+            base, kind = static_upstream(workdir, processes)
             otel_off = {"OTEL_TRACES_EXPORTER": "none"}
             for i, (name, otel) in enumerate([
                 (OFF, otel_off),
