@@ -298,7 +298,7 @@ def test_traces_are_off_without_otel_traces_exporter(monkeypatch):
 
 
 @pytest.mark.parametrize(("variable", "value", "message"), [
-    ("OTEL_TRACES_EXPORTER", "jaeger", "OTEL_TRACES_EXPORTER must be one of otlp, console, none, not 'jaeger'"),
+    ("OTEL_TRACES_EXPORTER", "otlp,jaeger", "OTEL_TRACES_EXPORTER must name otlp, console or none, not 'jaeger'"),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc",
      "OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf (Headwater exports OTLP over HTTP), not 'grpc'"),
 ])

@@ -83,18 +83,20 @@ _tracer: trace.Tracer | None = None  # None: traces are off
 _W3C = TraceContextTextMapPropagator()  # traceparent and tracestate, nothing else (no baggage)
 TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
-EXPORTERS = ("otlp", "console", "none")
+EXPORTERS = ("otlp", "console")  # and "none"
 
 
 def configure() -> TracerProvider | None:
     """The SDK's TracerProvider, built from the OTEL_* variables and installed as the global
-    one, with its exporter behind a batch processor; None (nothing installed) when traces are off.
-    ConfigError names the variable at fault."""
-    exporter_name = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() or "none"
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true" or exporter_name == "none":
+    one, each exporter OTEL_TRACES_EXPORTER names ("otlp", "console", or both: "otlp,console")
+    behind a batch processor; None (nothing installed) when traces are off. ConfigError names the
+    variable at fault."""
+    value = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    names = [name.strip() for name in value.split(",") if name.strip() and name.strip() != "none"]
+    if not names or os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
-    if exporter_name not in EXPORTERS:
-        raise ConfigError(f"OTEL_TRACES_EXPORTER must be one of {', '.join(EXPORTERS)}, not {exporter_name!r}")
+    if unknown := [name for name in names if name not in EXPORTERS]:
+        raise ConfigError(f"OTEL_TRACES_EXPORTER must name otlp, console or none, not {unknown[0]!r}")
     for variable in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
         protocol = os.environ.get(variable, "").strip()
         if protocol:
@@ -103,6 +105,7 @@ def configure() -> TracerProvider | None:
             break
 
     # The SDK is imported only here: a process without traces neither loads nor runs it.
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
@@ -110,14 +113,10 @@ def configure() -> TracerProvider | None:
     resource = Resource.create({SERVICE_VERSION: _version()})
     if resource.attributes.get(SERVICE_NAME, "").startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: "headwater"}))
-    if exporter_name == "otlp":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        exporter = OTLPSpanExporter()
-    else:
-        exporter = ConsoleSpanExporter()
     provider = TracerProvider(resource=resource)  # the sampler from OTEL_TRACES_SAMPLER
-    provider.add_span_processor(BatchSpanProcessor(exporter))  # OTEL_BSP_* from the environment
+    for name in dict.fromkeys(names):
+        exporter = OTLPSpanExporter() if name == "otlp" else ConsoleSpanExporter()
+        provider.add_span_processor(BatchSpanProcessor(exporter))  # OTEL_BSP_* from the environment
     trace.set_tracer_provider(provider)
     use(provider)
     return provider
