@@ -3,6 +3,7 @@
     python -m bench._servers aiohttp-proxy UPSTREAM --port PORT  # a bare aiohttp server + client proxy
     python -m bench._servers headwater-unpaced                   # `headwater serve`, pacing taken out
     python -m bench._servers recording-upstream --port PORT      # notes when each request arrives
+    python -m bench._servers otlp-collector --port PORT          # takes OTLP/HTTP spans, counts them
 
 `headwater-unpaced` is Headwater exactly as shipped except that its pacer lets every request
 through at once (no log, no lock, no Redis): the proxy benchmark compares it with the paced server
@@ -108,6 +109,29 @@ async def recording_upstream(port: int) -> None:
         await server.serve_forever()
 
 
+def otlp_collector(port: int) -> None:
+    """An OTLP/HTTP trace receiver that keeps nothing but a count: POST /v1/traces takes an
+    export, GET /spans answers how many spans came so far."""
+    from aiohttp import web
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    received = 0
+
+    async def export(request: web.Request) -> web.Response:
+        nonlocal received
+        batch = ExportTraceServiceRequest.FromString(await request.read())
+        received += sum(len(scope.spans) for rs in batch.resource_spans for scope in rs.scope_spans)
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    async def count(request: web.Request) -> web.Response:
+        return web.json_response({"spans": received})
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", export)
+    app.router.add_get("/spans", count)
+    web.run_app(app, host=HOST, port=port, access_log=None, print=None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -117,9 +141,13 @@ def main() -> None:
     commands.add_parser("headwater-unpaced")
     recording = commands.add_parser("recording-upstream")
     recording.add_argument("--port", type=int, required=True)
+    collector = commands.add_parser("otlp-collector")
+    collector.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     if args.command == "aiohttp-proxy":
         aiohttp_proxy(args.port, args.upstream)
+    elif args.command == "otlp-collector":
+        otlp_collector(args.port)
     elif args.command == "recording-upstream":
         try:
             asyncio.run(recording_upstream(args.port))

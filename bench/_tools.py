@@ -163,6 +163,16 @@ async def serve_static_upstream(port: int) -> None:
         await server.serve_forever()
 
 
+def static_upstream(workdir: str, processes: list[subprocess.Popen]) -> tuple[str, str]:
+    """Starts the static upstream on a free port, adds it to `processes` (to stop), waits until it
+    listens; its base URL and a description of it."""
+    port = free_port()
+    upstream, kind = start_static_upstream(port, workdir)
+    processes.append(upstream)
+    wait_port(port)
+    return f"http://{HOST}:{port}", kind
+
+
 def start_static_upstream(port: int, workdir: str) -> tuple[subprocess.Popen, str]:
     """The upstream every proxy benchmark forwards to, and a description of it."""
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)

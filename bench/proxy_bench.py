@@ -43,7 +43,7 @@ from bench._tools import (
     load_tool,
     measure_http,
     python,
-    start_static_upstream,
+    static_upstream,
     stop,
     wait_port,
 )
@@ -88,11 +88,7 @@ def run(report: Report, duration: float = 4.0, rounds: int = 6) -> None:
     pids = {}  # name -> the process whose CPU time a request costs
     with tempfile.TemporaryDirectory() as workdir:
         try:
-            up_port = free_port()
-            upstream, kind = start_static_upstream(up_port, workdir)
-            processes.append(upstream)
-            wait_port(up_port)
-            base = f"http://{HOST}:{up_port}"
+            base, kind = static_upstream(workdir, processes)
             targets[f"{DIRECT} ({kind})"] = _http(f"{base}/{PATH}", duration)
 
             for name, module, *args in (

@@ -52,6 +52,7 @@ def test_rest_connection_limits_come_from_the_environment(tmp_path):
         ("HEADWATER_PUBLIC_URL", "headwater.example.com"),
         ("HEADWATER_PUBLIC_URL", "https://headwater.example.com/?x=1"),
         ("HEADWATER_CONNECT_SESSION_SECONDS", "0"),
+        ("HEADWATER_TRACE_PROPAGATE_UPSTREAM", "sometimes"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(tmp_path, name, value):
@@ -66,6 +67,11 @@ def test_the_public_url_is_where_browsers_reach_the_rest_front(tmp_path):
     assert settings(tmp_path, HEADWATER_PUBLIC_URL="https://hw.example.com/gateway/").public_url == (
         "https://hw.example.com/gateway")
     assert settings(tmp_path, HEADWATER_CONNECT_SESSION_SECONDS="600").connect_session_seconds == 600
+
+
+def test_traceparent_goes_upstream_only_when_the_operator_says_so(tmp_path):
+    assert settings(tmp_path).trace_propagate_upstream is False
+    assert settings(tmp_path, HEADWATER_TRACE_PROPAGATE_UPSTREAM="true").trace_propagate_upstream is True
 
 
 def test_postgresql_needs_a_secret_key_from_the_environment(tmp_path):

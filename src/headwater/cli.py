@@ -33,7 +33,7 @@ import httpx
 
 from peewee import IntegrityError
 
-from headwater import logs
+from headwater import logs, tracing
 from headwater.auth import Auth
 from headwater.console import rows as console_rows
 from headwater.server import CannotListen, Server
@@ -259,7 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         if args.command == "serve":
-            asyncio.run(serve(settings))
+            provider = tracing.configure()  # None unless OTEL_TRACES_EXPORTER names an exporter
+            try:
+                asyncio.run(serve(settings))
+            finally:
+                if provider is not None:
+                    provider.shutdown()  # the spans still queued are exported
         elif (args.command, args.action) == ("orgs", "create"):
             org = asyncio.run(_with_store(settings, lambda auth: auth.create_org(args.name)))
             print(f"created organisation {org.name!r} ({org.id})")

@@ -22,6 +22,7 @@ from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from headwater import tracing
 from headwater.auth import Auth
 from headwater.crypto import SecretBox
 from headwater.engine.delivery import WebhookDelivery
@@ -61,19 +62,12 @@ from headwater.upstream.budget import make_pacer
 log = logging.getLogger("headwater.server")
 
 
-class ApiErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Checks every request before its servicer and turns ApiError into a gRPC status with
-    google.rpc.Status details; hides other crashes.
-
-    Wraps unary-unary and unary-stream handlers (a server stream can fail before or between its
-    messages; the status ends the stream the same way). A request that does not decode (not
-    protobuf, invalid UTF-8 in a string, nested past protobuf's limit) or breaks the rules of
-    `headwater.inputs` answers INVALID_ARGUMENT, as over REST."""
+class _HandlerWrapper(grpc.aio.ServerInterceptor):
+    """An interceptor that wraps each method's handler (`_wrap`), once per method: a method's
+    handler never changes, so it is not wrapped again on every call."""
 
     def __init__(self) -> None:
-        # method name -> its wrapped handler: a method's handler never changes, so it is wrapped
-        # once rather than on every call.
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}  # method name -> its wrapped handler
 
     async def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
@@ -84,6 +78,20 @@ class ApiErrorInterceptor(grpc.aio.ServerInterceptor):
                 return handler
             wrapped = self._wrapped[method] = self._wrap(handler, method)
         return wrapped
+
+    @staticmethod
+    def _wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        raise NotImplementedError
+
+
+class ApiErrorInterceptor(_HandlerWrapper):
+    """Checks every request before its servicer and turns ApiError into a gRPC status with
+    google.rpc.Status details; hides other crashes.
+
+    Wraps unary-unary and unary-stream handlers (a server stream can fail before or between its
+    messages; the status ends the stream the same way). A request that does not decode (not
+    protobuf, invalid UTF-8 in a string, nested past protobuf's limit) or breaks the rules of
+    `headwater.inputs` answers INVALID_ARGUMENT, as over REST."""
 
     @staticmethod
     def _wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
@@ -114,6 +122,46 @@ class ApiErrorInterceptor(grpc.aio.ServerInterceptor):
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, request_deserializer=deserialize, response_serializer=handler.response_serializer
+            )
+        return handler
+
+
+class TracingInterceptor(_HandlerWrapper):
+    """One span per gRPC call (headwater.tracing.grpc_call), in the caller's trace if its metadata
+    carries a traceparent, with the call's status. Installed only when traces are on.
+
+    Outermost, so its span holds the ApiErrorInterceptor's checks and the status it gives."""
+
+    @staticmethod
+    def _wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            async def unary(request, context):
+                with tracing.grpc_call(method, context.invocation_metadata()) as span:
+                    try:
+                        return await inner(request, context)
+                    finally:
+                        tracing.grpc_answered(span, context.code())
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            inner_stream = handler.unary_stream
+
+            async def stream(request, context):
+                with tracing.grpc_call(method, context.invocation_metadata()) as span:
+                    try:
+                        async for response in inner_stream(request, context):
+                            yield response
+                    finally:
+                        tracing.grpc_answered(span, context.code())
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
             )
         return handler
 
@@ -289,6 +337,7 @@ class Server:
                 make_pacer(settings.redis_url, settings.pacing_margin),
                 TokenRefresher(store, box, accounts, forwarder, settings.refused_refresh_retry_seconds),
                 metrics,
+                propagate_trace=settings.trace_propagate_upstream,
             ),
             acks=AckWaiter(store),
             metrics=metrics,
@@ -301,8 +350,9 @@ class Server:
 
         # gRPC, with reflection and the standard health service.
         message_limit = settings.max_request_bytes + 64 * 1024  # the body plus the request's fields
+        interceptors = [TracingInterceptor()] if tracing.enabled() else []
         grpc_server = grpc.aio.server(
-            interceptors=[ApiErrorInterceptor()],
+            interceptors=[*interceptors, ApiErrorInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", message_limit),
                 ("grpc.max_send_message_length", settings.max_response_bytes + 64 * 1024),

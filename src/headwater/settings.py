@@ -29,6 +29,9 @@
 | HEADWATER_METRICS_ADDRESS    | (unset: the REST address)     | where `GET /metrics` listens, if not on the REST port |
 | HEADWATER_METRICS_TOKEN      | (unset: no token)             | `GET /metrics` then needs `Authorization: Bearer <it>` |
 | HEADWATER_METRICS_PER_CREDENTIAL | false                     | label metrics with credential, sync and consumer ids |
+| HEADWATER_TRACE_PROPAGATE_UPSTREAM | false                   | with traces on, send each upstream request's W3C traceparent to the upstream |
+
+Traces are configured by the standard OTEL_* variables (headwater.tracing), off by default.
 
 HEADWATER_OAUTH_APPS maps a provider to its app, e.g.
 `{"github": {"client_id": "Iv1.8a61f9b3a7aba766", "client_secret": "...", "scopes": ["repo"]}}`
@@ -114,6 +117,9 @@ class Settings:
         """How browsers reach the REST front (connect pages, the console): HEADWATER_PUBLIC_URL, else
         http:// and the REST address."""
         return self.public_url or f"http://{self.http_address}"
+    # Traces (headwater.tracing): whether the upstream sees our traceparent. Off: it would tell a
+    # third party our trace ids (and the caller's, whose trace it continues).
+    trace_propagate_upstream: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -147,6 +153,7 @@ class Settings:
             metrics_address=env.get("HEADWATER_METRICS_ADDRESS", "").strip() or None,
             metrics_token=env.get("HEADWATER_METRICS_TOKEN", "").strip() or None,
             metrics_per_credential=_flag(env, "HEADWATER_METRICS_PER_CREDENTIAL"),
+            trace_propagate_upstream=_flag(env, "HEADWATER_TRACE_PROPAGATE_UPSTREAM"),
         )
 
 

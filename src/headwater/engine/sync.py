@@ -49,6 +49,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 
+from headwater import tracing
 from headwater.backoff import backoff
 from headwater.engine import leases
 from headwater.errors import ApiError
@@ -169,37 +170,49 @@ class SyncEngine:
             self._working[unit_id] = asyncio.create_task(self._work(unit_id))
 
     async def _work(self, unit_id: int) -> None:
-        try:
-            while not self._stopping and await self._step(unit_id):
-                pass
-        except leases.LeaseLost:
-            pass
-        except Exception as exc:
-            if self._stopping:
-                return
-            log.exception("sync engine: collection state %s failed", unit_id)
+        # One trace per claim, when traces are on: its pages, their reads and writes (headwater.tracing).
+        with tracing.sync_pass(unit_id) as span:
             try:
-                await self.store.run(self._fail, unit_id, SyncFailure("error", f"internal error: {exc}"))
-            except Exception:
-                log.exception("sync engine: could not record the failure; the lease expires by itself")
-        finally:
-            self._working.pop(unit_id, None)
+                while not self._stopping and await self._step(unit_id, span):
+                    pass
+            except leases.LeaseLost:
+                pass
+            except Exception as exc:
+                if self._stopping:
+                    return
+                log.exception("sync engine: collection state %s failed", unit_id)
+                try:
+                    await self.store.run(self._fail, unit_id, SyncFailure("error", f"internal error: {exc}"))
+                except Exception:
+                    log.exception("sync engine: could not record the failure; the lease expires by itself")
+            finally:
+                self._working.pop(unit_id, None)
 
     # --- one step: read a page, write it with the cursor ---------------------------------------
 
-    async def _step(self, unit_id: int) -> bool:
-        """Reads and writes one page; True when more work is due at once."""
+    async def _step(self, unit_id: int, pass_span) -> bool:
+        """Reads and writes one page; True when more work is due at once. `pass_span`: the
+        pass's span (headwater.tracing), told which sync and collection it works on."""
         job = await self.store.run(self._load, unit_id)
         if job is None:
             return False
+        tracing.working_on(pass_span, job.sync.id, job.row.collection_id)
+        listing = "list" if job.row.backfill_state != "completed" else (job.row.cursor or {}).get("listing", "changes")
+        with tracing.sync_page(job.sync.id, job.row.collection_id, listing) as span:
+            return await self._page_step(unit_id, job, span)
+
+    async def _page_step(self, unit_id: int, job: Job, span) -> bool:
+        """The page's read and writes (see _step); `span`: the page's."""
         try:
             account = await self.backend.accounts.for_sync(job.sync.org_id, job.sync.id)
             step = await self._read(job, account)
         except SyncFailure as failure:
             log.warning("sync %s %s: %s", job.sync.id, job.row.collection_id, failure.message)
             self.metrics.sync_failed(job.sync.provider, job.row.collection_id, job.sync.id, failure.health)
+            tracing.failed(span, failure.health)
             self._wake_after(await self.store.run(self._fail, unit_id, failure))
             return False
+        tracing.page_read(span, len(step.changes))
         # Written in chunks, one transaction each, so that no transaction holds SQLite's one writer
         # for long (a Salesforce page holds 2000 records); the cursor goes with the last chunk. A
         # restart between chunks reads the page again, and what was written is unchanged: no

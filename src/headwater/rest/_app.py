@@ -48,6 +48,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
+from headwater import tracing
 from headwater.errors import ApiError, invalid, raise_if_invalid
 from headwater.inputs import request_violations
 
@@ -240,51 +241,55 @@ class RestBridge:
     async def handle(self, http: web.BaseRequest) -> web.StreamResponse:
         method = http.method
         path, _, query = http.raw_path.partition("?")
-        try:
-            found = self.routes.lookup(method, path)
-            if found.match is Match.NONE:
-                raise ApiError(grpc.StatusCode.NOT_FOUND, "no route matches this path")
-            if found.match is Match.PARTIAL:
-                allow = ", ".join(found.allow)
-                error = ApiError(grpc.StatusCode.UNIMPLEMENTED, "method not allowed", headers={"Allow": allow})
-                raise _StatusOverride(405, error)
-            headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in http.raw_headers]
-            timeout = timeout_from_headers(headers)
-            context = RestContext(headers, time.monotonic() + timeout, http.transport)
-            request = RawRequest(
-                method=method,
-                path=path,
-                path_params=found.path_params,
-                query_string=query.encode("latin-1"),
-                headers=headers,
-                body=await _read_body(http, self.max_body_bytes),
-                context=context,
-            )
-            endpoint = found.route.endpoint
-            if isinstance(endpoint, _RpcHandler):
-                try:
-                    async with asyncio.timeout(context.time_remaining()) as deadline:
-                        response = await endpoint(request)
-                except TimeoutError:
-                    if deadline.expired():
-                        raise ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded") from None
-                    raise
-            else:  # a raw handler keeps its own deadline (see build_app)
-                response = await endpoint(request)
-        except ApiError as error:
-            response = _error_response(error)
-        except _StatusOverride as override:
-            response = _error_response(override.error, override.status)
-        except _ClientGone:
-            raise ConnectionResetError("the client went away") from None  # aiohttp drops the connection
-        except Exception:
-            log.exception("REST %s %s failed", method, path)
-            response = _error_response(ApiError(grpc.StatusCode.INTERNAL, "internal error"))
-        body = response.body
-        if isinstance(body, (bytes, bytearray, memoryview)):
-            # A content-length header given (a proxied HEAD's, say) is kept; otherwise it is the body's.
-            return web.Response(status=response.status, headers=response.headers, body=bytes(body))
-        return await _stream(http, response)
+        # One span per call when traces are on (headwater.tracing), named by the route it matched.
+        with tracing.rest_call(method, path, http.headers, http.transport) as span:
+            try:
+                found = self.routes.lookup(method, path)
+                if found.match is Match.NONE:
+                    raise ApiError(grpc.StatusCode.NOT_FOUND, "no route matches this path")
+                if found.match is Match.PARTIAL:
+                    allow = ", ".join(found.allow)
+                    error = ApiError(grpc.StatusCode.UNIMPLEMENTED, "method not allowed", headers={"Allow": allow})
+                    raise _StatusOverride(405, error)
+                tracing.rest_route(span, method, found.route.template.template)
+                headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in http.raw_headers]
+                timeout = timeout_from_headers(headers)
+                context = RestContext(headers, time.monotonic() + timeout, http.transport)
+                request = RawRequest(
+                    method=method,
+                    path=path,
+                    path_params=found.path_params,
+                    query_string=query.encode("latin-1"),
+                    headers=headers,
+                    body=await _read_body(http, self.max_body_bytes),
+                    context=context,
+                )
+                endpoint = found.route.endpoint
+                if isinstance(endpoint, _RpcHandler):
+                    try:
+                        async with asyncio.timeout(context.time_remaining()) as deadline:
+                            response = await endpoint(request)
+                    except TimeoutError:
+                        if deadline.expired():
+                            raise ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded") from None
+                        raise
+                else:  # a raw handler keeps its own deadline (see build_app)
+                    response = await endpoint(request)
+            except ApiError as error:
+                response = _error_response(error)
+            except _StatusOverride as override:
+                response = _error_response(override.error, override.status)
+            except _ClientGone:
+                raise ConnectionResetError("the client went away") from None  # aiohttp drops the connection
+            except Exception:
+                log.exception("REST %s %s failed", method, path)
+                response = _error_response(ApiError(grpc.StatusCode.INTERNAL, "internal error"))
+            tracing.rest_answered(span, response.status)
+            body = response.body
+            if isinstance(body, (bytes, bytearray, memoryview)):
+                # A content-length header given (a proxied HEAD's, say) is kept; otherwise it is the body's.
+                return web.Response(status=response.status, headers=response.headers, body=bytes(body))
+            return await _stream(http, response)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ import asyncpg
 from playhouse.migrations import Runner
 from playhouse.pwasyncio import AsyncPostgresqlConnection, AsyncPostgresqlDatabase, AsyncSqliteDatabase, CursorAdapter
 
+from headwater import tracing
 from headwater.store.models import database
 
 T = TypeVar("T")
@@ -112,6 +113,7 @@ class Store:
     def __init__(self, db, url: str | None = None):
         self.db = db
         self.url = url
+        self.system = "postgresql" if isinstance(db, AsyncPostgresqlDatabase) else "sqlite"  # OTel's db.system
         self._openers = 1
         # SQLite has one writer at a time: this process's transactions take turns here, in order,
         # rather than in SQLite's busy handler, which polls with sleeps of up to 100 ms.
@@ -171,13 +173,15 @@ class Store:
             with self.db.atomic():
                 return fn(*args, **kwargs)
 
-        async with self._turn or contextlib.nullcontext():
-            try:
-                if transaction:
-                    return await self.db.run(in_transaction)
-                return await self.db.run(fn, *args, **kwargs)
-            finally:
-                await self.db.aclose()
+        # A span inside a traced call (headwater.tracing), the wait for SQLite's turn included.
+        with tracing.store_unit(self.system, fn):
+            async with self._turn or contextlib.nullcontext():
+                try:
+                    if transaction:
+                        return await self.db.run(in_transaction)
+                    return await self.db.run(fn, *args, **kwargs)
+                finally:
+                    await self.db.aclose()
 
     async def close(self) -> None:
         """Closes the store once its last opener closes it, after the units of work still running

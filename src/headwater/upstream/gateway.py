@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from headwater import tracing
 from headwater.backoff import backoff
 from headwater.errors import ApiError
 from headwater.metrics import Metrics
@@ -170,12 +171,14 @@ class _Timing:
 
 class Upstream:
     def __init__(self, forwarder: Transport, pacer: Pacer, refresher: TokenRefresher,
-                 metrics: Metrics | None = None, recent: RecentCalls | None = None):
+                 metrics: Metrics | None = None, recent: RecentCalls | None = None, *, propagate_trace: bool = False):
         self.forwarder = forwarder  # the Transport: the aiohttp Forwarder, or a MockTransport in tests
         self.pacer = pacer
         self.refresher = refresher
         self.metrics = metrics or Metrics()  # each attempt's outcome and latency, each budget wait
         self.recent = recent or RecentCalls()  # the console's recent calls and hourly charts
+        # With traces on, each attempt carries its traceparent upstream (HEADWATER_TRACE_PROPAGATE_UPSTREAM).
+        self.propagate_trace = propagate_trace
 
     async def send(self, account: UpstreamAccount, call: UpstreamCall) -> Sent:
         """Sends `call` under the credential's budget with its auth added, and classifies the
@@ -215,7 +218,7 @@ class Upstream:
             sent_at = None  # when the request left, once it did
             try:
                 async with self._background_slot(account, background, deadline - loop.time()) as share, \
-                        self.pacer.slot(account.credential_id, account.budget, timeout=deadline - loop.time()) as permit:
+                        self._credential_slot(account, deadline - loop.time()) as permit:
                     if background and permit.waited:
                         # It starts now, not at its share's slot: the share's window counts it now.
                         await self.pacer.started(*_background_key(account), share)
@@ -227,11 +230,16 @@ class Upstream:
                     if remaining <= 0:
                         raise UpstreamTimeout(api)
                     sent_at = loop.time()
-                    try:
-                        response = await self.forwarder.send(UpstreamRequest(
-                            method=call.method, url=url, headers=authorized, body=call.body, timeout=remaining))
-                    finally:
-                        timing.upstream = loop.time() - sent_at
+                    with tracing.upstream_request(call.method, url, account.provider.key, attempt) as span:
+                        try:
+                            response = await self.forwarder.send(UpstreamRequest(
+                                method=call.method, url=url, body=call.body, timeout=remaining,
+                                headers=tracing.propagated(authorized, self.propagate_trace),
+                            ))
+                        finally:
+                            timing.upstream = loop.time() - sent_at
+                        outcome = classify(response, limits, policy)
+                        tracing.upstream_answered(span, response.status, outcome.kind.value)
             except BudgetExhausted as exhausted:
                 metrics.budget_refused(provider, credential_id)
                 seconds = max(1, math.ceil(exhausted.retry_after))
@@ -262,7 +270,6 @@ class Upstream:
                     http_status=502,
                 ) from None
             else:
-                outcome = classify(response, limits, policy)
                 if outcome.pause is not None:
                     metrics.budget_paused(provider, credential_id)
                     await self.pacer.pause(account.credential_id, outcome.pause, reason=pause_reason(api, outcome))
@@ -283,10 +290,15 @@ class Upstream:
             return Sent(response, account, url, waited, attempt, outcome, permit)
         raise AssertionError("unreachable")
 
+    def _credential_slot(self, account: UpstreamAccount, timeout: float):
+        slot = self.pacer.slot(account.credential_id, account.budget, timeout=timeout)
+        return tracing.budget_wait(slot, account.credential_id, "credential")
+
     def _background_slot(self, account: UpstreamAccount, background: bool, timeout: float):
         if not background:
             return contextlib.nullcontext(Permit())
-        return self.pacer.slot(*_background_key(account), timeout=timeout)
+        return tracing.budget_wait(self.pacer.slot(*_background_key(account), timeout=timeout),
+                                   account.credential_id, "background")
 
     async def _before_next(self, attempt: int, deadline: float, outcome: Outcome) -> bool:
         """Waits before the next attempt if it can still finish in time; False if not (the caller
