@@ -11,6 +11,8 @@ so that a wrong header name or unit in an entry fails the test that names the pr
 - LIMITED: the provider's "rate limited" answer, and how long its documentation says to wait: the
   credential's budget is paused for that long, the answer is passed on (the wait is past the
   caller's deadline), and later calls get 429 with Retry-After at once, sending nothing;
+- IDEMPOTENT: the providers that deduplicate writes by a header: a POST carrying it is sent again
+  after a 503, to them only (to another, sending it twice could write twice);
 - ERRORS: an error answer and the provider's message in it: the error a mutation's caller gets
   carries it (through the real Mutation API for the providers whose collections are written, and
   through the same `answer_error` for every provider).
@@ -238,6 +240,12 @@ ERRORS = {
     "custom": (400, {"problem": "bad input"}, '{"problem":"bad input"}'),  # no path named: the whole answer
 }
 
+# The providers that deduplicate writes by a header, and its name: a POST carrying it may be sent twice.
+IDEMPOTENT = {
+    "stripe": "Idempotency-Key",  # docs.stripe.com/api/idempotent_requests
+    "xero": "Idempotency-Key",  # xero_accounting.yaml: on its POST and PUT operations
+}
+
 _PLACEHOLDER = re.compile(r"\{(epoch|epoch_ms|iso|date):([\d.]+)\}")
 
 
@@ -285,6 +293,8 @@ class Providers:
             status, headers, body, _ = LIMITED[provider]
         elif scenario == "error":
             status, body, _ = ERRORS[provider]
+        elif scenario == "flaky" and len(calls) == 1:
+            status, body = 503, {"error": "unavailable"}
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"),
             *((name.encode(), rendered(value).encode()) for name, value in headers.items())]})
@@ -351,6 +361,9 @@ def test_every_provider_has_its_answers_written_here():
     # every provider whose entry reads budget headers has an answer here that spends them; the
     # others in LOW send the IETF field, which every entry reads by default
     assert reading_budgets <= set(LOW) and set(LOW) - reading_budgets <= {"close", "custom"}
+    deduplicating = {p: CATALOGUE.providers[p].credential_kinds[kind_of(p)].retry.idempotency_header.lower()
+                     for p in PROVIDERS}
+    assert {p: h for p, h in deduplicating.items() if h} == {p: h.lower() for p, h in IDEMPOTENT.items()}
 
 
 @pytest.mark.parametrize("provider", sorted(LOW))
@@ -382,6 +395,21 @@ async def test_a_rate_limited_answer_pauses_the_credential_and_later_calls_get_4
     assert later.status_code == 429, later.text
     assert wait - 2 <= int(later.headers["retry-after"]) <= wait + 1
     assert len(emulator.arrivals[provider, "limited"]) == 1  # nothing more reached the provider
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_post_is_sent_again_only_to_a_provider_that_deduplicates_by_its_header(headwater, emulator, provider):
+    credential_id = await credential(headwater, emulator, provider, "flaky")
+
+    answer = await headwater.rest.post(f"/v1/proxy/credential/{credential_id}/some/records", json={"name": "Acme"},
+                                       headers={IDEMPOTENT.get(provider, "Idempotency-Key"): "key-1",
+                                                "x-headwater-timeout": "5"})
+
+    sent = len(emulator.arrivals[provider, "flaky"])
+    if provider in IDEMPOTENT:
+        assert (answer.status_code, sent) == (200, 2), answer.text
+    else:
+        assert (answer.status_code, sent) == (503, 1), answer.text
 
 
 @pytest.mark.parametrize("provider", sorted(ERRORS))
