@@ -269,8 +269,9 @@ def encoded(body) -> bytes:
 
 
 class Providers:
-    """The loopback emulator: /{provider}/{scenario}/... answers as that provider does. The first
-    call of a `limited` scenario is its rate-limited answer, later ones succeed."""
+    """The loopback emulator: /{provider}/{scenario}/... answers as that provider does: `low` with
+    LOW's headers, `limited` first with LIMITED's answer, `error` with ERRORS', `flaky` first with
+    a 503; anything else (and later calls) 200. Each request's arrival is kept per scenario."""
 
     def __init__(self):
         self.port = 0
