@@ -95,6 +95,13 @@ GITHUB_SPENT = [("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", str(int(NO
     ("marketo", answer(200, body=b'{"success":false,"errors":[{"code":"606","message":"Max rate limit"}]}'),
      Kind.PAUSE, 20, True),
     ("marketo", answer(200, body=b'{"success":true,"result":[]}'), Kind.SUCCESS, None, False),
+    # GraphQL APIs that answer a throttled query 200 with an error code
+    ("shopify", answer(200, body=b'{"errors":[{"message":"Throttled","extensions":{"code":"THROTTLED"}}]}'),
+     Kind.PAUSE, 1, True),
+    ("linear", answer(200, body=b'{"errors":[{"message":"Rate limited","extensions":{"code":"RATELIMITED"}}]}'),
+     Kind.PAUSE, 1, True),
+    ("linear", answer(200, body=b'{"data":{"issues":{"nodes":[{"title":"RATELIMITED in logs"}]}}}'),
+     Kind.SUCCESS, None, False),
     # Google's rate limit is a 403 with its reason in the body; another 403 is a refusal
     ("googledrive", answer(403, body=b'{"error":{"errors":[{"reason":"userRateLimitExceeded"}]}}'), Kind.PAUSE, 60, True),
     ("googledrive", answer(403, body=b'{"error":{"errors":[{"reason":"insufficientPermissions"}]}}'),
