@@ -80,6 +80,32 @@ GITHUB_SPENT = [("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", str(int(NO
     ("stripe", answer(200, [("RateLimit", '"default";r=50;t=7')]), Kind.SUCCESS, None, False),
     # a 429 that names no wait: the provider's pause_seconds
     ("stripe", answer(429), Kind.PAUSE, 1, True),
+    # a reset as an ISO-8601 time (Jira), and as seconds with a fraction (Discord)
+    ("jira", answer(200, [("X-RateLimit-Remaining", "0"), ("X-RateLimit-Reset", "2027-01-15T08:00:30.000Z")]),
+     Kind.SUCCESS, 30, False),
+    ("discord", answer(200, [("X-RateLimit-Remaining", "0"), ("X-RateLimit-Reset-After", "2.5")]), Kind.SUCCESS, 2.5, False),
+    # several budgets: the lowest counts, whichever header comes first (Xero's minute and day)
+    ("xero", answer(200, [("X-DayLimit-Remaining", "4000"), ("X-MinLimit-Remaining", "0")]), Kind.SUCCESS, 60, False),
+    ("xero", answer(200, [("X-DayLimit-Remaining", "0"), ("X-MinLimit-Remaining", "50")]), Kind.SUCCESS, 60, False),
+    ("xero", answer(200, [("X-DayLimit-Remaining", "4000"), ("X-MinLimit-Remaining", "50")]), Kind.SUCCESS, None, False),
+    # Shopify's bucket, used/size in a header of its own
+    ("shopify", answer(200, [("X-Shopify-Shop-Api-Call-Limit", "40/40")]), Kind.SUCCESS, 1, False),
+    ("shopify", answer(200, [("X-Shopify-Shop-Api-Call-Limit", "32/40")]), Kind.SUCCESS, None, False),
+    # Marketo says "over the limit" in a 200's body; another 200 of Marketo's is a success
+    ("marketo", answer(200, body=b'{"success":false,"errors":[{"code":"606","message":"Max rate limit"}]}'),
+     Kind.PAUSE, 20, True),
+    ("marketo", answer(200, body=b'{"success":true,"result":[]}'), Kind.SUCCESS, None, False),
+    # GraphQL APIs that answer a throttled query 200 with an error code
+    ("shopify", answer(200, body=b'{"errors":[{"message":"Throttled","extensions":{"code":"THROTTLED"}}]}'),
+     Kind.PAUSE, 1, True),
+    ("linear", answer(200, body=b'{"errors":[{"message":"Rate limited","extensions":{"code":"RATELIMITED"}}]}'),
+     Kind.PAUSE, 1, True),
+    ("linear", answer(200, body=b'{"data":{"issues":{"nodes":[{"title":"RATELIMITED in logs"}]}}}'),
+     Kind.SUCCESS, None, False),
+    # Google's rate limit is a 403 with its reason in the body; another 403 is a refusal
+    ("googledrive", answer(403, body=b'{"error":{"errors":[{"reason":"userRateLimitExceeded"}]}}'), Kind.PAUSE, 60, True),
+    ("googledrive", answer(403, body=b'{"error":{"errors":[{"reason":"insufficientPermissions"}]}}'),
+     Kind.PERMANENT, None, False),
     # transient answers, repeated only where retry.transient says so
     ("stripe", answer(503), Kind.RETRY, None, True),
     ("stripe", answer(503, [("Retry-After", "3")]), Kind.RETRY, 3, True),
@@ -164,7 +190,8 @@ class Refresher:
 
 def account_of(provider: str = "github", credential_id: str = "cred_1") -> UpstreamAccount:
     entry = CATALOGUE.provider(provider)
-    kind_name = {"github": "github_token", "stripe": "stripe_api_key", "hubspot": "hubspot_private_app"}[provider]
+    kind_name = {"github": "github_token", "stripe": "stripe_api_key", "hubspot": "hubspot_private_app",
+                 "marketo": "marketo_access_token"}[provider]
     kind = entry.credential_kinds[kind_name]
     secret = kind.auth["property"]
     return UpstreamAccount(credential_id, "org_1", entry, kind, Budget(1000, 1),
@@ -311,3 +338,19 @@ async def test_a_write_meeting_githubs_rate_limit_is_a_429_not_a_refused_credent
     assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert refused.value.message == "GitHub API rate limit exceeded: `API rate limit exceeded for user ID 1.`"
     assert 100 <= int(refused.value.headers["Retry-After"]) <= 121
+
+
+async def test_a_write_marketo_answers_200_over_its_limit_is_a_429_not_a_success():
+    lead = Collection("marketo:lead", "marketo", "lead", "Lead",
+                      write=WriteSpec(create=WriteRequest("POST", "v1/leads.json"), error_message="errors.0.message"))
+    limited = answer(200, body=b'{"requestId":"e42b","success":false,"errors":[{"code":"606",'
+                               b'"message":"Max rate limit \'100\' exceeded with in \'20\' secs"}]}')
+    upstream = Upstream(MockTransport(lambda request: limited), InProcessPacer(), Refresher())
+
+    with pytest.raises(UpstreamFailure) as refused:
+        await write_record(upstream, account_of("marketo"), lead, "create", "", {"email": "a@b.c"}, "k-1",
+                           asyncio.get_running_loop().time() + 10)
+
+    assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert refused.value.message == "Marketo API rate limit exceeded: `Max rate limit '100' exceeded with in '20' secs`"
+    assert refused.value.headers["Retry-After"] == "20"

@@ -301,7 +301,7 @@ class SyncEngine:
         except (ReadError, UnsafeRequest) as error:
             raise SyncFailure("error", str(error)) from None
         response = sent.response
-        if not 200 <= response.status < 300:
+        if not 200 <= response.status < 300 or sent.outcome.kind is Kind.PAUSE:  # (a rate-limited 200: no page)
             raise _answer_failure(sent.outcome, response.status, response.body, provider, job, token is not None)
         try:
             return parse_page(listing, response.status, response.headers, response.body)

@@ -144,7 +144,7 @@ class RateLimitDefault:
 
 # --- how a provider's answers are read: `limits:` and `retry:` (catalogue.yaml's header) -------
 
-WAIT_UNITS = ("seconds", "ms", "epoch", "epoch_ms", "http_date")
+WAIT_UNITS = ("seconds", "ms", "epoch", "epoch_ms", "http_date", "iso8601")
 REMAINING_FORMS = ("number", "usage", "ietf")
 
 
@@ -164,7 +164,7 @@ class RateLimitedWhen:
 @dataclass(frozen=True)
 class WaitHeader:
     """A header that says how long until the budget is back: seconds or ms from now, an epoch
-    (seconds or ms), or an HTTP date."""
+    (seconds or ms), an HTTP date, or an ISO-8601 time (Jira's X-RateLimit-Reset)."""
 
     header: str  # lower case
     unit: str = "seconds"
@@ -204,6 +204,12 @@ class Limits:
         return frozenset({"retry-after", *(r.header for r in self.rate_limited if r.header),
                           *(w.header for w in self.wait), *(r.header for r in self.remaining)})
 
+    @functools.cached_property
+    def rate_limited_successes(self) -> frozenset[int]:
+        """The 2xx statuses some `rate_limited` rule names (Marketo's 200 with error 606 in its body):
+        only answers of these statuses are read further before they count as a success."""
+        return frozenset(r.status for r in self.rate_limited if r.status < 300)
+
     @classmethod
     def parse(cls, where: str, spec: Any) -> Limits:
         spec = check_keys(where, spec, cls.KEYS)
@@ -213,8 +219,9 @@ class Limits:
                 values[key] = tuple(_limit_item(f"{where}.{key}[{i}]", item_cls, item)
                                     for i, item in enumerate(_list(f"{where}.{key}", spec[key])))
         for rule in values.get("rate_limited", ()):
-            if not 400 <= rule.status <= 599:
-                raise CatalogueError(f"{where}.rate_limited: status {rule.status} is not an HTTP error status")
+            if not (400 <= rule.status <= 599 or (200 <= rule.status <= 299 and rule.body_contains)):
+                raise CatalogueError(f"{where}.rate_limited: status {rule.status} is not an HTTP error status "
+                                     f"(a 2xx answer is rate limited only by its body: give body_contains)")
         for i, wait in enumerate(values.get("wait", ())):
             if wait.unit not in WAIT_UNITS:
                 raise CatalogueError(f"{where}.wait[{i}].unit: must be one of {', '.join(WAIT_UNITS)}")

@@ -24,6 +24,7 @@ the provider has to answer 429.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import enum
 import json
@@ -81,11 +82,13 @@ def classify(response: UpstreamResponse, limits: Limits, retry: RetryPolicy, now
     remaining = reset = None
     if found:
         remaining, reset = _remaining(limits, found)
-    if status < 400:
+    # a 2xx counts as rate limited only where a rule names its status (Marketo's 200 with error 606)
+    limited = status in limits.rate_limited_successes and _rate_limited(limits, status, found, response.body)
+    if status < 400 and not limited:
         if remaining is None or remaining > limits.reserve:
             return SUCCESS if status == 200 and remaining is None else Outcome(Kind.SUCCESS, status, remaining=remaining)
         return Outcome(Kind.SUCCESS, status, _wait(limits, found, reset, now), remaining=remaining)
-    if _rate_limited(limits, status, found, response.body):
+    if limited or _rate_limited(limits, status, found, response.body):
         return Outcome(Kind.PAUSE, status, _wait(limits, found, reset, now), True, remaining)
     spent = remaining is not None and remaining <= limits.reserve
     pause = _wait(limits, found, reset, now) if spent else None
@@ -115,31 +118,38 @@ def _rate_limited(limits: Limits, status: int, found: dict[str, str], body: byte
 
 _USAGE = re.compile(r"(\d+)\s*/\s*(\d+)")
 _IETF_REMAINING = re.compile(r"(?:^|[;,\s])(?:r|remaining)\s*=\s*(\d+)")
-_IETF_RESET = re.compile(r"(?:^|[;,\s])(?:t|reset)\s*=\s*(\d+)")
+_IETF_RESET = re.compile(r"(?:^|[;,\s])(?:t|reset)\s*=\s*(\d+(?:\.\d+)?)")  # Close's reset=0.5
 
 
 def _remaining(limits: Limits, found: dict[str, str]) -> tuple[int | None, float | None]:
-    """The budget left, as the first `limits.remaining` header found says, and the reset in
-    seconds the same header gives (the IETF field's `t=`)."""
+    """The budget left: the lowest that the `limits.remaining` headers found say (Xero's minute
+    and day budgets: the one nearer its end counts), and the reset in seconds that same header
+    gives (the IETF field's `t=`)."""
+    lowest = reset = None
     for spec in limits.remaining:
         value = found.get(spec.header)
         if value is None:
             continue
-        if spec.form == "number":
-            try:
-                return int(float(value.strip())), None
-            except ValueError:
-                continue
-        if spec.form == "usage":  # Sforce-Limit-Info: api-usage=18/15000
-            match = _USAGE.search(value)
-            if match:
-                return max(0, int(match[2]) - int(match[1])), None
-            continue
-        match = _IETF_REMAINING.search(value)  # RateLimit: "default";r=0;t=30, or limit=.., remaining=0, reset=30
-        if match:
-            reset = _IETF_RESET.search(value)
-            return int(match[1]), float(reset[1]) if reset else None
-    return None, None
+        left, its_reset = _budget_left(spec.form, value)
+        if left is not None and (lowest is None or left < lowest):
+            lowest, reset = left, its_reset
+    return lowest, reset
+
+
+def _budget_left(form: str, value: str) -> tuple[int | None, float | None]:
+    if form == "number":
+        try:
+            return int(float(value.strip())), None
+        except ValueError:
+            return None, None
+    if form == "usage":  # Sforce-Limit-Info: api-usage=18/15000; X-Shopify-Shop-Api-Call-Limit: 32/40
+        match = _USAGE.search(value)
+        return (max(0, int(match[2]) - int(match[1])), None) if match else (None, None)
+    match = _IETF_REMAINING.search(value)  # RateLimit: "default";r=0;t=30, or limit=.., remaining=0, reset=30
+    if not match:
+        return None, None
+    reset = _IETF_RESET.search(value)
+    return int(match[1]), float(reset[1]) if reset else None
 
 
 def _wait(limits: Limits, found: dict[str, str], reset: float | None, now: float | None) -> float:
@@ -166,6 +176,14 @@ def _stated_wait(limits: Limits, found: dict[str, str], reset: float | None, now
 def _wait_seconds(value: str, unit: str, now: float) -> float | None:
     if unit == "http_date":
         return _date_seconds(value, now)
+    if unit == "iso8601":  # Jira's X-RateLimit-Reset: 2026-12-01T17:00:00.000Z
+        try:
+            when = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        return max(0.0, when.timestamp() - now)
     try:
         number = float(value)
     except ValueError:

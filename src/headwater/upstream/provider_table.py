@@ -60,12 +60,17 @@ def table(catalogue: ProviderCatalogue) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for provider in catalogue.providers.values():
-        pace = provider.default_rate_limit
         facts = ", ".join(f"`{name}`" for name in provider.account_facts) or "–"
-        cap = f", {pace.max_concurrent_requests} at once" if pace.max_concurrent_requests else ""
         rows.append(f"| `{provider.key}` | {provider.name} | {auth_of(provider)} | {oauth_of(provider)} | {facts} "
-                    f"| {collections_of(provider)} | {pace.allowed_requests} / {pace.interval} s{cap} |")
+                    f"| {collections_of(provider)} | {pace_of(provider)} |")
     return "\n".join(rows)
+
+
+def pace_of(provider: Provider) -> str:
+    """Its default windows and concurrency cap: "100 / 10 s and 250000 / 86400 s" (HubSpot's)."""
+    pace = provider.default_rate_limit
+    windows = " and ".join(f"{w.allowed_requests} / {w.interval} s" for w in (pace, *pace.windows))
+    return windows + (f", {pace.max_concurrent_requests} at once" if pace.max_concurrent_requests else "")
 
 
 def with_table(readme: str, catalogue: ProviderCatalogue) -> str:

@@ -32,7 +32,7 @@ from headwater.store.records import Change
 from headwater.upstream.accounts import UpstreamAccount
 from headwater.upstream.catalogue import Collection, WriteRequest, WriteSpec
 from headwater.upstream.gateway import Upstream, UpstreamCall, api_name
-from headwater.upstream.outcomes import Outcome, answer_error
+from headwater.upstream.outcomes import Kind, Outcome, answer_error
 from headwater.upstream.reading import ReadError, dig, parse_time
 from headwater.upstream.requests import UnsafeRequest
 from headwater.upstream.transport import UpstreamResponse
@@ -133,7 +133,7 @@ async def _send(upstream, account, collection, operation: WriteRequest, upstream
             method=operation.method, path=path, query=query, headers=headers, body=body, deadline=deadline))
     except UnsafeRequest as unsafe:
         raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, f"credential {account.credential_id}: {unsafe}") from None
-    if not 200 <= sent.response.status < 300:
+    if not 200 <= sent.response.status < 300 or sent.outcome.kind is Kind.PAUSE:  # (a rate-limited 200: not done)
         raise upstream_error(account, collection, sent.response, sent.outcome, upstream_id)
     return sent.response
 
