@@ -1,4 +1,4 @@
-"""The provider emulators answer like the real APIs for the calls Headwater makes (tests/fake_providers.py).
+"""The provider emulators answer like the real APIs for the calls Headwater makes (tests/fakes/).
 
 Each test talks HTTP to an emulator exactly as a client of the real provider would, so other tests
 can trust that what works against the emulator is what the provider does.
