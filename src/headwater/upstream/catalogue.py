@@ -526,7 +526,7 @@ class Listing:
         check_keys(where, spec, (f for f in cls.__dataclass_fields__ if f != "deleted"))
         if "path" not in spec:
             raise CatalogueError(f"{where}: `path` is required")
-        paging = check_keys(f"{where}.next", spec.get("next") or {}, ("param", "value", "while", "url"))
+        paging = check_keys(f"{where}.next", spec.get("next") or {}, ("param", "value", "while", "until", "url"))
         if spec.get("deleted_when") is not None:
             check_keys(f"{where}.deleted_when", spec["deleted_when"], ("path", "equals"))
         if paging and not ("url" in paging or {"param", "value"} <= set(paging)):
@@ -590,6 +590,7 @@ class WriteSpec:
     id: str = "id"  # where the record holds its upstream id
     created_id: str = ""  # where a create's answer holds the new id (default: `id`)
     updated_at: str = ""  # where the record holds its change time ("": the answer's Date header)
+    record: str = ""  # where an answer holds the record ("": the answer is the record; Zendesk's "ticket")
     error_message: str = ""  # where an error answer holds the upstream's message
     idempotency_header: str = ""  # the header the upstream dedupes writes by (Stripe's Idempotency-Key)
 

@@ -72,7 +72,7 @@ def page_request(
         if listing.method == "GET":
             query[paging["param"]] = token
         else:
-            body = {**(body or {}), paging["param"]: token}
+            body = _with_value(body or {}, paging["param"].split("."), token)
     return PageRequest(
         listing.method,
         fill(listing.path),
@@ -149,6 +149,8 @@ def _next_token(listing: Listing, answer: Any, items: list, headers: list[tuple[
     paging = listing.next
     if not paging:
         return None
+    if ("while" in paging and not dig(answer, paging["while"])) or ("until" in paging and dig(answer, paging["until"])):
+        return None
     if "url" in paging:
         if paging["url"] == "header:link":
             for name, value in headers:
@@ -156,14 +158,19 @@ def _next_token(listing: Listing, answer: Any, items: list, headers: list[tuple[
                     return match.group(1)
             return None
         return dig(answer, paging["url"]) or None
-    if "while" in paging and not dig(answer, paging["while"]):
-        return None
     source = paging["value"]
     if source.startswith("last."):
         value = dig(items[-1], source.removeprefix("last.")) if items else None
     else:
         value = dig(answer, source)
     return None if value is None or value == "" else str(value)
+
+
+def _with_value(body: dict, path: list[str], value: str) -> dict:
+    """A copy of `body` with `value` at the dotted path (a GraphQL cursor goes in `variables.after`)."""
+    head, *rest = path
+    inner = body.get(head)
+    return {**body, head: _with_value(inner if isinstance(inner, dict) else {}, rest, value) if rest else value}
 
 
 def _placeholder(match: re.Match, read: ReadSpec, since: datetime.datetime, params: dict) -> str:

@@ -83,6 +83,7 @@ async def write_record(
                 http_status=error.http_status,
             ) from None
         record = _json(response.body)
+    record = dig(record, spec.record)
     if not isinstance(record, dict) or not _string(dig(record, spec.id)):
         raise _malformed(account, collection, f"its answer is not a record with `{spec.id}`")
     return Change(_string(dig(record, spec.id)), record, _record_time(spec, record, response))
