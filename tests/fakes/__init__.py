@@ -50,9 +50,11 @@ from fakes.github import GitHubFake
 from fakes.hubspot import HubSpotFake
 from fakes.salesforce import SalesforceFake
 from fakes.stripe import StripeFake, decode_stripe_form
+from fakes.zendesk import ZendeskFake
 
 PROVIDERS: dict[str, type[FakeProvider]] = {
     "stripe": StripeFake, "salesforce": SalesforceFake, "hubspot": HubSpotFake, "github": GitHubFake,
+    "zendesk": ZendeskFake,
 }
 
 

@@ -8,6 +8,7 @@ and errors; see tests/fakes/__init__.py for how tests use them.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import re
@@ -19,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import uvicorn
 from emulators import Received, read_request, serve_on_loopback
@@ -188,6 +189,11 @@ class FakeProvider:
     # -- what a provider defines -----------------------------------------------------------
 
     def make_token(self) -> str:
+        raise NotImplementedError
+
+    def credential_properties(self, token: str) -> dict:
+        """A Headwater credential's properties that reach this emulator with `token` (the newer
+        emulators; tests/sync_support.py knows the first four's)."""
         raise NotImplementedError
 
     def routes(self) -> list[tuple[str, re.Pattern, Callable]]:
@@ -405,3 +411,88 @@ class FakeProvider:
         self._closing.set()  # delayed answers go out now
         self._server.should_exit = True
         await self._task
+
+
+# ---------------------------------------------------------------------------------------------
+# What the newer emulators share: request bodies, times, the order of a change listing, and the
+# paging styles providers use (each provider module says which of them its API has)
+# ---------------------------------------------------------------------------------------------
+
+
+def json_body(request: Received, invalid: Callable[[str], Answer]) -> dict:
+    """The request's JSON object; `invalid(message)` is the provider's 400 when it is not one."""
+    try:
+        body = json.loads(request.body or b"null")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise Reject(invalid("The request body is not a JSON object"))
+    return body
+
+
+def iso(ms: int, digits: int = 3) -> str:
+    """Epoch ms as ISO-8601 UTC with `digits` fractional digits (0: whole seconds), "…Z"."""
+    text = utc(ms).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{ms % 1000:03d}"[:len(text) + 1 + digits] + "Z" if digits else text + "Z"
+
+
+def changed_since(items: list[Item], since_ms: int | None, resolution_ms: int = 1) -> list[Item]:
+    """Items changed at or after `since_ms` (compared at the provider's resolution), oldest change first."""
+    if since_ms is not None:
+        items = [it for it in items if it.updated // resolution_ms >= since_ms // resolution_ms]
+    return sorted(items, key=lambda it: (it.updated, it.seq))
+
+
+def offset_cursor(offset: int) -> str:
+    """An opaque cursor naming a position in a listing (as providers' cursors are: base64)."""
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
+
+
+def cursor_offset(cursor: str | None, invalid: Callable[[str], Answer]) -> int:
+    if not cursor:
+        return 0
+    try:
+        kind, _, number = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition(":")
+        if kind == "o" and number.isdigit():
+            return int(number)
+    except ValueError:
+        pass
+    raise Reject(invalid(f"Invalid cursor: {cursor}"))
+
+
+def cursor_page(items: list, cursor: str | None, limit: int, invalid: Callable[[str], Answer]) -> tuple[list, str | None]:
+    """Cursor paging (Pipedrive's next_cursor, Notion's next_cursor, Linear's endCursor, Zendesk's
+    after_cursor): this page of `items` and the cursor of the next one (None at the end)."""
+    start = cursor_offset(cursor, invalid)
+    page = items[start:start + limit]
+    return page, offset_cursor(start + limit) if start + limit < len(items) else None
+
+
+def link_header(url: str, params: dict, next_params: dict | None) -> list[tuple[str, str]]:
+    """A `Link: <url?...>; rel="next"` header (Shopify's page_info, Greenhouse's page) when there
+    is a next page; none at the end."""
+    if next_params is None:
+        return []
+    return [("link", f'<{url}?{urlencode({**params, **next_params})}>; rel="next"')]
+
+
+def whole(text: str | None, default: int, cap: int) -> int:
+    """A page size parameter: a whole number up to `cap`, else `default`."""
+    return min(int(text), cap) if text and text.isdigit() and int(text) > 0 else default
+
+
+def change_cursor(item: Item | None, floor_ms: int = 0) -> str:
+    """A change feed's position: after `item`'s change (None: after `floor_ms`). Unlike an offset it
+    holds when a record read earlier changes again (and moves to the feed's end)."""
+    key = f"c:{item.updated}:{item.seq}" if item else f"c:{floor_ms - 1}:{2**62}"
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def after_change(items: list[Item], cursor: str, invalid: Callable[[str], Answer]) -> list[Item]:
+    """The items (oldest change first) after the position `cursor` names."""
+    try:
+        kind, updated, seq = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":")
+        position = (int(updated), int(seq))
+    except ValueError:
+        raise Reject(invalid(f"Invalid cursor: {cursor}")) from None
+    return [it for it in changed_since(items, None) if (it.updated, it.seq) > position]
