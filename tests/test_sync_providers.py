@@ -36,6 +36,10 @@ CASES = {
     "zendesk:ticket": Case("tickets", 1001, {"priority": "urgent"}, create={"subject": "Help", "comment": {"body": "It broke"}},
                            proxy="users/me.json"),
     "zendesk:user": Case("users", 5, {"name": "Paul Atreides"}, create={"name": "Jessica", "email": "j@example.com"}),
+    "shopify:product": Case("products", 260, {"title": "Snowboard X"}, create={"title": "Wax", "vendor": "Acme"},
+                            proxy="shop.json"),
+    "shopify:customer": Case("customers", 260, {"first_name": "Paul"}, deletes=False,
+                             create={"first_name": "Jessica", "email": "j@example.com"}),
 }
 
 

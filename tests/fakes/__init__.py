@@ -49,12 +49,13 @@ from fakes.core import Answer, FakeProvider, Item, MemoryStore, Reject, parse_is
 from fakes.github import GitHubFake
 from fakes.hubspot import HubSpotFake
 from fakes.salesforce import SalesforceFake
+from fakes.shopify import ShopifyFake
 from fakes.stripe import StripeFake, decode_stripe_form
 from fakes.zendesk import ZendeskFake
 
 PROVIDERS: dict[str, type[FakeProvider]] = {
     "stripe": StripeFake, "salesforce": SalesforceFake, "hubspot": HubSpotFake, "github": GitHubFake,
-    "zendesk": ZendeskFake,
+    "zendesk": ZendeskFake, "shopify": ShopifyFake,
 }
 
 
