@@ -40,6 +40,8 @@ CASES = {
                             proxy="shop.json"),
     "shopify:customer": Case("customers", 260, {"first_name": "Paul"}, deletes=False,
                              create={"first_name": "Jessica", "email": "j@example.com"}),
+    "linear:issue": Case("issues", 120, {"title": "Fix it for real"}, create={"title": "New", "teamId": "t1"}),
+    "linear:project": Case("projects", 30, {"name": "Renamed"}, create={"name": "Launch", "teamIds": ["t1"]}),
 }
 
 

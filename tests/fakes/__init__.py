@@ -48,6 +48,7 @@ from __future__ import annotations
 from fakes.core import Answer, FakeProvider, Item, MemoryStore, Reject, parse_iso, query_params
 from fakes.github import GitHubFake
 from fakes.hubspot import HubSpotFake
+from fakes.linear import LinearFake
 from fakes.salesforce import SalesforceFake
 from fakes.shopify import ShopifyFake
 from fakes.stripe import StripeFake, decode_stripe_form
@@ -55,7 +56,7 @@ from fakes.zendesk import ZendeskFake
 
 PROVIDERS: dict[str, type[FakeProvider]] = {
     "stripe": StripeFake, "salesforce": SalesforceFake, "hubspot": HubSpotFake, "github": GitHubFake,
-    "zendesk": ZendeskFake, "shopify": ShopifyFake,
+    "zendesk": ZendeskFake, "shopify": ShopifyFake, "linear": LinearFake,
 }
 
 

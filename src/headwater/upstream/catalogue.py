@@ -562,18 +562,20 @@ class ReadSpec:
 @dataclass(frozen=True)
 class WriteRequest:
     """One upstream request of a write: `{id}` in the path is the record's upstream id, `{fields}`
-    in the query the read spec's field list."""
+    in the query the read spec's field list; `body`, if given, is sent instead of the mutation's
+    data, with `"{data}"` (a whole value) standing for the data and `{id}` for the id (GraphQL)."""
 
     method: str
     path: str
     query: dict[str, Any] = field(default_factory=dict)
+    body: Any = None
 
     @classmethod
     def parse(cls, where: str, spec: dict[str, Any]) -> WriteRequest:
-        check_keys(where, spec, ("method", "path", "query"))
+        check_keys(where, spec, ("method", "path", "query", "body"))
         if not {"method", "path"} <= set(spec):
-            raise CatalogueError(f"{where}: give `method` and `path` (and `query`)")
-        return cls(spec["method"].upper(), spec["path"], dict(spec.get("query") or {}))
+            raise CatalogueError(f"{where}: give `method` and `path` (and `query`, `body`)")
+        return cls(spec["method"].upper(), spec["path"], dict(spec.get("query") or {}), spec.get("body"))
 
 
 @dataclass(frozen=True)

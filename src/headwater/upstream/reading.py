@@ -89,7 +89,9 @@ def parse_page(listing: Listing, status: int, headers: list[tuple[str, str]], bo
         raise ReadError(f"the answer to the listing is not JSON (HTTP {status})") from None
     items = dig(answer, listing.items)
     if not isinstance(items, list):
-        raise ReadError(f"the answer has no list at {listing.items or 'its top level'!r}")
+        said = dig(answer, "errors.0.message")  # a GraphQL API answers 200 with its errors
+        raise ReadError(f"the answer has no list at {listing.items or 'its top level'!r}"
+                        + (f": {said}" if isinstance(said, str) else ""))
     changes = []
     newest = None
     for item in items:

@@ -59,7 +59,10 @@ async def write_record(
     if idempotency_key and spec.idempotency_header:
         headers.append((spec.idempotency_header, idempotency_key))
     body = b""
-    if data is not None:
+    if operation.body is not None:
+        body = json.dumps(_filled(operation.body, data, upstream_id), separators=(",", ":")).encode()
+        headers.append(("Content-Type", "application/json"))
+    elif data is not None:
         body, content_type = encode_body(spec, data)
         headers.append(("Content-Type", content_type))
     response = await _send(upstream, account, collection, operation, upstream_id, headers, body, deadline)
@@ -97,6 +100,20 @@ def encode_body(spec: WriteSpec, data: dict) -> tuple[bytes, str]:
     if spec.format == "form":
         return urlencode(form_fields(data)).encode(), "application/x-www-form-urlencoded"
     return json.dumps(data, separators=(",", ":")).encode(), "application/json"
+
+
+def _filled(template: Any, data: dict | None, upstream_id: str) -> Any:
+    """A write's `body` template with the mutation's data for "{data}" and its id for `{id}`:
+    {"variables": {"id": "{id}", "input": "{data}"}} -> {"variables": {"id": "i1", "input": {...}}}."""
+    if template == "{data}":
+        return data or {}
+    if isinstance(template, str):
+        return template.replace("{id}", upstream_id)
+    if isinstance(template, list):
+        return [_filled(v, data, upstream_id) for v in template]
+    if isinstance(template, dict):
+        return {k: _filled(v, data, upstream_id) for k, v in template.items()}
+    return template
 
 
 def form_fields(value: Any, prefix: str = "") -> list[tuple[str, str]]:
