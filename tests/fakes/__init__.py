@@ -49,6 +49,7 @@ from fakes.core import Answer, FakeProvider, Item, MemoryStore, Reject, parse_is
 from fakes.github import GitHubFake
 from fakes.hubspot import HubSpotFake
 from fakes.linear import LinearFake
+from fakes.pipedrive import PipedriveFake
 from fakes.salesforce import SalesforceFake
 from fakes.shopify import ShopifyFake
 from fakes.stripe import StripeFake, decode_stripe_form
@@ -57,6 +58,7 @@ from fakes.zendesk import ZendeskFake
 PROVIDERS: dict[str, type[FakeProvider]] = {
     "stripe": StripeFake, "salesforce": SalesforceFake, "hubspot": HubSpotFake, "github": GitHubFake,
     "zendesk": ZendeskFake, "shopify": ShopifyFake, "linear": LinearFake,
+    "pipedrive": PipedriveFake,
 }
 
 
