@@ -45,6 +45,12 @@ CASES = {
     "pipedrive:deal": Case("deals", 520, {"value": 5000}, create={"title": "Big one", "value": 100},
                            proxy="v1/users/me"),
     "pipedrive:person": Case("persons", 20, {"name": "Paul Atreides"}, deletes=False, create={"name": "Jessica"}),
+    "asana:task": Case("tasks", 130, {"name": "Renamed"}, key="gid", deletes=False,
+                       metadata={"project": "1200000000000001"},
+                       create={"name": "Write the docs", "projects": ["1200000000000001"]}, proxy="users/me"),
+    "asana:project": Case("projects", 105, {"name": "Renamed"}, key="gid", deletes=False,
+                          metadata={"workspace": "1100000000000001"},
+                          create={"name": "Launch", "workspace": "1100000000000001"}),
 }
 
 

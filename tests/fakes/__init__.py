@@ -45,6 +45,7 @@ for real).
 
 from __future__ import annotations
 
+from fakes.asana import AsanaFake
 from fakes.core import Answer, FakeProvider, Item, MemoryStore, Reject, parse_iso, query_params
 from fakes.github import GitHubFake
 from fakes.hubspot import HubSpotFake
@@ -58,7 +59,7 @@ from fakes.zendesk import ZendeskFake
 PROVIDERS: dict[str, type[FakeProvider]] = {
     "stripe": StripeFake, "salesforce": SalesforceFake, "hubspot": HubSpotFake, "github": GitHubFake,
     "zendesk": ZendeskFake, "shopify": ShopifyFake, "linear": LinearFake,
-    "pipedrive": PipedriveFake,
+    "pipedrive": PipedriveFake, "asana": AsanaFake,
 }
 
 
