@@ -51,6 +51,9 @@ CASES = {
     "asana:project": Case("projects", 105, {"name": "Renamed"}, key="gid", deletes=False,
                           metadata={"workspace": "1100000000000001"},
                           create={"name": "Launch", "workspace": "1100000000000001"}),
+    "intercom:contact": Case("contacts", 160, {"name": "Paul Atreides"}, deletes=False,
+                             create={"email": "jessica@example.com", "name": "Jessica"}, proxy="me"),
+    "intercom:conversation": Case("conversations", 160, {"state": "closed"}, deletes=False),
 }
 
 

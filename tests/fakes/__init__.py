@@ -49,6 +49,7 @@ from fakes.asana import AsanaFake
 from fakes.core import Answer, FakeProvider, Item, MemoryStore, Reject, parse_iso, query_params
 from fakes.github import GitHubFake
 from fakes.hubspot import HubSpotFake
+from fakes.intercom import IntercomFake
 from fakes.linear import LinearFake
 from fakes.pipedrive import PipedriveFake
 from fakes.salesforce import SalesforceFake
@@ -59,7 +60,7 @@ from fakes.zendesk import ZendeskFake
 PROVIDERS: dict[str, type[FakeProvider]] = {
     "stripe": StripeFake, "salesforce": SalesforceFake, "hubspot": HubSpotFake, "github": GitHubFake,
     "zendesk": ZendeskFake, "shopify": ShopifyFake, "linear": LinearFake,
-    "pipedrive": PipedriveFake, "asana": AsanaFake,
+    "pipedrive": PipedriveFake, "asana": AsanaFake, "intercom": IntercomFake,
 }
 
 

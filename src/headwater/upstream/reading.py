@@ -8,7 +8,8 @@ writes the changes; this module knows only the catalogue's `read:` vocabulary.
     page = parse_page(listing, status, headers, body)
     # page.changes: [Change(...)], page.next_token: str | None, page.newest: datetime | None
 
-A listing's placeholders: `{since:epoch}`, `{since:ms}`, `{since:iso}` (the watermark),
+A listing's placeholders: `{since:epoch}`, `{since:ms}`, `{since:iso}` (the watermark; in a JSON
+body, a whole value `{since:epoch_number}` or `{since:ms_number}` is sent as a number),
 `{fields}` (the read spec's field list), any other `{name}` from the sync's metadata.
 """
 
@@ -26,6 +27,7 @@ from headwater.upstream.catalogue import Listing, ReadSpec
 
 EPOCH = datetime.datetime(1970, 1, 1)
 _PLACEHOLDER = re.compile(r"\{(\w+)(?::(\w+))?\}")
+_NUMBERS = ("epoch_number", "ms_number")
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;[^,]*rel="?next"?')
 
 
@@ -59,6 +61,9 @@ def page_request(
 
     def fill(value):
         if isinstance(value, str):
+            whole = _PLACEHOLDER.fullmatch(value)
+            if whole and whole.group(2) in _NUMBERS:  # {since:epoch_number}: a JSON number, not a string
+                return int(_placeholder(whole, read, since, params))
             return _PLACEHOLDER.sub(lambda m: _placeholder(m, read, since, params), value)
         if isinstance(value, list):
             return [fill(v) for v in value]
@@ -179,9 +184,9 @@ def _placeholder(match: re.Match, read: ReadSpec, since: datetime.datetime, para
     name, form = match.group(1), match.group(2)
     if name == "since":
         seconds = (since - EPOCH).total_seconds()
-        if form == "epoch":
+        if form in ("epoch", "epoch_number"):
             return str(int(seconds))
-        if form == "ms":
+        if form in ("ms", "ms_number"):
             return str(int(seconds * 1000))
         return since.replace(microsecond=0).isoformat() + "Z"
     if name == "fields":
