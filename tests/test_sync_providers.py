@@ -54,6 +54,9 @@ CASES = {
     "intercom:contact": Case("contacts", 160, {"name": "Paul Atreides"}, deletes=False,
                              create={"email": "jessica@example.com", "name": "Jessica"}, proxy="me"),
     "intercom:conversation": Case("conversations", 160, {"state": "closed"}, deletes=False),
+    "notion:page": Case("pages", 120, {"properties": {"title": {"id": "title", "type": "title", "title": [
+                            {"type": "text", "plain_text": "Renamed"}]}}}, deletes=False, proxy="users/me",
+                        create={"parent": {"page_id": "p1"}, "properties": {}}),
 }
 
 

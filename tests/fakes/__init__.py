@@ -51,6 +51,7 @@ from fakes.github import GitHubFake
 from fakes.hubspot import HubSpotFake
 from fakes.intercom import IntercomFake
 from fakes.linear import LinearFake
+from fakes.notion import NotionFake
 from fakes.pipedrive import PipedriveFake
 from fakes.salesforce import SalesforceFake
 from fakes.shopify import ShopifyFake
@@ -61,6 +62,7 @@ PROVIDERS: dict[str, type[FakeProvider]] = {
     "stripe": StripeFake, "salesforce": SalesforceFake, "hubspot": HubSpotFake, "github": GitHubFake,
     "zendesk": ZendeskFake, "shopify": ShopifyFake, "linear": LinearFake,
     "pipedrive": PipedriveFake, "asana": AsanaFake, "intercom": IntercomFake,
+    "notion": NotionFake,
 }
 
 
