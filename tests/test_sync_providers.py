@@ -57,6 +57,9 @@ CASES = {
     "notion:page": Case("pages", 120, {"properties": {"title": {"id": "title", "type": "title", "title": [
                             {"type": "text", "plain_text": "Renamed"}]}}}, deletes=False, proxy="users/me",
                         create={"parent": {"page_id": "p1"}, "properties": {}}),
+    "airtable:record": Case("records", 230, {"fields": {"Name": "Renamed", "Status": "Done"}}, deletes=False,
+                            metadata={"base_id": "appA1b2C3d4E5f6G7", "table": "Tasks"},
+                            create={"Name": "Write the docs"}, proxy="meta/whoami"),
 }
 
 

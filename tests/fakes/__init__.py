@@ -45,6 +45,7 @@ for real).
 
 from __future__ import annotations
 
+from fakes.airtable import AirtableFake
 from fakes.asana import AsanaFake
 from fakes.core import Answer, FakeProvider, Item, MemoryStore, Reject, parse_iso, query_params
 from fakes.github import GitHubFake
@@ -62,7 +63,7 @@ PROVIDERS: dict[str, type[FakeProvider]] = {
     "stripe": StripeFake, "salesforce": SalesforceFake, "hubspot": HubSpotFake, "github": GitHubFake,
     "zendesk": ZendeskFake, "shopify": ShopifyFake, "linear": LinearFake,
     "pipedrive": PipedriveFake, "asana": AsanaFake, "intercom": IntercomFake,
-    "notion": NotionFake,
+    "notion": NotionFake, "airtable": AirtableFake,
 }
 
 

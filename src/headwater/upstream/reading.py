@@ -20,7 +20,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from headwater.store.records import Change
 from headwater.upstream.catalogue import Listing, ReadSpec
@@ -180,6 +180,19 @@ def _with_value(body: dict, path: list[str], value: str) -> dict:
     return {**body, head: _with_value(inner if isinstance(inner, dict) else {}, rest, value) if rest else value}
 
 
+def fill_names(text: str, params: dict) -> str:
+    """`text` with each `{NAME}` taken from the sync's metadata (a write's path); ReadError names
+    one that is missing."""
+    return _PLACEHOLDER.sub(lambda m: quote(_metadata(params, m.group(1)), safe="/"), text)
+
+
+def _metadata(params: dict, name: str) -> str:
+    value = params.get(name)
+    if value is None or value == "":
+        raise ReadError(f"set `{name}` in the sync's metadata: this collection needs it")
+    return str(value)
+
+
 def _placeholder(match: re.Match, read: ReadSpec, since: datetime.datetime, params: dict) -> str:
     name, form = match.group(1), match.group(2)
     if name == "since":
@@ -191,10 +204,7 @@ def _placeholder(match: re.Match, read: ReadSpec, since: datetime.datetime, para
         return since.replace(microsecond=0).isoformat() + "Z"
     if name == "fields":
         return ", ".join(read.fields)
-    value = params.get(name)
-    if value is None or value == "":
-        raise ReadError(f"set `{name}` in the sync's metadata: reading this collection needs it")
-    return str(value)
+    return _metadata(params, name)
 
 
 def _query_value(value: Any) -> Any:

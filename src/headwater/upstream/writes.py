@@ -33,7 +33,7 @@ from headwater.upstream.accounts import UpstreamAccount
 from headwater.upstream.catalogue import Collection, WriteRequest, WriteSpec
 from headwater.upstream.gateway import Upstream, UpstreamCall, api_name
 from headwater.upstream.outcomes import Outcome, answer_error
-from headwater.upstream.reading import ReadError, dig, parse_time
+from headwater.upstream.reading import ReadError, dig, fill_names, parse_time
 from headwater.upstream.requests import UnsafeRequest
 from headwater.upstream.transport import UpstreamResponse
 
@@ -49,10 +49,12 @@ async def write_record(
     data: dict | None,
     idempotency_key: str,
     deadline: float,
+    params: dict | None = None,
 ) -> Change:
     """Creates, updates or deletes one record upstream; returns what the upstream now says it is.
 
-    `upstream_id` is "" for a create; `data` is None for a delete. Raises ApiError."""
+    `upstream_id` is "" for a create; `data` is None for a delete; `params` (the sync's metadata)
+    fill the path's other `{NAME}`s (Airtable's `{base_id}/{table}`). Raises ApiError."""
     spec = collection.write
     operation = getattr(spec, kind)
     headers = [("Accept", "application/json")]
@@ -65,7 +67,7 @@ async def write_record(
     elif data is not None:
         body, content_type = encode_body(spec, data)
         headers.append(("Content-Type", content_type))
-    response = await _send(upstream, account, collection, operation, upstream_id, headers, body, deadline)
+    response = await _send(upstream, account, collection, operation, upstream_id, headers, body, deadline, params)
     if kind == "delete":
         return Change.delete(upstream_id, _answer_time(response))
 
@@ -76,7 +78,8 @@ async def write_record(
             if not upstream_id:
                 raise _malformed(account, collection, f"its answer to the create has no `{spec.created_id}`")
         try:
-            response = await _send(upstream, account, collection, spec.fetch, upstream_id, [headers[0]], b"", deadline)
+            response = await _send(upstream, account, collection, spec.fetch, upstream_id, [headers[0]], b"", deadline,
+                                   params)
         except ApiError as error:
             raise ApiError(
                 error.code,
@@ -142,8 +145,11 @@ def upstream_error(account: UpstreamAccount, collection: Collection, response: U
                         subject=f"{collection.name} {upstream_id}")
 
 
-async def _send(upstream, account, collection, operation: WriteRequest, upstream_id, headers, body, deadline):
-    path = operation.path.replace("{id}", quote(upstream_id, safe=""))
+async def _send(upstream, account, collection, operation: WriteRequest, upstream_id, headers, body, deadline, params):
+    try:
+        path = fill_names(operation.path.replace("{id}", quote(upstream_id, safe="")), params or {})
+    except ReadError as missing:
+        raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, f"{collection.id}: {missing}") from None
     fields = ",".join(collection.read.fields) if collection.read else ""
     query = urlencode({k: str(v).replace("{fields}", fields) for k, v in operation.query.items()})
     try:
