@@ -38,6 +38,8 @@ CASES = {
     "zendesk:user": Case("users", 5, {"name": "Paul Atreides"}, create={"name": "Jessica", "email": "j@example.com"}),
     "shopify:product": Case("products", 260, {"title": "Snowboard X"}, create={"title": "Wax", "vendor": "Acme"},
                             proxy="shop.json"),
+    "shopify:order": Case("orders", 30, {"closed_at": "2025-01-02T00:00:00+00:00"},
+                          create={"line_items": [{"title": "Wax", "quantity": 1, "price": "9.00"}]}),
     "shopify:customer": Case("customers", 260, {"first_name": "Paul"}, deletes=False,
                              create={"first_name": "Jessica", "email": "j@example.com"}),
     "linear:issue": Case("issues", 120, {"title": "Fix it for real"}, create={"title": "New", "teamId": "t1"}),

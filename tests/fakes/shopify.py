@@ -28,24 +28,27 @@ def shopify_error(status: int, message) -> Answer:
 
 
 class ShopifyFake(FakeProvider):
-    """Shopify's REST Admin API of one shop, under /admin/api/2025-01: "products" and "customers".
+    """Shopify's REST Admin API of one shop, under /admin/api/2025-01: "products", "customers", "orders".
 
     Auth: the access token in `X-Shopify-Access-Token`. Times in whole seconds.
     GET /products.json and /customers.json: `limit` (default 50, max 250), `updated_at_min`
     (ISO-8601: updated at or after), ordered by id; cursor paging in the `Link` header
     (`<...?limit=..&page_info=...>; rel="next"`): a request with `page_info` may carry only
     `limit` (and `fields`), anything else is refused with 400, as Shopify does.
-    GET /events.json: `filter` (the subject type, "Product"), `verb` ("destroy"), `created_at_min`,
-    `limit`, newest first with the same Link paging: what a deleted product leaves behind (its id
-    as `subject_id`). Customers leave no events (Shopify's events do not cover them).
+    GET /orders.json lists only open orders unless `status=any`.
+    GET /events.json: `filter` (the subject types, "Product" or "Order"), `verb` ("destroy"),
+    `created_at_min`, `limit`, newest first with the same Link paging: what a deleted product or
+    order leaves behind (its id as `subject_id`). Customers leave no events (Shopify's events do
+    not cover them).
     POST /products.json and /customers.json (`{"product": {...}}` -> 201 `{"product": {...}}`),
     PUT /products/{id}.json, DELETE /products/{id}.json (200 `{}`); the same for customers.
     """
 
     name = "shopify"
-    aliases = {"product": "products", "products": "products", "customer": "customers", "customers": "customers"}
-    singular = {"products": "product", "customers": "customer"}
-    subject = {"products": "Product", "customers": "Customer"}
+    aliases = {"product": "products", "products": "products", "customer": "customers", "customers": "customers",
+               "order": "orders", "orders": "orders"}
+    singular = {"products": "product", "customers": "customer", "orders": "order"}
+    subject = {"products": "Product", "customers": "Customer", "orders": "Order"}
 
     def __init__(self):
         super().__init__()
@@ -95,6 +98,9 @@ class ShopifyFake(FakeProvider):
     def sample(self, collection: str, k: int, given: dict) -> dict:
         if collection == "products":
             return {"title": f"Snowboard {k}", "vendor": "Acme", "product_type": "Snowboard", "status": "active"}
+        if collection == "orders":
+            return {"name": f"#{1000 + k}", "email": f"buyer{k}@example.com", "financial_status": "paid",
+                    "line_items": [{"title": "Snowboard", "quantity": 1, "price": "199.00"}], "closed_at": None}
         return {"first_name": "Customer", "last_name": str(k), "email": f"customer{k}@example.com"}
 
     def render(self, collection: str, item: Item) -> dict:
@@ -104,11 +110,11 @@ class ShopifyFake(FakeProvider):
 
     def on_change(self, kind: str, collection: str, item: Item, previous: dict | None) -> None:
         verb = {"created": "create", "updated": "update", "deleted": "destroy"}[kind]
-        if collection == "products":  # Shopify records product events; customers have none
+        if collection != "customers":  # Shopify records product and order events; customers have none
             self.events.append({"id": 9_000_000 + len(self.events) + 1, "subject_id": int(item.id),
-                                "subject_type": "Product", "verb": verb, "created_at": item.updated,
-                                "message": f"{(previous or item.fields).get('title')} was {kind}.",
-                                "path": f"/admin/products/{item.id}"})
+                                "subject_type": self.subject[collection], "verb": verb, "created_at": item.updated,
+                                "message": f"{self.subject[collection]} {item.id} was {kind}.",
+                                "path": f"/admin/{collection}/{item.id}"})
 
     # -- paging: the Link header's page_info carries the filters of the first request ----------
 
@@ -147,9 +153,12 @@ class ShopifyFake(FakeProvider):
     def list(self, request: Received, collection: str) -> Answer:
         params = query_params(request)
         filters, start, limit = self._position(request, {
-            k: params[k] for k in ("updated_at_min",) if k in params})
+            k: params[k] for k in ("updated_at_min", "status") if k in params})
         items = changed_since(self.store.items(collection), self._since(filters.get("updated_at_min"), "updated_at_min"),
                               1000)
+        if collection == "orders" and filters.get("status", "open") != "any":
+            wanted = filters.get("status", "open")
+            items = [it for it in items if (it.fields.get("closed_at") is None) == (wanted == "open")]
         items.sort(key=lambda it: int(it.id))
         page, headers = self._page(f"{collection}.json", items, start, limit, filters)
         return Answer(200, {collection: [self.render(collection, it) for it in page]}, headers)
@@ -181,6 +190,8 @@ class ShopifyFake(FakeProvider):
             raise Reject(shopify_error(400, {self.singular[collection]: "Required parameter missing or invalid"}))
         if creating and collection == "products" and not fields.get("title"):
             raise Reject(shopify_error(422, {"title": ["can't be blank"]}))
+        if creating and collection == "orders" and not fields.get("line_items"):
+            raise Reject(shopify_error(422, {"line_items": ["must have at least one line item"]}))
         return {k: v for k, v in fields.items() if k not in ("id", "created_at", "updated_at")}
 
     def create(self, request: Received, collection: str) -> Answer:
