@@ -62,6 +62,7 @@ CASES = {
     "airtable:record": Case("records", 230, {"fields": {"Name": "Renamed", "Status": "Done"}}, deletes=False,
                             metadata={"base_id": "appA1b2C3d4E5f6G7", "table": "Tasks"},
                             create={"Name": "Write the docs"}, proxy="meta/whoami"),
+    "greenhouse:candidate": Case("candidates", 520, {"title": "Staff Engineer"}, deletes=False, proxy="candidates"),
 }
 
 

@@ -49,6 +49,7 @@ from fakes.airtable import AirtableFake
 from fakes.asana import AsanaFake
 from fakes.core import Answer, FakeProvider, Item, MemoryStore, Reject, parse_iso, query_params
 from fakes.github import GitHubFake
+from fakes.greenhouse import GreenhouseFake
 from fakes.hubspot import HubSpotFake
 from fakes.intercom import IntercomFake
 from fakes.linear import LinearFake
@@ -63,7 +64,7 @@ PROVIDERS: dict[str, type[FakeProvider]] = {
     "stripe": StripeFake, "salesforce": SalesforceFake, "hubspot": HubSpotFake, "github": GitHubFake,
     "zendesk": ZendeskFake, "shopify": ShopifyFake, "linear": LinearFake,
     "pipedrive": PipedriveFake, "asana": AsanaFake, "intercom": IntercomFake,
-    "notion": NotionFake, "airtable": AirtableFake,
+    "notion": NotionFake, "airtable": AirtableFake, "greenhouse": GreenhouseFake,
 }
 
 
