@@ -151,3 +151,17 @@ async def test_the_proxy_reaches_the_provider_with_the_credentials_auth(engine, 
 
     assert response.status_code == 200, response.text
     assert fake.requests[-1].path.endswith("/" + case.proxy.split("?")[0])
+
+
+@pytest.mark.parametrize("provider", sorted({_fake_name(cid) for cid in CASES}))
+async def test_discovery_shows_what_each_collection_was_shown_to_do(client, provider):
+    answer = await client.rest.get(f"/v1/providers/{provider}")
+
+    assert answer.status_code == 200, answer.text
+    shown = {c["id"]: c["capabilities"] for c in answer.json()["collections"]}
+    for collection_id, case in CASES.items():
+        if _fake_name(collection_id) == provider:
+            writable = case.create is not None
+            assert shown[collection_id] == {"read": True, "changes": shown[collection_id]["changes"],
+                                            "deletions": case.deletes, "create": writable, "update": writable,
+                                            "delete": writable}, collection_id
