@@ -44,6 +44,8 @@ CASES = {
                              create={"first_name": "Jessica", "email": "j@example.com"}),
     "linear:issue": Case("issues", 120, {"title": "Fix it for real"}, create={"title": "New", "teamId": "t1"}),
     "linear:project": Case("projects", 30, {"name": "Renamed"}, create={"name": "Launch", "teamIds": ["t1"]}),
+    "linear:comment": Case("comments", 110, {"body": "Fixed in main"}, deletes=False,
+                           create={"body": "Looking", "issueId": "issue-1"}),
     "pipedrive:deal": Case("deals", 520, {"value": 5000}, create={"title": "Big one", "value": 100},
                            proxy="v1/users/me"),
     "pipedrive:person": Case("persons", 20, {"name": "Paul Atreides"}, deletes=False, create={"name": "Jessica"}),

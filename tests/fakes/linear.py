@@ -1,6 +1,6 @@
 """The Linear emulator: its GraphQL API, executed by graphql-core against Linear's own schema.
 
-The schema is tests/upstream-specs/linear-issues-projects.graphql: Linear's published SDL
+The schema is tests/upstream-specs/linear-issues-projects-comments.graphql: Linear's published SDL
 (linear/linear packages/sdk/src/schema.graphql) cut down to the queries and mutations Headwater
 uses, so a query Headwater sends that Linear would refuse (an unknown field, a wrong argument
 type) is refused here too. See LinearFake.
@@ -17,7 +17,7 @@ from emulators import Received
 from fakes.core import Answer, FakeProvider, Item, iso, parse_iso, random_token, route
 from graphql import GraphQLError, GraphQLSchema, build_schema, graphql_sync
 
-SCHEMA = Path(__file__).resolve().parent.parent / "upstream-specs" / "linear-issues-projects.graphql"
+SCHEMA = Path(__file__).resolve().parent.parent / "upstream-specs" / "linear-issues-projects-comments.graphql"
 
 
 @cache
@@ -30,21 +30,24 @@ def linear_errors(status: int, message: str, code: str) -> Answer:
 
 
 class LinearFake(FakeProvider):
-    """Linear's GraphQL API at POST /graphql: collections "issues" and "projects".
+    """Linear's GraphQL API at POST /graphql: collections "issues", "projects" and "comments".
 
     Auth: an API key as `Authorization: <key>` (no scheme) or an OAuth token as `Bearer <token>`.
     Queries `issues` / `projects`: Relay connections (`first`, default 50, at most 250; `after`;
     `nodes` and `pageInfo { hasNextPage endCursor }`), `filter: {updatedAt: {gte|gt|lte|lt: DateTime}}`,
     `orderBy: createdAt (default) | updatedAt` (newest first), `includeArchived` (default false:
     archived and trashed records are left out). `issueDelete` / `projectDelete` move a record to
-    the trash: it stays readable with includeArchived, `trashed: true` and `archivedAt` set.
-    `issueCreate(input)` / `issueUpdate(id, input)` answer `{success, issue}`; the same for projects.
+    the trash: it stays readable with includeArchived, `trashed: true` and `archivedAt` set;
+    `commentDelete` deletes a comment outright. `issueCreate(input)` / `issueUpdate(id, input)`
+    answer `{success, issue}`; the same for projects and comments.
     Invalid queries (against the schema) answer HTTP 400 with `errors`, as GraphQL servers do.
     """
 
     name = "linear"
-    aliases = {"issue": "issues", "issues": "issues", "project": "projects", "projects": "projects"}
-    singular = {"issues": "issue", "projects": "project"}
+    aliases = {"issue": "issues", "issues": "issues", "project": "projects", "projects": "projects",
+               "comment": "comments", "comments": "comments"}
+    singular = {"issues": "issue", "projects": "project", "comments": "comment"}
+    trashed = {"issues", "projects"}  # deleting these moves them to the trash; a comment is gone
 
     def make_token(self) -> str:
         return "lin_api_" + random_token(40)
@@ -73,12 +76,16 @@ class LinearFake(FakeProvider):
         if collection == "issues":
             return {"title": f"Fix the flux capacitor ({k})", "description": "It flickers.", "priority": 2,
                     "number": k}
+        if collection == "comments":
+            return {"body": f"Looked into it ({k}).", "issueId": "issue-1"}
         return {"name": f"Project {k}", "description": "", "priority": 0}
 
     def render(self, collection: str, item: Item) -> dict:
         fields = dict(item.fields)
         out = {"id": item.id, **fields, "createdAt": iso(item.created), "updatedAt": iso(item.updated),
-               "archivedAt": iso(item.deleted) if item.deleted else None, "trashed": bool(item.deleted)}
+               "archivedAt": iso(item.deleted) if item.deleted else None}
+        if collection in self.trashed:
+            out["trashed"] = bool(item.deleted)
         if collection == "issues":
             out["identifier"] = f"ENG-{fields.get('number', 0)}"
         return out
@@ -92,10 +99,10 @@ class LinearFake(FakeProvider):
             body = None
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
             return linear_errors(400, "Must provide query string.", "GRAPHQL_VALIDATION_FAILED")
-        root = {"issues": self._connection("issues"), "projects": self._connection("projects"),
-                "issueCreate": self._create("issues"), "issueUpdate": self._update("issues"),
-                "issueDelete": self._delete("issues"), "projectCreate": self._create("projects"),
-                "projectUpdate": self._update("projects"), "projectDelete": self._delete("projects")}
+        root = {}
+        for collection, one in self.singular.items():
+            root |= {collection: self._connection(collection), f"{one}Create": self._create(collection),
+                     f"{one}Update": self._update(collection), f"{one}Delete": self._delete(collection)}
         result = graphql_sync(linear_schema(), body["query"], root_value=root,
                               variable_values=body.get("variables"), operation_name=body.get("operationName"))
         if result.errors:
@@ -108,7 +115,7 @@ class LinearFake(FakeProvider):
         def resolve(info, first=50, after=None, filter=None, includeArchived=False, orderBy="createdAt", **_):
             if first > 250:
                 raise GraphQLError("first must be at most 250", extensions={"code": "INVALID_INPUT"})
-            items = self.store.items(collection, deleted=bool(includeArchived))
+            items = self.store.items(collection, deleted=bool(includeArchived) and collection in self.trashed)
             for op, value in ((filter or {}).get("updatedAt") or {}).items():
                 bound = parse_iso(value)
                 test = {"gte": lambda t: t >= bound, "gt": lambda t: t > bound, "lte": lambda t: t <= bound,
@@ -168,5 +175,6 @@ class LinearFake(FakeProvider):
         def resolve(info, id, **_):
             item = self._find(collection, id)
             self._remove(collection, item)
-            return {"success": True, "lastSyncId": float(item.seq), "entity": self.render(collection, item)}
+            return {"success": True, "lastSyncId": float(item.seq), "entity": self.render(collection, item),
+                    "entityId": item.id}
         return resolve
