@@ -48,6 +48,7 @@ CASES = {
                            create={"body": "Looking", "issueId": "issue-1"}),
     "pipedrive:deal": Case("deals", 520, {"value": 5000}, create={"title": "Big one", "value": 100},
                            proxy="v1/users/me"),
+    "pipedrive:organization": Case("organizations", 10, {"name": "Acme Ltd"}, deletes=False, create={"name": "Initech"}),
     "pipedrive:person": Case("persons", 20, {"name": "Paul Atreides"}, deletes=False, create={"name": "Jessica"}),
     "asana:task": Case("tasks", 130, {"name": "Renamed"}, key="gid", deletes=False,
                        metadata={"project": "1200000000000001"},

@@ -18,7 +18,7 @@ def pipedrive_error(status: int, message: str) -> Answer:
 
 
 class PipedriveFake(FakeProvider):
-    """Pipedrive's API v2 under /api/v2: "deals" and "persons".
+    """Pipedrive's API v2 under /api/v2: "deals", "persons" and "organizations".
 
     Auth: the API token as the `api_token` query parameter (or `x-api-token`). Times RFC 3339 in
     whole seconds. GET /deals and /persons: `updated_since` (update_time at or after), `sort_by`
@@ -27,11 +27,13 @@ class PipedriveFake(FakeProvider):
     Deals also take `status`: without it, all deals not deleted; `deleted` lists the deals
     deleted in the last 30 days (a deleted deal keeps its id, with `is_deleted: true`).
     POST /deals, PATCH /deals/{id} answer `{success, data: deal}`; DELETE /deals/{id} answers
-    `{success, data: {id}}`; the same for persons (whose deletion leaves no trace in the lists).
+    `{success, data: {id}}`; the same for persons and organizations (whose deletion leaves no trace
+    in the lists).
     """
 
     name = "pipedrive"
-    aliases = {"deal": "deals", "deals": "deals", "person": "persons", "persons": "persons"}
+    aliases = {"deal": "deals", "deals": "deals", "person": "persons", "persons": "persons",
+               "organization": "organizations", "organizations": "organizations"}
 
     def make_token(self) -> str:
         return random_token(40, "0123456789abcdef")
@@ -61,7 +63,7 @@ class PipedriveFake(FakeProvider):
         ]
 
     def _kind(self, kind: str) -> str:
-        if kind not in ("deals", "persons"):
+        if kind not in ("deals", "persons", "organizations"):
             raise Reject(pipedrive_error(404, "Unknown method ."))
         return kind
 
@@ -71,6 +73,8 @@ class PipedriveFake(FakeProvider):
     def sample(self, collection: str, k: int, given: dict) -> dict:
         if collection == "deals":
             return {"title": f"Deal {k}", "value": 1000 * k, "currency": "EUR", "status": "open"}
+        if collection == "organizations":
+            return {"name": f"Organization {k}", "address": None}
         return {"name": f"Person {k}", "emails": [{"value": f"person{k}@example.com", "primary": True}]}
 
     def render(self, collection: str, item: Item) -> dict:
