@@ -36,6 +36,8 @@ CASES = {
     "zendesk:ticket": Case("tickets", 1001, {"priority": "urgent"}, create={"subject": "Help", "comment": {"body": "It broke"}},
                            proxy="users/me.json"),
     "zendesk:user": Case("users", 5, {"name": "Paul Atreides"}, create={"name": "Jessica", "email": "j@example.com"}),
+    "zendesk:organization": Case("organizations", 1005, {"name": "Acme Ltd"}, deletes=False,
+                                 create={"name": "Initech"}),
     "shopify:product": Case("products", 260, {"title": "Snowboard X"}, create={"title": "Wax", "vendor": "Acme"},
                             proxy="shop.json"),
     "shopify:order": Case("orders", 30, {"closed_at": "2025-01-02T00:00:00+00:00"},
@@ -66,6 +68,7 @@ CASES = {
                             metadata={"base_id": "appA1b2C3d4E5f6G7", "table": "Tasks"},
                             create={"Name": "Write the docs"}, proxy="meta/whoami"),
     "greenhouse:candidate": Case("candidates", 520, {"title": "Staff Engineer"}, deletes=False, proxy="candidates"),
+    "greenhouse:job": Case("jobs", 12, {"status": "closed"}, deletes=False),
 }
 
 

@@ -19,17 +19,17 @@ def greenhouse_error(status: int, message: str) -> Answer:
 
 
 class GreenhouseFake(FakeProvider):
-    """Greenhouse Harvest under /v1: "candidates".
+    """Greenhouse Harvest under /v1: "candidates" and "jobs".
 
     Auth: HTTP Basic, the API key as the username and a blank password. Times ISO-8601 with
-    milliseconds ("2024-01-15T10:30:00.123Z"). GET /v1/candidates: `per_page` (1-500, default 100),
+    milliseconds ("2024-01-15T10:30:00.123Z"). GET /v1/candidates and /v1/jobs: `per_page` (1-500, default 100),
     `page`, `updated_after` / `created_after` (ISO-8601); paging in the RFC 5988 `Link` header
-    (rel next / prev / last, absolute URLs) in id order. GET /v1/candidates/{id}. Writes need an
+    (rel next / prev / last, absolute URLs) in id order. GET /v1/{candidates,jobs}/{id}. Writes need an
     `On-Behalf-Of` user header, refused without one (400).
     """
 
     name = "greenhouse"
-    aliases = {"candidate": "candidates", "candidates": "candidates"}
+    aliases = {"candidate": "candidates", "candidates": "candidates", "job": "jobs", "jobs": "jobs"}
 
     def make_token(self) -> str:
         return random_token(32, "0123456789abcdef")
@@ -52,32 +52,42 @@ class GreenhouseFake(FakeProvider):
 
     def routes(self):
         return [
-            route("GET", "/v1/candidates", self.list),
-            route("GET", "/v1/candidates/{id}", lambda r, id: Answer(200, self.render("candidates", self._find(id)))),
+            route("GET", "/v1/{kind}", lambda r, kind: self.list(r, self._kind(kind))),
+            route("GET", "/v1/{kind}/{id}",
+                  lambda r, kind, id: Answer(200, self.render(kind, self._find(self._kind(kind), id)))),
             route("POST", "/v1/candidates", self.refuse_without_user),
             route("PATCH", "/v1/candidates/{id}", lambda r, id: self.refuse_without_user(r)),
         ]
+
+    def _kind(self, kind: str) -> str:
+        if kind not in ("candidates", "jobs"):
+            raise Reject(self.error(404, ""))
+        return kind
 
     def new_id(self, collection: str) -> str:
         return str(40_000_000 + next(self._serial))
 
     def sample(self, collection: str, k: int, given: dict) -> dict:
+        if collection == "jobs":
+            return {"name": f"Engineer {k}", "status": "open", "confidential": False, "departments": [], "offices": []}
         return {"first_name": "Candidate", "last_name": str(k), "company": "Acme", "title": "Engineer",
                 "email_addresses": [{"value": f"candidate{k}@example.com", "type": "personal"}]}
 
     def render(self, collection: str, item: Item) -> dict:
-        return {"id": int(item.id), **item.fields, "created_at": iso(item.created), "updated_at": iso(item.updated),
-                "last_activity": iso(item.updated), "is_private": False}
+        out = {"id": int(item.id), **item.fields, "created_at": iso(item.created), "updated_at": iso(item.updated)}
+        if collection == "candidates":
+            out |= {"last_activity": iso(item.updated), "is_private": False}
+        return out
 
-    def _find(self, id: str) -> Item:
-        item = self.store.find("candidates", id)
+    def _find(self, collection: str, id: str) -> Item:
+        item = self.store.find(collection, id)
         if item is None or item.deleted:
             raise Reject(self.error(404, ""))
         return item
 
-    def list(self, request: Received) -> Answer:
+    def list(self, request: Received, collection: str) -> Answer:
         params = query_params(request)
-        items = self.store.items("candidates")
+        items = self.store.items(collection)
         for name in ("updated_after", "created_after"):
             if name in params:
                 try:
@@ -89,12 +99,12 @@ class GreenhouseFake(FakeProvider):
         per_page = whole(params.get("per_page"), 100, 500)
         page = max(whole(params.get("page"), 1, 10**9), 1)
         last = max(-(-len(items) // per_page), 1)
-        url = f"{self.base_url}/v1/candidates"
+        url = f"{self.base_url}/v1/{collection}"
         links = []
         for rel, number in (("next", page + 1), ("prev", page - 1), ("last", last)):
             if (rel == "next" and page < last) or (rel == "prev" and page > 1) or rel == "last":
                 links.append(f'<{url}?{urlencode({**params, "page": number})}>; rel="{rel}"')
-        body = [self.render("candidates", it) for it in items[(page - 1) * per_page:page * per_page]]
+        body = [self.render(collection, it) for it in items[(page - 1) * per_page:page * per_page]]
         return Answer(200, body, [("link", ",".join(links))])
 
     def refuse_without_user(self, request: Received) -> Answer:

@@ -36,13 +36,18 @@ class ZendeskFake(FakeProvider):
     later). Deleted tickets stay in the export with `status: "deleted"`; deleted users with
     `active: false`. POST /tickets.json, PUT /tickets/{id}.json (`{"ticket": {...}}`, answered
     `{"ticket": {...}}`), DELETE /tickets/{id}.json (204); the same for users (a user's delete
-    answers 200 with the user, now inactive).
+    answers 200 with the user, now inactive). Organizations have only the time-based export, GET
+    /incremental/organizations.json?start_time=: up to 1,000 items changed at or after it, oldest
+    first, `next_page` (start_time = the last item's change time, so the items of that second come
+    again), `end_time`, `count` and `end_of_stream` (fewer than 1,000 items); a deleted
+    organization leaves the export. Writes as for tickets (`{"organization": {...}}`).
     """
 
     name = "zendesk"
-    aliases = {"ticket": "tickets", "tickets": "tickets", "user": "users", "users": "users"}
+    aliases = {"ticket": "tickets", "tickets": "tickets", "user": "users", "users": "users",
+               "organization": "organizations", "organizations": "organizations"}
     email = "agent@example.com"
-    singular = {"tickets": "ticket", "users": "user"}
+    singular = {"tickets": "ticket", "users": "user", "organizations": "organization"}
 
     def make_token(self) -> str:
         return random_token(40)
@@ -64,6 +69,7 @@ class ZendeskFake(FakeProvider):
     def routes(self):
         return [
             route("GET", "/api/v2/users/me.json", lambda r: Answer(200, {"user": {"id": 1, "email": self.email}})),
+            route("GET", "/api/v2/incremental/organizations.json", self.time_export),
             route("GET", "/api/v2/incremental/{kind}/cursor.json", lambda r, kind: self.export(r, self._kind(kind))),
             route("POST", "/api/v2/{kind}.json", lambda r, kind: self.create(r, self._kind(kind))),
             route("GET", "/api/v2/{kind}/{id}.json", lambda r, kind, id: self.show(self._kind(kind), id)),
@@ -83,6 +89,8 @@ class ZendeskFake(FakeProvider):
         if collection == "tickets":
             return {"subject": f"Printer on fire ({k})", "description": "It burns.", "status": "open",
                     "priority": "normal"}
+        if collection == "organizations":
+            return {"name": f"Organization {k}", "domain_names": [f"org{k}.example.com"], "tags": []}
         return {"name": f"Customer {k}", "email": f"customer{k}@example.com", "role": "end-user"}
 
     def render(self, collection: str, item: Item) -> dict:
@@ -107,7 +115,7 @@ class ZendeskFake(FakeProvider):
             raise Reject(zendesk_error(400, f"{self.singular[collection]} parameter is missing"))
         if creating and collection == "tickets" and not (fields.get("comment") or fields.get("description")):
             raise Reject(zendesk_error(422, "Description: cannot be blank"))
-        if creating and collection == "users" and not fields.get("name"):
+        if creating and collection != "tickets" and not fields.get("name"):
             raise Reject(zendesk_error(422, "Name: is too short (minimum one character)"))
         if "comment" in fields:  # the first comment becomes the description
             fields = {**fields, "description": dict(fields.pop("comment")).get("body", "")}
@@ -131,6 +139,17 @@ class ZendeskFake(FakeProvider):
         return Answer(200, {collection: [self.render(collection, it) for it in page],
                             "after_url": url, "after_cursor": after, "before_url": None, "before_cursor": None,
                             "end_of_stream": len(page) == len(items)})
+
+    def time_export(self, request: Received) -> Answer:
+        start = query_params(request).get("start_time", "")
+        if not start.isdigit():
+            raise Reject(zendesk_error(400, "start_time is required"))
+        items = changed_since(self.store.items("organizations"), int(start) * 1000, 1000)
+        page = items[:1000]
+        end_time = page[-1].updated // 1000 if page else int(start)
+        return Answer(200, {"organizations": [self.render("organizations", it) for it in page],
+                            "next_page": f"{self.base_url}/api/v2/incremental/organizations.json?start_time={end_time}",
+                            "count": len(page), "end_time": end_time, "end_of_stream": len(page) < 1000})
 
     def create(self, request: Received, collection: str) -> Answer:
         item = self._insert(collection, self._fields(request, collection, True))
