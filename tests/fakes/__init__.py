@@ -11,6 +11,7 @@ the paging styles); one module per provider holds its routes, shapes and errors.
 
     fake = await start_fake_provider("stripe")      # a key of PROVIDERS: "stripe", "salesforce", "zendesk", ...
     fake.base_url, fake.token                        # a credential with properties.base_url = fake.base_url
+    fake.credential_properties(fake.token)           # (the newer emulators) a credential's properties for it
     fake.seed("customers", n=3, email=lambda i: f"u{i}@example.com")   # -> the 3 objects, as the API shows them
     fake.objects("customers")                        # {id: object} of the live objects
     fake.get("customers", id), fake.put("customers", {"id": id, "name": "New"}), fake.delete("customers", id)
@@ -22,21 +23,24 @@ the paging styles); one module per provider holds its routes, shapes and errors.
     fake.requests                                    # what arrived (emulators.Received, with .at = when)
     await fake.close()
 
-Run as a program, it serves Stripe, Salesforce, HubSpot and GitHub with a few records each, for the README's examples:
+Run as a program, it serves Stripe, Salesforce, HubSpot and GitHub with a few records each, for the
+README's examples:
 
     eval "$(.venv/bin/python tests/fakes --background)"   # sets STRIPE_URL, STRIPE_KEY, ...
     kill $FAKE_PROVIDERS_PID
 
 Collections are named as the API names them: Stripe "customers" / "subscriptions" / "invoices",
 Salesforce "Contact" / "Account" / "Task", HubSpot "contacts" / "companies" / "deals", GitHub
-"owner/repo" (that repository's issues). The catalogue's keys work too ("customer", "contact",
-"issue"; GitHub's "issue" is the repository `fake.repo`).
+"owner/repo" (that repository's issues), and the plural of the newer ones' catalogue keys (Zendesk
+"tickets", Linear "issues", Shopify "products", ...). The catalogue's keys work too ("customer",
+"contact", "issue"; GitHub's "issue" is the repository `fake.repo`).
 
 `seed` writes behind the API's back (no validation) and dates the objects as history: one second
 apart, the last one `at` (a datetime or epoch seconds; default now). `put` merges fields into an
 object (creating it under that id if missing) as an update would, `delete` removes it as the API's
 delete would (Stripe subscriptions are canceled); both bump the modified time and leave the same
-traces the API would (Stripe events, Salesforce's deleted list, HubSpot's archive).
+traces the API would (Stripe events, Salesforce's deleted list, HubSpot's archive, Zendesk's and
+Linear's tombstones, Shopify's destroy events, Pipedrive's deleted deals).
 
 Times: every change after seeding gets a strictly increasing millisecond timestamp, rendered in each
 provider's own resolution (Stripe and GitHub: seconds, so changes within one second tie, as they do

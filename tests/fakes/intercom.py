@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from emulators import Received
 from fakes.core import (
-    EMAIL, Answer, FakeProvider, Item, Reject, after_change, change_cursor, json_body, random_token, route,
+    EMAIL, Answer, FakeProvider, Item, Reject, after_change, change_cursor, cursor_page, json_body, random_token,
+    route,
 )
 
 DAY = 86_400
@@ -114,18 +115,23 @@ class IntercomFake(FakeProvider):
             raise Reject(intercom_error(400, "parameter_invalid", "per_page must be between 1 and 150"))
         sort = body.get("sort") or {"field": "created_at", "order": "descending"}
         items = [it for it in self.store.items(collection) if test(self.render(collection, it))]
-        # a cursor is the position after the last record shown, in the order asked for
+        total = len(items)
+        invalid = lambda m: intercom_error(400, "parameter_invalid", m)  # noqa: E731
+        cursor = paging.get("starting_after")
         if sort.get("field") == "updated_at" and sort.get("order") == "ascending":
-            items = after_change(items, paging["starting_after"], lambda m: intercom_error(400, "parameter_invalid", m)) \
-                if paging.get("starting_after") else sorted(items, key=lambda it: (it.updated, it.seq))
-            total = len(items)
+            # the cursor is the position after the last record shown: it holds while records change
+            items = after_change(items, cursor, invalid) if cursor else sorted(items, key=lambda it: (it.updated, it.seq))
             page = items[:per_page]
-            next_page = {"per_page": per_page, "starting_after": change_cursor(page[-1])} if total > per_page else None
+            after = change_cursor(page[-1]) if len(items) > per_page else None
+        elif sort.get("field") in DATE_FIELDS and sort.get("order") in ("ascending", "descending"):
+            key = (lambda it: (it.updated, it.seq)) if sort["field"] == "updated_at" else (lambda it: (it.created, it.seq))
+            items = sorted(items, key=key, reverse=sort["order"] == "descending")
+            page, after = cursor_page(items, cursor, per_page, invalid)
         else:
-            raise Reject(intercom_error(400, "parameter_invalid", "this emulator sorts by updated_at ascending only"))
+            raise Reject(invalid("this emulator sorts by created_at or updated_at"))
         pages = {"type": "pages", "page": 1, "per_page": per_page, "total_pages": -(-total // per_page)}
-        if next_page:
-            pages["next"] = next_page
+        if after:
+            pages["next"] = {"per_page": per_page, "starting_after": after}
         rendered = [self.render(collection, it) for it in page]
         if collection == "contacts":
             return Answer(200, {"type": "list", "data": rendered, "total_count": total, "pages": pages})
