@@ -23,7 +23,7 @@ pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @dataclass
 class Case:
     seed: str  # the emulator's name of the collection
-    n: int  # records seeded: more than one page of the catalogue's listing
+    n: int  # records seeded: more than a page of the listing for each paging style (1001 > Zendesk's 1000)
     change: dict  # fields an update upstream changes
     key: str = "id"  # the emulator's id field (for put and delete)
     deletes: bool = True  # the catalogue detects deletions of this collection
@@ -33,8 +33,8 @@ class Case:
 
 
 CASES = {
-    "zendesk:ticket": Case("tickets", 1001, {"priority": "urgent"}, create={"subject": "Help", "comment": {"body": "It broke"}},
-                           proxy="users/me.json"),
+    "zendesk:ticket": Case("tickets", 1001, {"priority": "urgent"}, proxy="users/me.json",
+                           create={"subject": "Help", "comment": {"body": "It broke"}}),
     "zendesk:user": Case("users", 5, {"name": "Paul Atreides"}, create={"name": "Jessica", "email": "j@example.com"}),
     "zendesk:organization": Case("organizations", 1005, {"name": "Acme Ltd"}, deletes=False,
                                  create={"name": "Initech"}),
@@ -50,7 +50,8 @@ CASES = {
                            create={"body": "Looking", "issueId": "issue-1"}),
     "pipedrive:deal": Case("deals", 520, {"value": 5000}, create={"title": "Big one", "value": 100},
                            proxy="v1/users/me"),
-    "pipedrive:organization": Case("organizations", 10, {"name": "Acme Ltd"}, deletes=False, create={"name": "Initech"}),
+    "pipedrive:organization": Case("organizations", 10, {"name": "Acme Ltd"}, deletes=False,
+                                   create={"name": "Initech"}),
     "pipedrive:person": Case("persons", 20, {"name": "Paul Atreides"}, deletes=False, create={"name": "Jessica"}),
     "asana:task": Case("tasks", 130, {"name": "Renamed"}, key="gid", deletes=False,
                        metadata={"project": "1200000000000001"},

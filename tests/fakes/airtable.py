@@ -7,8 +7,9 @@ From airtable.com/developers/web/api ("List records", "Create records", "Update 
 from __future__ import annotations
 
 from emulators import Received
-from fakes.core import Answer, FakeProvider, Item, Reject, cursor_page, iso, json_body, query_params, random_token, \
-    route, whole
+from fakes.core import (
+    Answer, FakeProvider, Item, Reject, cursor_page, iso, json_body, query_params, random_token, route, whole,
+)
 
 
 def airtable_error(status: int, type: str, message: str | None = None) -> Answer:
@@ -101,7 +102,8 @@ class AirtableFake(FakeProvider):
     def _fields(self, request: Received) -> dict:
         body = json_body(request, lambda m: airtable_error(422, "INVALID_REQUEST_UNKNOWN", m))
         if not isinstance(body.get("fields"), dict):
-            raise Reject(airtable_error(422, "INVALID_REQUEST_MISSING_FIELDS", 'Could not find field "fields" in the request body'))
+            raise Reject(airtable_error(422, "INVALID_REQUEST_MISSING_FIELDS",
+                                        'Could not find field "fields" in the request body'))
         return body["fields"]
 
     def create(self, request: Received, collection: str) -> Answer:

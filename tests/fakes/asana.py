@@ -108,7 +108,8 @@ class AsanaFake(FakeProvider):
         next_page = None
         if offset:
             query = f"?limit={limit}&offset={offset}"
-            next_page = {"offset": offset, "path": f"/{collection}{query}", "uri": f"{self.base_url}/api/1.0/{collection}{query}"}
+            next_page = {"offset": offset, "path": f"/{collection}{query}",
+                         "uri": f"{self.base_url}/api/1.0/{collection}{query}"}
         return Answer(200, {"data": [self.render(collection, it, params.get("opt_fields", "")) for it in page],
                             "next_page": next_page})
 

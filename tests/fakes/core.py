@@ -460,7 +460,8 @@ def cursor_offset(cursor: str | None, invalid: Callable[[str], Answer]) -> int:
     raise Reject(invalid(f"Invalid cursor: {cursor}"))
 
 
-def cursor_page(items: list, cursor: str | None, limit: int, invalid: Callable[[str], Answer]) -> tuple[list, str | None]:
+def cursor_page(items: list, cursor: str | None, limit: int,
+                invalid: Callable[[str], Answer]) -> tuple[list, str | None]:
     """Cursor paging (Pipedrive's next_cursor, Notion's next_cursor, Linear's endCursor, Zendesk's
     after_cursor): this page of `items` and the cursor of the next one (None at the end)."""
     start = cursor_offset(cursor, invalid)

@@ -11,7 +11,7 @@ import math
 from urllib.parse import urlencode
 
 from emulators import Received
-from fakes.core import Answer, FakeProvider, Item, Reject, Limit, random_token, route, utc, parse_iso, query_params
+from fakes.core import Answer, FakeProvider, Item, Limit, Reject, parse_iso, query_params, random_token, route, utc
 
 
 def _whole(text: str | None, default: int) -> int:

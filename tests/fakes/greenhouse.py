@@ -10,8 +10,9 @@ import base64
 from urllib.parse import urlencode
 
 from emulators import Received
-from fakes.core import Answer, FakeProvider, Item, Reject, iso, parse_iso, query_params, random_token, \
-    route, whole
+from fakes.core import (
+    Answer, FakeProvider, Item, Reject, iso, parse_iso, query_params, random_token, route, whole,
+)
 
 
 def greenhouse_error(status: int, message: str) -> Answer:

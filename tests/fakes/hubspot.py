@@ -11,7 +11,7 @@ from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode
 
 from emulators import Received
-from fakes.core import Answer, EMAIL, FakeProvider, Item, Limit, Reject, parse_iso, query_params, route, utc
+from fakes.core import EMAIL, Answer, FakeProvider, Item, Limit, Reject, parse_iso, query_params, route, utc
 
 
 def hubspot_time(ms: int) -> str:

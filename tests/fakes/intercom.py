@@ -120,11 +120,13 @@ class IntercomFake(FakeProvider):
         cursor = paging.get("starting_after")
         if sort.get("field") == "updated_at" and sort.get("order") == "ascending":
             # the cursor is the position after the last record shown: it holds while records change
-            items = after_change(items, cursor, invalid) if cursor else sorted(items, key=lambda it: (it.updated, it.seq))
+            items = after_change(items, cursor, invalid) if cursor else \
+                sorted(items, key=lambda it: (it.updated, it.seq))
             page = items[:per_page]
             after = change_cursor(page[-1]) if len(items) > per_page else None
         elif sort.get("field") in DATE_FIELDS and sort.get("order") in ("ascending", "descending"):
-            key = (lambda it: (it.updated, it.seq)) if sort["field"] == "updated_at" else (lambda it: (it.created, it.seq))
+            field = "updated" if sort["field"] == "updated_at" else "created"
+            key = lambda it: (getattr(it, field), it.seq)  # noqa: E731
             items = sorted(items, key=key, reverse=sort["order"] == "descending")
             page, after = cursor_page(items, cursor, per_page, invalid)
         else:

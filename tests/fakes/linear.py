@@ -14,8 +14,9 @@ from functools import cache
 from pathlib import Path
 
 from emulators import Received
-from fakes.core import Answer, FakeProvider, Item, iso, parse_iso, random_token, route
 from graphql import GraphQLError, GraphQLSchema, build_schema, graphql_sync
+
+from fakes.core import Answer, FakeProvider, Item, iso, parse_iso, random_token, route
 
 SCHEMA = Path(__file__).resolve().parent.parent / "upstream-specs" / "linear-issues-projects-comments.graphql"
 
@@ -26,7 +27,8 @@ def linear_schema() -> GraphQLSchema:
 
 
 def linear_errors(status: int, message: str, code: str) -> Answer:
-    return Answer(status, {"errors": [{"message": message, "extensions": {"code": code, "userPresentableMessage": message}}]})
+    extensions = {"code": code, "userPresentableMessage": message}
+    return Answer(status, {"errors": [{"message": message, "extensions": extensions}]})
 
 
 class LinearFake(FakeProvider):
@@ -148,7 +150,8 @@ class LinearFake(FakeProvider):
             raise GraphQLError("Invalid cursor", extensions={"code": "INVALID_INPUT"}) from None
 
     def _payload(self, collection: str, item: Item) -> dict:
-        return {"success": True, "lastSyncId": float(item.seq), self.singular[collection]: self.render(collection, item)}
+        return {"success": True, "lastSyncId": float(item.seq),
+                self.singular[collection]: self.render(collection, item)}
 
     def _find(self, collection: str, id: str) -> Item:
         item = self.store.find(collection, id)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import uuid
 
 from emulators import Received
-from fakes.core import Answer, FakeProvider, Item, Reject, after_change, change_cursor, iso, json_body, random_token, \
-    route
+from fakes.core import (
+    Answer, FakeProvider, Item, Reject, after_change, change_cursor, iso, json_body, random_token, route,
+)
 
 
 def notion_error(status: int, code: str, message: str) -> Answer:
@@ -32,6 +33,7 @@ class NotionFake(FakeProvider):
 
     name = "notion"
     aliases = {"page": "pages", "pages": "pages"}
+    bot = "2f1b3c4d-0000-4000-8000-000000000001"  # the integration's bot user
 
     def make_token(self) -> str:
         return "secret_" + random_token(43)
@@ -57,7 +59,7 @@ class NotionFake(FakeProvider):
 
     def routes(self):
         return [
-            route("GET", "/v1/users/me", lambda r: Answer(200, {"object": "user", "id": str(uuid.uuid4()), "type": "bot"})),
+            route("GET", "/v1/users/me", lambda r: Answer(200, {"object": "user", "id": self.bot, "type": "bot"})),
             route("POST", "/v1/search", self.search),
             route("POST", "/v1/pages", self.create),
             route("GET", "/v1/pages/{id}", lambda r, id: Answer(200, self.render("pages", self._find(id)))),
@@ -111,7 +113,8 @@ class NotionFake(FakeProvider):
     def create(self, request: Received) -> Answer:
         body = json_body(request, lambda m: notion_error(400, "validation_error", m))
         if not isinstance(body.get("parent"), dict):
-            raise Reject(notion_error(400, "validation_error", "body.parent should be defined, instead was `undefined`."))
+            raise Reject(notion_error(400, "validation_error",
+                                      "body.parent should be defined, instead was `undefined`."))
         item = self._insert("pages", {"parent": body["parent"], "properties": body.get("properties") or {}})
         return Answer(200, self.render("pages", item))
 

@@ -10,7 +10,9 @@ import string
 from collections.abc import Callable
 
 from emulators import Received
-from fakes.core import Answer, EMAIL, FakeProvider, Item, Limit, Reject, parse_iso, query_params, random_token, route, utc
+from fakes.core import (
+    EMAIL, Answer, FakeProvider, Item, Limit, Reject, parse_iso, query_params, random_token, route, utc,
+)
 
 
 def salesforce_time(ms: int) -> str:

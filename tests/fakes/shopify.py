@@ -154,8 +154,8 @@ class ShopifyFake(FakeProvider):
         params = query_params(request)
         filters, start, limit = self._position(request, {
             k: params[k] for k in ("updated_at_min", "status") if k in params})
-        items = changed_since(self.store.items(collection), self._since(filters.get("updated_at_min"), "updated_at_min"),
-                              1000)
+        since = self._since(filters.get("updated_at_min"), "updated_at_min")
+        items = changed_since(self.store.items(collection), since, 1000)
         if collection == "orders" and filters.get("status", "open") != "any":
             wanted = filters.get("status", "open")
             items = [it for it in items if (it.fields.get("closed_at") is None) == (wanted == "open")]

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 from emulators import Received
-from fakes.core import Answer, EMAIL, FakeProvider, Item, Reject, random_token, route
+from fakes.core import EMAIL, Answer, FakeProvider, Item, Reject, random_token, route
 
 
 
