@@ -14,9 +14,8 @@ from functools import cache
 from pathlib import Path
 
 from emulators import Received
-from graphql import GraphQLError, GraphQLSchema, build_schema, graphql_sync
-
 from fakes.core import Answer, FakeProvider, Item, iso, parse_iso, random_token, route
+from graphql import GraphQLError, GraphQLSchema, build_schema, graphql_sync
 
 SCHEMA = Path(__file__).resolve().parent.parent / "upstream-specs" / "linear-issues-projects-comments.graphql"
 
