@@ -160,6 +160,21 @@ async def test_discovery_shows_what_each_collection_was_shown_to_do(client):
                          "update": writable, "delete": writable}, collection_id
 
 
+async def test_a_graphql_mutation_refused_with_http_200_is_a_validation_error_naming_the_reason(engine,
+                                                                                                  fake_provider):
+    running, client = engine
+    linear = await fake_provider("linear")
+    sync = await create_sync(client, linear, "linear:issue")
+
+    response = await client.rest.post("/v1/mutations/run", json={
+        "kind": "update", "sync_id": sync["id"], "collection_id": "linear:issue",
+        "records": [{"upstream_id": "no-such-issue", "data": {"title": "x"}}]})
+
+    assert response.status_code == 400, response.text
+    assert response.json()["message"] == "Linear validation error: `Entity not found`"
+    assert linear.requests[-1].path == "/graphql"
+
+
 async def test_the_proxy_carries_a_graphql_query_to_linear_with_its_key_as_sent(engine, fake_provider):
     running, client = engine
     linear = await fake_provider("linear")

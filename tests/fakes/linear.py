@@ -15,7 +15,7 @@ from pathlib import Path
 
 from emulators import Received
 from fakes.core import Answer, FakeProvider, Item, iso, parse_iso, random_token, route
-from graphql import GraphQLError, GraphQLSchema, build_schema, graphql_sync
+from graphql import GraphQLError, GraphQLSchema, build_schema, execute_sync, parse, validate
 
 SCHEMA = Path(__file__).resolve().parent.parent / "upstream-specs" / "linear-issues-projects-comments.graphql"
 
@@ -41,7 +41,8 @@ class LinearFake(FakeProvider):
     the trash: it stays readable with includeArchived, `trashed: true` and `archivedAt` set;
     `commentDelete` deletes a comment outright. `issueCreate(input)` / `issueUpdate(id, input)`
     answer `{success, issue}`; the same for projects and comments.
-    Invalid queries (against the schema) answer HTTP 400 with `errors`, as GraphQL servers do.
+    Invalid queries (against the schema) answer HTTP 400 with `errors`; a mutation refused while it
+    runs (an id that names nothing) answers 200 with `errors` and `data: null`, as GraphQL servers do.
     """
 
     name = "linear"
@@ -104,13 +105,27 @@ class LinearFake(FakeProvider):
         for collection, one in self.singular.items():
             root |= {collection: self._connection(collection), f"{one}Create": self._create(collection),
                      f"{one}Update": self._update(collection), f"{one}Delete": self._delete(collection)}
-        result = graphql_sync(linear_schema(), body["query"], root_value=root,
-                              variable_values=body.get("variables"), operation_name=body.get("operationName"))
+        # A query that does not parse or fit the schema is refused before it runs (HTTP 400); an
+        # error while it runs (an unknown id) answers 200 with `errors` beside `data`, as GraphQL does.
+        try:
+            document = parse(body["query"])
+        except GraphQLError as error:
+            return self._errors(400, [error], None)
+        invalid = validate(linear_schema(), document)
+        if invalid:
+            return self._errors(400, invalid, None)
+        result = execute_sync(linear_schema(), document, root_value=root, variable_values=body.get("variables"),
+                              operation_name=body.get("operationName"))
         if result.errors:
-            errors = [{"message": e.message, "extensions": {"code": (e.extensions or {}).get("code", "INVALID_INPUT")}}
-                      for e in result.errors]
-            return Answer(400 if result.data is None else 200, {"errors": errors, "data": result.data})
+            request_error = any(e.path is None for e in result.errors)  # e.g. a variable of the wrong type
+            return self._errors(400 if request_error else 200, result.errors, result.data)
         return Answer(200, {"data": result.data})
+
+    @staticmethod
+    def _errors(status: int, errors: list[GraphQLError], data) -> Answer:
+        shown = [{"message": e.message, "extensions": {"code": (e.extensions or {}).get("code", "INVALID_INPUT")}}
+                 for e in errors]
+        return Answer(status, {"errors": shown, "data": data} if status == 200 else {"errors": shown})
 
     def _connection(self, collection: str):
         def resolve(info, first=50, after=None, filter=None, includeArchived=False, orderBy="createdAt", **_):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -59,17 +60,14 @@ def page_request(
         path, _, query = token.partition("?")
         return PageRequest("GET", path, query, b"")
 
+    def text(value: str):
+        whole = _PLACEHOLDER.fullmatch(value)
+        if whole and whole.group(2) in _NUMBERS:  # {since:epoch_number}: a JSON number, not a string
+            return int(_placeholder(whole, read, since, params))
+        return _PLACEHOLDER.sub(lambda m: _placeholder(m, read, since, params), value)
+
     def fill(value):
-        if isinstance(value, str):
-            whole = _PLACEHOLDER.fullmatch(value)
-            if whole and whole.group(2) in _NUMBERS:  # {since:epoch_number}: a JSON number, not a string
-                return int(_placeholder(whole, read, since, params))
-            return _PLACEHOLDER.sub(lambda m: _placeholder(m, read, since, params), value)
-        if isinstance(value, list):
-            return [fill(v) for v in value]
-        if isinstance(value, dict):
-            return {k: fill(v) for k, v in value.items()}
-        return value
+        return fill_strings(value, text)
 
     query = {k: _query_value(fill(v)) for k, v in listing.query.items()}
     body = fill(listing.body)
@@ -171,6 +169,18 @@ def _next_token(listing: Listing, answer: Any, items: list, headers: list[tuple[
     else:
         value = dig(answer, source)
     return None if value is None or value == "" else str(value)
+
+
+def fill_strings(value: Any, replace: Callable[[str], Any]) -> Any:
+    """`value` (JSON-like) with every string in it replaced by `replace(string)`: how a listing's
+    and a write's request templates are filled."""
+    if isinstance(value, str):
+        return replace(value)
+    if isinstance(value, list):
+        return [fill_strings(v, replace) for v in value]
+    if isinstance(value, dict):
+        return {k: fill_strings(v, replace) for k, v in value.items()}
+    return value
 
 
 def _with_value(body: dict, path: list[str], value: str) -> dict:

@@ -32,8 +32,8 @@ from headwater.store.records import Change
 from headwater.upstream.accounts import UpstreamAccount
 from headwater.upstream.catalogue import Collection, WriteRequest, WriteSpec
 from headwater.upstream.gateway import Upstream, UpstreamCall, api_name
-from headwater.upstream.outcomes import Outcome, answer_error
-from headwater.upstream.reading import ReadError, dig, fill_names, parse_time
+from headwater.upstream.outcomes import Kind, Outcome, answer_error, error_message, failure
+from headwater.upstream.reading import ReadError, dig, fill_names, fill_strings, parse_time
 from headwater.upstream.requests import UnsafeRequest
 from headwater.upstream.transport import UpstreamResponse
 
@@ -89,7 +89,12 @@ async def write_record(
                 http_status=error.http_status,
             ) from None
         record = _json(response.body)
-    record = dig(record, spec.record)
+    answer, record = record, dig(record, spec.record)
+    if not isinstance(record, dict) and isinstance(dig(answer, spec.error_message), str):
+        # a GraphQL API answers a refused mutation with HTTP 200 and its errors, and no record
+        raise failure(Kind.PERMANENT, api_name(account), status=response.status, provider=account.provider.name,
+                      message=error_message(spec.error_message, response.body), credential=account.credential_id,
+                      subject=f"{collection.name} {upstream_id}")
     if not isinstance(record, dict) or not _string(dig(record, spec.id)):
         raise _malformed(account, collection, f"its answer is not a record with `{spec.id}`")
     return Change(_string(dig(record, spec.id)), record, _record_time(spec, record, response))
@@ -108,15 +113,7 @@ def encode_body(spec: WriteSpec, data: dict) -> tuple[bytes, str]:
 def _filled(template: Any, data: dict | None, upstream_id: str) -> Any:
     """A write's `body` template with the mutation's data for "{data}" and its id for `{id}`:
     {"variables": {"id": "{id}", "input": "{data}"}} -> {"variables": {"id": "i1", "input": {...}}}."""
-    if template == "{data}":
-        return data or {}
-    if isinstance(template, str):
-        return template.replace("{id}", upstream_id)
-    if isinstance(template, list):
-        return [_filled(v, data, upstream_id) for v in template]
-    if isinstance(template, dict):
-        return {k: _filled(v, data, upstream_id) for k, v in template.items()}
-    return template
+    return fill_strings(template, lambda text: (data or {}) if text == "{data}" else text.replace("{id}", upstream_id))
 
 
 def form_fields(value: Any, prefix: str = "") -> list[tuple[str, str]]:
