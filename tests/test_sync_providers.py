@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from sync_support import (
-    actions, assert_no_duplicates, backfilled, create_sync, engine, eventually, passes,  # noqa: F401
+    actions, assert_no_duplicates, backfilled, create_sync, engine, eventually, get_sync, passes,  # noqa: F401
     stream_events,
 )
 
@@ -173,6 +173,25 @@ async def test_a_graphql_mutation_refused_with_http_200_is_a_validation_error_na
     assert response.status_code == 400, response.text
     assert response.json()["message"] == "Linear validation error: `Entity not found`"
     assert linear.requests[-1].path == "/graphql"
+
+
+async def test_a_listing_that_names_the_same_page_again_stops_with_an_error_instead_of_looping(engine,
+                                                                                                  fake_provider):
+    running, client = engine
+    zendesk = await fake_provider("zendesk")
+    zendesk.seed("organizations", n=1001)
+    for item in zendesk.store.items("organizations"):  # a bulk update: more than a page in one second
+        item.updated = 1_700_000_000_000
+    sync = await create_sync(client, zendesk, "zendesk:organization")
+
+    async def failed():
+        progress = (await get_sync(client, sync["id"]))["progress"][0]
+        return progress if progress["health"] == "error" else None
+
+    progress = await eventually(failed)
+    assert "named the page it was asked for as the next one" in progress["last_error"]
+    pages = [r for r in zendesk.requests if r.path.endswith("/incremental/organizations.json")]
+    assert len(pages) <= 3  # it did not spin
 
 
 async def test_the_proxy_carries_a_graphql_query_to_linear_with_its_key_as_sent(engine, fake_provider):
