@@ -1,7 +1,7 @@
 """Mutations and consumers: the round trip of one mutation, without and with read-your-writes.
 
 A Headwater process (SQLite, then PostgreSQL) writes HubSpot companies to the stateful HubSpot
-emulator of the tests (tests/fake_providers.py, in this process). One client sends mutations one
+emulator of the tests (tests/fakes/hubspot.py, in this process). One client sends mutations one
 after the other (`POST /v1/mutations/run`, one record each) and times each answer:
 - plain: the upstream write, the record, its stream event and consumer message, the answer;
 - awaiting one consumer: the same with `await_consumer_ids`, while a pull consumer in this process
@@ -27,7 +27,7 @@ from bench._headwater import on_each_database, start_headwater
 from bench._tools import Report, stop
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-from fake_providers import start_fake_provider  # noqa: E402 - the tests' emulator
+from fakes import start_fake_provider  # noqa: E402 - the tests' emulators
 
 MUTATIONS = 300  # per measurement, after WARMUP
 WARMUP = 20

@@ -1,7 +1,7 @@
 """Soak: a stream under a steady load keeps a bounded size (its retention, headwater.store.retention).
 
 A Headwater process (SQLite, then PostgreSQL) with its sync engine on (HEADWATER_SYNC_INTERVAL=1)
-syncs Stripe customers from the tests' stateful Stripe emulator (tests/fake_providers.py, in this
+syncs Stripe customers from the tests' stateful Stripe emulator (tests/fakes/stripe.py, in this
 process, no rate limit), while this process changes CHANGES_PER_SECOND customers a second upstream
 for the whole run. The stream's retention is RETENTION_SECONDS (a fractional `retention_days`, as
 the API allows), the pruner passes every second (HEADWATER_RETENTION_INTERVAL_SECONDS=1). Three
@@ -42,7 +42,7 @@ from bench._headwater import emulated_stripe_sync, on_each_database, start_headw
 from bench._tools import Report, stop
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-from fake_providers import start_fake_provider  # noqa: E402 - the tests' emulator
+from fakes import start_fake_provider  # noqa: E402 - the tests' emulators
 
 DEFAULT_MINUTES = 1.0
 CHANGES_PER_SECOND = 50

@@ -1,7 +1,7 @@
 """Sync engine: backfill throughput into the stream, and how soon an upstream change becomes an event.
 
 A Headwater process (SQLite, then PostgreSQL) with its sync engine on syncs Stripe customers from
-the stateful Stripe emulator of the tests (tests/fake_providers.py, in this process, no rate limit):
+the stateful Stripe emulator of the tests (tests/fakes/stripe.py, in this process, no rate limit):
 - backfill: RECORDS customers, from creating the sync to `initial_backfill_completed_at`;
 - change to event: a customer changed upstream, then GET /v1/syncs/ID polled every 10 ms until
   the collection's `records_synced` counts the update event; `continuous` with
@@ -26,7 +26,7 @@ from bench._headwater import emulated_stripe_sync, on_each_database, start_headw
 from bench._tools import Report, stop
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-from fake_providers import start_fake_provider  # noqa: E402 - the tests' emulator
+from fakes import start_fake_provider  # noqa: E402 - the tests' emulators
 
 RECORDS = 20_000
 CHANGES = 20

@@ -226,11 +226,11 @@ async def upstream():
 
 @pytest.fixture
 async def fake_provider():
-    """Start stateful provider emulators (tests/fake_providers.py), closed after the test:
+    """Start stateful provider emulators (tests/fakes/), closed after the test:
 
         stripe = await fake_provider("stripe")   # or "salesforce", "hubspot", "github"
     """
-    from fake_providers import start_fake_provider
+    from fakes import start_fake_provider
 
     started = []
 

@@ -53,6 +53,8 @@ async def engine(database_url):
 
 
 def credential_for(fake, token: str | None = None) -> dict:
+    if fake.name not in CREDENTIAL_KINDS:
+        return {"properties": {"base_url": fake.base_url, **fake.credential_properties(token or fake.token)}}
     kind, secret = CREDENTIAL_KINDS[fake.name]
     properties = {"kind": kind, secret: token or fake.token, "base_url": fake.base_url}
     if fake.name == "salesforce":

@@ -1,4 +1,4 @@
-"""The provider emulators answer like the real APIs for the calls Headwater makes (tests/fake_providers.py).
+"""The provider emulators answer like the real APIs for the calls Headwater makes (tests/fakes/).
 
 Each test talks HTTP to an emulator exactly as a client of the real provider would, so other tests
 can trust that what works against the emulator is what the provider does.
@@ -391,3 +391,78 @@ async def test_an_emulator_stops_within_seconds_with_an_answer_still_pending():
         await asyncio.gather(pending, return_exceptions=True)
 
     assert stopped < 5
+
+
+# -- the emulators of issue 13's providers: what their documentation says, that a catalogue entry
+# -- written carelessly would get wrong --------------------------------------------------------
+
+
+async def test_shopify_refuses_filters_beside_page_info_as_shopify_does(fake_provider):
+    shopify = await fake_provider("shopify")
+    shopify.seed("products", n=3)
+    async with httpx.AsyncClient(base_url=f"{shopify.base_url}/admin/api/2025-01",
+                                 headers={"x-shopify-access-token": shopify.token}) as http:
+        first = await http.get("/products.json", params={"limit": 2, "updated_at_min": "2000-01-01T00:00:00Z"})
+        next_url = first.headers["link"].split(">")[0].lstrip("<")
+        assert "page_info=" in next_url and "updated_at_min" not in next_url
+
+        second = await http.get(next_url)
+        refused = await http.get(next_url + "&updated_at_min=2000-01-01T00:00:00Z")
+
+    assert [len(first.json()["products"]), len(second.json()["products"])] == [2, 1]
+    assert "link" not in second.headers  # the last page
+    assert refused.status_code == 400
+
+
+async def test_intercom_compares_dates_by_day_and_refuses_greater_or_equal(fake_provider):
+    intercom = await fake_provider("intercom")
+    [contact] = intercom.seed("contacts", n=1)
+    later_that_day = contact["updated_at"] // 86_400 * 86_400 + 1  # the same UTC day, maybe later
+    async with api(intercom) as http:
+        greater = await http.post("/contacts/search", json={
+            "query": {"field": "updated_at", "operator": ">", "value": later_that_day - 86_400}})
+        same_day = await http.post("/contacts/search", json={
+            "query": {"field": "updated_at", "operator": "=", "value": later_that_day}})
+        refused = await http.post("/contacts/search", json={
+            "query": {"field": "updated_at", "operator": ">=", "value": later_that_day}})
+
+    assert greater.json()["total_count"] == 1 and same_day.json()["total_count"] == 1
+    assert refused.status_code == 400 and "Unsupported operator" in refused.json()["errors"][0]["message"]
+
+
+async def test_linear_checks_queries_against_its_schema_and_keeps_trashed_issues(fake_provider):
+    linear = await fake_provider("linear")
+    [issue] = linear.seed("issues", n=1)
+    linear.delete("issues", issue["id"])
+    async with httpx.AsyncClient(base_url=linear.base_url, headers={"authorization": linear.token}) as http:
+        unknown = await http.post("/graphql", json={"query": "{ issues { nodes { id colour } } }"})
+        default = await http.post("/graphql", json={"query": "{ issues { nodes { id } } }"})
+        archived = await http.post("/graphql", json={
+            "query": "{ issues(includeArchived: true) { nodes { id trashed } pageInfo { hasNextPage } } }"})
+
+    assert unknown.status_code == 400 and "colour" in unknown.json()["errors"][0]["message"]
+    assert default.json()["data"]["issues"]["nodes"] == []
+    assert archived.json()["data"]["issues"]["nodes"] == [{"id": issue["id"], "trashed": True}]
+
+
+async def test_zendesk_export_ends_its_stream_but_still_gives_the_cursor_to_poll_with(fake_provider):
+    zendesk = await fake_provider("zendesk")
+    zendesk.seed("tickets", n=2)
+    async with httpx.AsyncClient(auth=(f"{zendesk.email}/token", zendesk.token)) as http:
+        first = (await http.get(f"{zendesk.base_url}/api/v2/incremental/tickets/cursor.json",
+                                params={"start_time": 0, "per_page": 1})).json()
+        second = (await http.get(first["after_url"])).json()
+        zendesk.seed("tickets", n=1)
+        polled = (await http.get(second["after_url"])).json()
+
+    assert [len(first["tickets"]), first["end_of_stream"]] == [1, False]
+    assert [len(second["tickets"]), second["end_of_stream"]] == [1, True]
+    assert [len(polled["tickets"]), polled["end_of_stream"]] == [1, True]
+
+
+async def test_notion_refuses_a_request_without_its_version_header(fake_provider):
+    notion = await fake_provider("notion")
+    async with api(notion) as http:
+        answer = await http.post("/v1/search", json={})
+
+    assert answer.status_code == 400 and answer.json()["code"] == "missing_version"

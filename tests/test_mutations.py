@@ -1,5 +1,5 @@
 """Mutations write records back upstream, record them and stream them: the documented bodies,
-verbatim, against stateful emulators of Stripe, Salesforce and HubSpot (tests/fake_providers.py)."""
+verbatim, against stateful emulators of Stripe, Salesforce and HubSpot (tests/fakes/)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ starts) with HEADWATER_ALLOW_PRIVATE_NETWORKS=true, on free ports (each 127.0.0.
 127.0.0.1:50051 in the examples, and the CLI's default, becomes the server's address), from a directory that is a fresh
 checkout as far as the examples can tell: the repository's `.venv`, `tests` and `build`, and an
 empty `data/` (the server's new SQLite database). The providers are the README's own
-"without accounts" step: the fake providers of tests/fake_providers.py, on loopback.
+"without accounts" step: the fake providers of tests/fakes/, on loopback.
 
 Not run: a block whose line above says `<!-- not run by tests/test_readme.py: WHY -->` (it
 serves until Ctrl-C, or runs the suite), and one that uses build/tools when `make lint` has not

@@ -1,7 +1,7 @@
 """The sync engine: a new sync backfills its collections into its stream, then follows changes.
 
 Each test runs a Headwater server with a fast engine (tests/sync_support.py) against a stateful
-emulator of the provider (tests/fake_providers.py) holding thousands of records.
+emulator of the provider (tests/fakes/) holding thousands of records.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import asyncio
 import time
 
 import pytest
-from fake_providers import start_fake_provider
+from fakes import start_fake_provider
 from sync_support import backfilled, create_sync, engine, eventually, get_sync  # noqa: F401 (engine: a fixture)
 
 

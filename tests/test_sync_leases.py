@@ -8,7 +8,7 @@ import asyncio
 import httpx
 import pytest
 from conftest import _client_for
-from fake_providers import start_fake_provider
+from fakes import start_fake_provider
 from sync_support import (
     actions,
     assert_no_duplicates,

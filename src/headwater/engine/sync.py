@@ -28,7 +28,8 @@ Failures: the answer's outcome (headwater.upstream.outcomes) decides the health.
 make the collection `degraded`; 401, other 403s and answers the engine cannot use make it `error`,
 with a message saying what to fix. Either way it is retried with backoff (headwater.backoff, at
 most `sync_retry_max_seconds` apart; after a rate limit not before the provider's reset) and
-becomes `healthy` again by itself on the next page that reads. A sync's health is its worst
+becomes `healthy` again by itself on the next page that reads. A listing whose answer names the
+page just read as the next one is an `error` too (reading on would loop on that page). A sync's health is its worst
 collection's (or its credential's, if worse: headwater.store.health), and a change of it raises
 `sync.health_changed`.
 
@@ -304,9 +305,15 @@ class SyncEngine:
         if not 200 <= response.status < 300 or sent.outcome.kind is Kind.PAUSE:  # (a rate-limited 200: no page)
             raise _answer_failure(sent.outcome, response.status, response.body, provider, job, token is not None)
         try:
-            return parse_page(listing, response.status, response.headers, response.body)
+            page = parse_page(listing, response.status, response.headers, response.body)
         except ReadError as error:
             raise SyncFailure("error", f"{provider}: {error}") from None
+        if token is not None and page.next_token == token:  # read on, it would ask for this page forever
+            raise SyncFailure("error", (
+                f"{provider} named the page it was asked for as the next one while listing {job.collection.name} "
+                f"(more records share one change time than a page holds?); the listing cannot go on"
+            ))
+        return page
 
     async def _commit_counted(self, job: Job, unit_id: int, step: Step) -> float | None:
         """`_commit` in a transaction of its own, its changes counted once it has committed."""

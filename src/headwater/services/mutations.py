@@ -306,7 +306,7 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
             try:
                 change = await write_record(
                     self.backend.upstream, account, plan.collection, plan.kind, upstream_id, data, upstream_key,
-                    deadline,
+                    deadline, params=plan.sync.metadata,
                 )
             except ApiError as error:
                 if not (in_doubt and plan.kind == "delete" and error.code == grpc.StatusCode.NOT_FOUND):

@@ -533,7 +533,7 @@ class Listing:
         check_keys(where, spec, (f for f in cls.__dataclass_fields__ if f != "deleted"))
         if "path" not in spec:
             raise CatalogueError(f"{where}: `path` is required")
-        paging = check_keys(f"{where}.next", spec.get("next") or {}, ("param", "value", "while", "url"))
+        paging = check_keys(f"{where}.next", spec.get("next") or {}, ("param", "value", "while", "until", "url"))
         if spec.get("deleted_when") is not None:
             check_keys(f"{where}.deleted_when", spec["deleted_when"], ("path", "equals"))
         if paging and not ("url" in paging or {"param", "value"} <= set(paging)):
@@ -569,18 +569,20 @@ class ReadSpec:
 @dataclass(frozen=True)
 class WriteRequest:
     """One upstream request of a write: `{id}` in the path is the record's upstream id, `{fields}`
-    in the query the read spec's field list."""
+    in the query the read spec's field list; `body`, if given, is sent instead of the mutation's
+    data, with `"{data}"` (a whole value) standing for the data and `{id}` for the id (GraphQL)."""
 
     method: str
     path: str
     query: dict[str, Any] = field(default_factory=dict)
+    body: Any = None
 
     @classmethod
     def parse(cls, where: str, spec: dict[str, Any]) -> WriteRequest:
-        check_keys(where, spec, ("method", "path", "query"))
+        check_keys(where, spec, ("method", "path", "query", "body"))
         if not {"method", "path"} <= set(spec):
-            raise CatalogueError(f"{where}: give `method` and `path` (and `query`)")
-        return cls(spec["method"].upper(), spec["path"], dict(spec.get("query") or {}))
+            raise CatalogueError(f"{where}: give `method` and `path` (and `query`, `body`)")
+        return cls(spec["method"].upper(), spec["path"], dict(spec.get("query") or {}), spec.get("body"))
 
 
 @dataclass(frozen=True)
@@ -597,6 +599,7 @@ class WriteSpec:
     id: str = "id"  # where the record holds its upstream id
     created_id: str = ""  # where a create's answer holds the new id (default: `id`)
     updated_at: str = ""  # where the record holds its change time ("": the answer's Date header)
+    record: str = ""  # where an answer holds the record ("": the answer is the record; Zendesk's "ticket")
     error_message: str = ""  # where an error answer holds the upstream's message
     idempotency_header: str = ""  # the header the upstream dedupes writes by (Stripe's Idempotency-Key)
 

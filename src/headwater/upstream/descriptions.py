@@ -171,13 +171,17 @@ class Descriptions:
     root: Path
     described: dict[str, list[str]]
     without_description: dict[str, str]
+    # problem (as `check` words it) -> why it is right all the same: where the provider's
+    # documentation says more than its description (a field `opt_fields` adds to a compact list)
+    accepted: dict[str, str] = field(default_factory=dict)
     _loaded: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, root: str | Path) -> Descriptions:
         root = Path(root)
         index = yaml.safe_load((root / "index.yaml").read_text()) or {}
-        return cls(root, dict(index.get("described") or {}), dict(index.get("without_description") or {}))
+        accepted = {item["problem"]: item["reason"] for item in index.get("accepted") or []}
+        return cls(root, dict(index.get("described") or {}), dict(index.get("without_description") or {}), accepted)
 
     def document(self, name: str) -> OpenAPIDocument | GraphQLSchema:
         if name not in self._loaded:
@@ -247,7 +251,7 @@ def check(catalogue: ProviderCatalogue, collection_id: str, where: str, descript
         schemas = descriptions.documents(provider.key, GraphQLSchema)
         if not schemas:
             return [f"{name}: a GraphQL listing, but no GraphQL schema describes {provider.key}"]
-        return [f"{name}: {problem}" for problem in _graphql_problems(schemas[0], request)]
+        return [f"{name}: {problem}" for problem in _graphql_problems(schemas[0], request, collection, where)]
     documents = descriptions.documents(provider.key, OpenAPIDocument)
     if not documents:
         return [f"{name}: no OpenAPI document describes {provider.key}"]
@@ -280,7 +284,8 @@ def _request_problems(operation: Operation, request: Listing | WriteRequest) -> 
     if isinstance(body, dict):
         schema = operation.request_schema()
         for key in [*body, *([paging["param"]] if "param" in paging else [])]:
-            status = _find(operation.document, schema, [key])[0] if schema is not None else MISSING
+            # a dotted key is a property inside one (Intercom's pagination.starting_after)
+            status = _find(operation.document, schema, _path(key))[0] if schema is not None else MISSING
             if status in (MISSING, TRIMMED):
                 problems.append(f"request body property {key!r} is not defined by {operation}")
     return problems
@@ -432,12 +437,15 @@ def _write_answer_problems(collection: Collection, where: str, operation: Operat
     schema = operation.answer_schema()
     if schema is None:
         return [f"the answer of {operation} has no JSON schema"]
+    # The record is at `write.record` in the answer (Zendesk's `ticket`, Asana's `data`), its id and
+    # change time in it; a create read back (`fetch`) names its new id in the answer itself.
+    within = [] if name == "create" and write.fetch is not None else _path(write.record) if write.record else []
     wanted = [("id", write.created_id or write.id)] if name == "create" else [("id", write.id)]
     if write.updated_at and name != "create":
         wanted.append(("updated_at", write.updated_at))
     problems = []
     for kind, value in wanted:
-        status, at = _find(operation.document, schema, _path(value))
+        status, at = _find(operation.document, schema, [*within, *_path(value)])
         if status in (MISSING, TRIMMED):
             problems.append(f"{kind} path {value!r} is not in the answer of {operation}")
     return problems
@@ -445,18 +453,41 @@ def _write_answer_problems(collection: Collection, where: str, operation: Operat
 
 # --- GraphQL ----------------------------------------------------------------------------------
 
-def _graphql_problems(schema: GraphQLSchema, listing: Listing) -> list[str]:
+def _graphql_problems(schema: GraphQLSchema, request: Listing | WriteRequest, collection: Collection | None = None,
+                      where: str = "") -> list[str]:
+    """A GraphQL listing's or write's query parses and is valid against the schema, and selects
+    what the catalogue reads from its answer."""
     from graphql import GraphQLError, parse, validate
 
     try:
-        document = parse(listing.body["query"])
+        document = parse(request.body["query"])
     except GraphQLError as error:
         return [f"the query does not parse: {error.message}"]
     errors = validate(schema.schema, document)
     if errors:
         return [f"the query is not valid against {schema.name}: {errors[0].message}"]
-    problems = []
     root = _selections(document)
+    if isinstance(request, WriteRequest):
+        return _graphql_write_problems(root, collection, where)
+    return _graphql_listing_problems(root, request)
+
+
+def _graphql_write_problems(root: dict[str, Any], collection: Collection | None, where: str) -> list[str]:
+    """A write's mutation selects the record (`write.record`) and, in it, the id the write reads."""
+    write = collection.write if collection else None
+    if write is None or where == "write.delete":
+        return []
+    record = _selected(root, _path(write.record)) if write.record else root
+    if record is None:
+        return [f"record path {write.record!r} is not selected by the mutation"]
+    wanted = write.created_id or write.id if where == "write.create" else write.id
+    if _selected(record, _path(wanted)) is None:
+        return [f"id path {wanted!r} is not selected by the mutation"]
+    return []
+
+
+def _graphql_listing_problems(root: dict[str, Any], listing: Listing) -> list[str]:
+    problems = []
     items = _selected(root, _path(listing.items))
     if items is None:
         problems.append(f"items path {listing.items!r} is not selected by the query")

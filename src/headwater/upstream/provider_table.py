@@ -46,7 +46,7 @@ def collections_of(provider: Provider) -> str:
     parts = []
     for collection in provider.collections.values():
         can = collection.capabilities
-        does = ["sync"] if can["read"] else []
+        does = (["sync", "deletions"] if can["deletions"] else ["sync"]) if can["read"] else []
         writes = "/".join(letter for letter, key in (("c", "create"), ("u", "update"), ("d", "delete")) if can[key])
         does += [writes] if writes else []
         parts.append(f"{collection.key} ({', '.join(does) or 'proxy'})")
@@ -56,7 +56,7 @@ def collections_of(provider: Provider) -> str:
 def table(catalogue: ProviderCatalogue) -> str:
     """The Markdown table of every provider, in the catalogue's order."""
     rows = [
-        "| provider | name | auth | OAuth | per-account facts | collections (sync; create/update/delete) | default pace |",
+        "| provider | name | auth | OAuth | per-account facts | collections (sync; deletions detected; create/update/delete) | default pace |",
         "|---|---|---|---|---|---|---|",
     ]
     for provider in catalogue.providers.values():

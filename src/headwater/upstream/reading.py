@@ -8,7 +8,8 @@ writes the changes; this module knows only the catalogue's `read:` vocabulary.
     page = parse_page(listing, status, headers, body)
     # page.changes: [Change(...)], page.next_token: str | None, page.newest: datetime | None
 
-A listing's placeholders: `{since:epoch}`, `{since:ms}`, `{since:iso}` (the watermark),
+A listing's placeholders: `{since:epoch}`, `{since:ms}`, `{since:iso}` (the watermark; in a JSON
+body, a whole value `{since:epoch_number}` or `{since:ms_number}` is sent as a number),
 `{fields}` (the read spec's field list), any other `{name}` from the sync's metadata.
 """
 
@@ -17,15 +18,17 @@ from __future__ import annotations
 import datetime
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from headwater.store.records import Change
 from headwater.upstream.catalogue import Listing, ReadSpec
 
 EPOCH = datetime.datetime(1970, 1, 1)
 _PLACEHOLDER = re.compile(r"\{(\w+)(?::(\w+))?\}")
+_NUMBERS = ("epoch_number", "ms_number")
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;[^,]*rel="?next"?')
 
 
@@ -57,14 +60,14 @@ def page_request(
         path, _, query = token.partition("?")
         return PageRequest("GET", path, query, b"")
 
+    def text(value: str):
+        whole = _PLACEHOLDER.fullmatch(value)
+        if whole and whole.group(2) in _NUMBERS:  # {since:epoch_number}: a JSON number, not a string
+            return int(_placeholder(whole, read, since, params))
+        return _PLACEHOLDER.sub(lambda m: _placeholder(m, read, since, params), value)
+
     def fill(value):
-        if isinstance(value, str):
-            return _PLACEHOLDER.sub(lambda m: _placeholder(m, read, since, params), value)
-        if isinstance(value, list):
-            return [fill(v) for v in value]
-        if isinstance(value, dict):
-            return {k: fill(v) for k, v in value.items()}
-        return value
+        return fill_strings(value, text)
 
     query = {k: _query_value(fill(v)) for k, v in listing.query.items()}
     body = fill(listing.body)
@@ -72,7 +75,7 @@ def page_request(
         if listing.method == "GET":
             query[paging["param"]] = token
         else:
-            body = {**(body or {}), paging["param"]: token}
+            body = _with_value(body or {}, paging["param"].split("."), token)
     return PageRequest(
         listing.method,
         fill(listing.path),
@@ -89,7 +92,9 @@ def parse_page(listing: Listing, status: int, headers: list[tuple[str, str]], bo
         raise ReadError(f"the answer to the listing is not JSON (HTTP {status})") from None
     items = dig(answer, listing.items)
     if not isinstance(items, list):
-        raise ReadError(f"the answer has no list at {listing.items or 'its top level'!r}")
+        said = dig(answer, "errors.0.message")  # a GraphQL API answers 200 with its errors
+        raise ReadError(f"the answer has no list at {listing.items or 'its top level'!r}"
+                        + (f": {said}" if isinstance(said, str) else ""))
     changes = []
     newest = None
     for item in items:
@@ -149,6 +154,8 @@ def _next_token(listing: Listing, answer: Any, items: list, headers: list[tuple[
     paging = listing.next
     if not paging:
         return None
+    if ("while" in paging and not dig(answer, paging["while"])) or ("until" in paging and dig(answer, paging["until"])):
+        return None
     if "url" in paging:
         if paging["url"] == "header:link":
             for name, value in headers:
@@ -156,8 +163,6 @@ def _next_token(listing: Listing, answer: Any, items: list, headers: list[tuple[
                     return match.group(1)
             return None
         return dig(answer, paging["url"]) or None
-    if "while" in paging and not dig(answer, paging["while"]):
-        return None
     source = paging["value"]
     if source.startswith("last."):
         value = dig(items[-1], source.removeprefix("last.")) if items else None
@@ -166,21 +171,50 @@ def _next_token(listing: Listing, answer: Any, items: list, headers: list[tuple[
     return None if value is None or value == "" else str(value)
 
 
+def fill_strings(value: Any, replace: Callable[[str], Any]) -> Any:
+    """`value` (JSON-like) with every string in it replaced by `replace(string)`: how a listing's
+    and a write's request templates are filled."""
+    if isinstance(value, str):
+        return replace(value)
+    if isinstance(value, list):
+        return [fill_strings(v, replace) for v in value]
+    if isinstance(value, dict):
+        return {k: fill_strings(v, replace) for k, v in value.items()}
+    return value
+
+
+def _with_value(body: dict, path: list[str], value: str) -> dict:
+    """A copy of `body` with `value` at the dotted path (a GraphQL cursor goes in `variables.after`)."""
+    head, *rest = path
+    inner = body.get(head)
+    return {**body, head: _with_value(inner if isinstance(inner, dict) else {}, rest, value) if rest else value}
+
+
+def fill_names(text: str, params: dict) -> str:
+    """`text` with each `{NAME}` taken from the sync's metadata (a write's path); ReadError names
+    one that is missing."""
+    return _PLACEHOLDER.sub(lambda m: quote(_metadata(params, m.group(1)), safe="/"), text)
+
+
+def _metadata(params: dict, name: str) -> str:
+    value = params.get(name)
+    if value is None or value == "":
+        raise ReadError(f"set `{name}` in the sync's metadata: this collection needs it")
+    return str(value)
+
+
 def _placeholder(match: re.Match, read: ReadSpec, since: datetime.datetime, params: dict) -> str:
     name, form = match.group(1), match.group(2)
     if name == "since":
         seconds = (since - EPOCH).total_seconds()
-        if form == "epoch":
+        if form in ("epoch", "epoch_number"):
             return str(int(seconds))
-        if form == "ms":
+        if form in ("ms", "ms_number"):
             return str(int(seconds * 1000))
         return since.replace(microsecond=0).isoformat() + "Z"
     if name == "fields":
         return ", ".join(read.fields)
-    value = params.get(name)
-    if value is None or value == "":
-        raise ReadError(f"set `{name}` in the sync's metadata: reading this collection needs it")
-    return str(value)
+    return _metadata(params, name)
 
 
 def _query_value(value: Any) -> Any:

@@ -32,8 +32,8 @@ from headwater.store.records import Change
 from headwater.upstream.accounts import UpstreamAccount
 from headwater.upstream.catalogue import Collection, WriteRequest, WriteSpec
 from headwater.upstream.gateway import Upstream, UpstreamCall, api_name
-from headwater.upstream.outcomes import Kind, Outcome, answer_error
-from headwater.upstream.reading import ReadError, dig, parse_time
+from headwater.upstream.outcomes import Kind, Outcome, answer_error, error_message, failure
+from headwater.upstream.reading import ReadError, dig, fill_names, fill_strings, parse_time
 from headwater.upstream.requests import UnsafeRequest
 from headwater.upstream.transport import UpstreamResponse
 
@@ -49,20 +49,25 @@ async def write_record(
     data: dict | None,
     idempotency_key: str,
     deadline: float,
+    params: dict | None = None,
 ) -> Change:
     """Creates, updates or deletes one record upstream; returns what the upstream now says it is.
 
-    `upstream_id` is "" for a create; `data` is None for a delete. Raises ApiError."""
+    `upstream_id` is "" for a create; `data` is None for a delete; `params` (the sync's metadata)
+    fill the path's other `{NAME}`s (Airtable's `{base_id}/{table}`). Raises ApiError."""
     spec = collection.write
     operation = getattr(spec, kind)
     headers = [("Accept", "application/json")]
     if idempotency_key and spec.idempotency_header:
         headers.append((spec.idempotency_header, idempotency_key))
     body = b""
-    if data is not None:
+    if operation.body is not None:
+        body = json.dumps(_filled(operation.body, data, upstream_id), separators=(",", ":")).encode()
+        headers.append(("Content-Type", "application/json"))
+    elif data is not None:
         body, content_type = encode_body(spec, data)
         headers.append(("Content-Type", content_type))
-    response = await _send(upstream, account, collection, operation, upstream_id, headers, body, deadline)
+    response = await _send(upstream, account, collection, operation, upstream_id, headers, body, deadline, params)
     if kind == "delete":
         return Change.delete(upstream_id, _answer_time(response))
 
@@ -73,7 +78,8 @@ async def write_record(
             if not upstream_id:
                 raise _malformed(account, collection, f"its answer to the create has no `{spec.created_id}`")
         try:
-            response = await _send(upstream, account, collection, spec.fetch, upstream_id, [headers[0]], b"", deadline)
+            response = await _send(upstream, account, collection, spec.fetch, upstream_id, [headers[0]], b"", deadline,
+                                   params)
         except ApiError as error:
             raise ApiError(
                 error.code,
@@ -83,6 +89,12 @@ async def write_record(
                 http_status=error.http_status,
             ) from None
         record = _json(response.body)
+    answer, record = record, dig(record, spec.record)
+    if not isinstance(record, dict) and isinstance(dig(answer, spec.error_message), str):
+        # a GraphQL API answers a refused mutation with HTTP 200 and its errors, and no record
+        raise failure(Kind.PERMANENT, api_name(account), status=response.status, provider=account.provider.name,
+                      message=error_message(spec.error_message, response.body), credential=account.credential_id,
+                      subject=f"{collection.name} {upstream_id}")
     if not isinstance(record, dict) or not _string(dig(record, spec.id)):
         raise _malformed(account, collection, f"its answer is not a record with `{spec.id}`")
     return Change(_string(dig(record, spec.id)), record, _record_time(spec, record, response))
@@ -96,6 +108,12 @@ def encode_body(spec: WriteSpec, data: dict) -> tuple[bytes, str]:
     if spec.format == "form":
         return urlencode(form_fields(data)).encode(), "application/x-www-form-urlencoded"
     return json.dumps(data, separators=(",", ":")).encode(), "application/json"
+
+
+def _filled(template: Any, data: dict | None, upstream_id: str) -> Any:
+    """A write's `body` template with the mutation's data for "{data}" and its id for `{id}`:
+    {"variables": {"id": "{id}", "input": "{data}"}} -> {"variables": {"id": "i1", "input": {...}}}."""
+    return fill_strings(template, lambda text: (data or {}) if text == "{data}" else text.replace("{id}", upstream_id))
 
 
 def form_fields(value: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -124,8 +142,11 @@ def upstream_error(account: UpstreamAccount, collection: Collection, response: U
                         subject=f"{collection.name} {upstream_id}")
 
 
-async def _send(upstream, account, collection, operation: WriteRequest, upstream_id, headers, body, deadline):
-    path = operation.path.replace("{id}", quote(upstream_id, safe=""))
+async def _send(upstream, account, collection, operation: WriteRequest, upstream_id, headers, body, deadline, params):
+    try:
+        path = fill_names(operation.path.replace("{id}", quote(upstream_id, safe="")), params or {})
+    except ReadError as missing:
+        raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, f"{collection.id}: {missing}") from None
     fields = ",".join(collection.read.fields) if collection.read else ""
     query = urlencode({k: str(v).replace("{fields}", fields) for k, v in operation.query.items()})
     try:
