@@ -125,10 +125,13 @@ class RateLimitDefault:
 
     @classmethod
     def parse(cls, where: str, spec: Any) -> RateLimitDefault:
-        keys = {"allowed_requests", "interval", "max_concurrent_requests", "windows"}
-        if not isinstance(spec, dict) or set(spec) - keys or not {"allowed_requests", "interval"} <= set(spec):
+        spec = check_keys(where, spec, cls.__dataclass_fields__)  # names a misspelt key ("did you mean")
+        if not {"allowed_requests", "interval"} <= set(spec):
             raise CatalogueError(f"{where}: give allowed_requests, interval and optionally max_concurrent_requests "
                                  f"and windows: [{{allowed_requests, interval}}]")
+        for key, value in spec.items():
+            if key != "windows" and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise CatalogueError(f"{where}.{key}: must be a number")
         windows = spec.get("windows") or []
         if not isinstance(windows, list) or any(
             not isinstance(w, dict) or set(w) != {"allowed_requests", "interval"} for w in windows
@@ -689,10 +692,6 @@ def _check_provider_types(where: str, entry: dict[str, Any]) -> None:
     if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
         raise CatalogueError(f"{where}.permitted_hosts: must be a list of host names")
     _names_to_strings(f"{where}.headers", entry.get("headers") or {})
-    rate = check_keys(f"{where}.default_rate_limit", entry["default_rate_limit"], RateLimitDefault.__dataclass_fields__)
-    for key, value in rate.items():
-        if key != "windows" and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise CatalogueError(f"{where}.default_rate_limit.{key}: must be a number")
 
 
 # The keys a provider entry and a collection may have (catalogue.yaml's header says what each means).
@@ -782,14 +781,12 @@ class ProviderCatalogue:
                     read=ReadSpec.parse(f"{cwhere}.read", read) if read else None,
                     write=WriteSpec.parse(f"{cwhere}.write", {**write_defaults, **write}) if write else None,
                 )
-            rate = check_keys(f"{where}.default_rate_limit", entry["default_rate_limit"],
-                              RateLimitDefault.__dataclass_fields__)
             providers[key] = Provider(
                 key=key,
                 name=entry.get("name", key),
                 base_url=entry.get("base_url"),
                 permitted_hosts=tuple(entry.get("permitted_hosts", ())),
-                default_rate_limit=RateLimitDefault.parse(f"{where}.default_rate_limit", rate),
+                default_rate_limit=RateLimitDefault.parse(f"{where}.default_rate_limit", entry["default_rate_limit"]),
                 headers=dict(entry.get("headers") or {}),
                 credential_kinds=kinds,
                 oauth=_oauth(key, entry, kinds),
