@@ -497,3 +497,23 @@ def after_change(items: list[Item], cursor: str, invalid: Callable[[str], Answer
     except ValueError:
         raise Reject(invalid(f"Invalid cursor: {cursor}")) from None
     return [it for it in changed_since(items, None) if (it.updated, it.seq) > position]
+
+
+class SingularRecords:
+    """Create, show and update for a REST API that wraps one record in its singular name, as
+    Shopify (`{"product": {...}}`) and Zendesk (`{"ticket": {...}}`) do. The provider gives
+    `singular` (collection -> name), `_fields` (the request's fields) and `_find` (404 if absent)."""
+
+    singular: dict[str, str] = {}
+
+    def create(self, request: Received, collection: str) -> Answer:
+        item = self._insert(collection, self._fields(request, collection, True))
+        return Answer(201, {self.singular[collection]: self.render(collection, item)})
+
+    def show(self, collection: str, id: str) -> Answer:
+        return Answer(200, {self.singular[collection]: self.render(collection, self._find(collection, id))})
+
+    def update(self, request: Received, collection: str, id: str) -> Answer:
+        item = self._find(collection, id)
+        self._modify(collection, item, {**item.fields, **self._fields(request, collection, False)})
+        return Answer(200, {self.singular[collection]: self.render(collection, item)})

@@ -11,8 +11,8 @@ import json
 
 from emulators import Received
 from fakes.core import (
-    Answer, FakeProvider, Item, Reject, changed_since, json_body, link_header, parse_iso, query_params, random_token,
-    route, utc, whole,
+    Answer, FakeProvider, Item, Reject, SingularRecords, changed_since, json_body, link_header, parse_iso,
+    query_params, random_token, route, utc, whole,
 )
 
 VERSION = "2025-01"
@@ -27,7 +27,7 @@ def shopify_error(status: int, message) -> Answer:
     return Answer(status, {"errors": message})
 
 
-class ShopifyFake(FakeProvider):
+class ShopifyFake(SingularRecords, FakeProvider):
     """Shopify's REST Admin API of one shop, under /admin/api/2025-01: "products", "customers", "orders".
 
     Auth: the access token in `X-Shopify-Access-Token`. Times in whole seconds.
@@ -193,18 +193,6 @@ class ShopifyFake(FakeProvider):
         if creating and collection == "orders" and not fields.get("line_items"):
             raise Reject(shopify_error(422, {"line_items": ["must have at least one line item"]}))
         return {k: v for k, v in fields.items() if k not in ("id", "created_at", "updated_at")}
-
-    def create(self, request: Received, collection: str) -> Answer:
-        item = self._insert(collection, self._fields(request, collection, True))
-        return Answer(201, {self.singular[collection]: self.render(collection, item)})
-
-    def show(self, collection: str, id: str) -> Answer:
-        return Answer(200, {self.singular[collection]: self.render(collection, self._find(collection, id))})
-
-    def update(self, request: Received, collection: str, id: str) -> Answer:
-        item = self._find(collection, id)
-        self._modify(collection, item, {**item.fields, **self._fields(request, collection, False)})
-        return Answer(200, {self.singular[collection]: self.render(collection, item)})
 
     def destroy(self, collection: str, id: str) -> Answer:
         self._remove(collection, self._find(collection, id))

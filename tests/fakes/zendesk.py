@@ -10,8 +10,8 @@ import base64
 
 from emulators import Received
 from fakes.core import (
-    Answer, FakeProvider, Item, Reject, after_change, change_cursor, changed_since, iso, json_body, query_params,
-    random_token, route,
+    Answer, FakeProvider, Item, Reject, SingularRecords, after_change, change_cursor, changed_since, iso,
+    json_body, query_params, random_token, route,
 )
 
 
@@ -25,7 +25,7 @@ def zendesk_error(status: int, message: str) -> Answer:
     return Answer(status, {"error": "RecordInvalid" if status == 422 else "InvalidEndpoint", "description": message})
 
 
-class ZendeskFake(FakeProvider):
+class ZendeskFake(SingularRecords, FakeProvider):
     """Zendesk Support on `{subdomain}.zendesk.com/api/v2`: collections "tickets" and "users".
 
     Auth: an API token as Basic `{email}/token:{token}`. Times are whole seconds ("…Z").
@@ -150,18 +150,6 @@ class ZendeskFake(FakeProvider):
         return Answer(200, {"organizations": [self.render("organizations", it) for it in page],
                             "next_page": f"{self.base_url}/api/v2/incremental/organizations.json?start_time={end_time}",
                             "count": len(page), "end_time": end_time, "end_of_stream": len(page) < 1000})
-
-    def create(self, request: Received, collection: str) -> Answer:
-        item = self._insert(collection, self._fields(request, collection, True))
-        return Answer(201, {self.singular[collection]: self.render(collection, item)})
-
-    def show(self, collection: str, id: str) -> Answer:
-        return Answer(200, {self.singular[collection]: self.render(collection, self._find(collection, id))})
-
-    def update(self, request: Received, collection: str, id: str) -> Answer:
-        item = self._find(collection, id)
-        self._modify(collection, item, {**item.fields, **self._fields(request, collection, False)})
-        return Answer(200, {self.singular[collection]: self.render(collection, item)})
 
     def destroy(self, collection: str, id: str) -> Answer:
         item = self._find(collection, id)
