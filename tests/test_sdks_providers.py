@@ -1,0 +1,112 @@
+"""The providers' own Python SDKs, for the providers Headwater syncs (issue 13), pointed at the proxy.
+
+Each test configures the SDK as its documentation says, with only two things changed: the base URL
+is a sync's proxy prefix (`/v1/proxy/sync/{id}`) and the token is Headwater's API token, in the
+place the SDK sends it from (see the README's "Official SDKs through the proxy"). The upstream is
+the provider's stateful emulator (tests/fakes/), which answers 401 unless the credential's own auth
+arrives: a test passes when the SDK lists and creates records of the collection Headwater syncs,
+parses the answers, and the emulator saw the credential's auth and never Headwater's token.
+
+Which SDKs: the providers' official ones on PyPI (asana from Asana, ShopifyAPI from Shopify,
+python-intercom from Intercom), and Zenpy for Zendesk, a community SDK that Zendesk's developer
+documentation lists among its API clients. Linear, Pipedrive, Notion, Airtable and Greenhouse
+publish no official Python SDK (see the README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sync_support import create_sync
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+async def proxy_prefix(client, fake, collection_id: str, **fields) -> str:
+    """The proxy URL of a new sync of `collection_id` whose credential reaches `fake`."""
+    sync = await create_sync(client, fake, collection_id, **fields)
+    return f"{client.rest.base_url}/v1/proxy/sync/{sync['id']}"
+
+
+def assert_only_the_credential_reached(fake, headwater_token: str) -> None:
+    """Every request the emulator got carried the credential's auth, and none Headwater's token."""
+    assert fake.requests, "the SDK reached the emulator"
+    for request in fake.requests:
+        assert fake.authorized(request), (request.method, request.path, request.headers)
+        sent = " ".join(f"{name}: {value}" for name, value in request.headers) + " " + request.query
+        assert headwater_token not in sent, (request.method, request.path)
+
+
+async def test_asanas_sdk_lists_and_creates_tasks_through_the_proxy(client, fake_provider):
+    asana = pytest.importorskip("asana", reason="the asana SDK (dev dependency) is not installed")
+    fake = await fake_provider("asana")
+    seeded = fake.seed("tasks", n=3)
+    prefix = await proxy_prefix(client, fake, "asana:task", metadata={"project": fake.project})
+
+    configuration = asana.Configuration()
+    configuration.host = prefix  # the credential's base_url ends in /api/1.0, as Asana's host does
+    configuration.access_token = client.token  # sent as Authorization: Bearer
+    tasks = asana.TasksApi(asana.ApiClient(configuration))
+
+    listed = await asyncio.to_thread(lambda: list(tasks.get_tasks({"project": fake.project, "limit": 2})))
+    created = await asyncio.to_thread(
+        tasks.create_task, {"data": {"name": "Write the docs", "projects": [fake.project]}}, {})
+
+    assert [t["gid"] for t in listed] == [t["gid"] for t in seeded]  # all three, over two pages
+    assert created["name"] == "Write the docs"
+    assert fake.objects("tasks")[created["gid"]]["name"] == "Write the docs"
+    assert_only_the_credential_reached(fake, client.token)
+
+
+def _shopify_calls(prefix: str, headwater_token: str) -> tuple[list, object]:
+    """ShopifyAPI's documented session, then the proxy as its site and Headwater's token as Bearer.
+
+    ShopifyAPI keeps its site and headers per thread: the calls run in the thread that set them."""
+    import shopify
+
+    session = shopify.Session("acme.myshopify.com", "2025-01", headwater_token)
+    shopify.ShopifyResource.activate_session(session)  # X-Shopify-Access-Token: <Headwater's token>
+    shopify.ShopifyResource.set_site(prefix)
+    shopify.ShopifyResource.headers["Authorization"] = f"Bearer {headwater_token}"
+    try:
+        products = list(shopify.Product.find(limit=2, no_iter_next=False))  # follows the Link header
+        created = shopify.Product.create({"title": "Wax", "vendor": "Acme"})
+        return products, created
+    finally:
+        shopify.ShopifyResource.clear_session()
+        shopify.ShopifyResource.headers.pop("Authorization", None)
+
+
+async def test_shopifys_sdk_lists_and_creates_products_through_the_proxy(client, fake_provider):
+    pytest.importorskip("shopify", reason="the ShopifyAPI SDK (dev dependency) is not installed")
+    fake = await fake_provider("shopify")
+    seeded = fake.seed("products", n=3)
+    prefix = await proxy_prefix(client, fake, "shopify:product")
+
+    products, created = await asyncio.to_thread(_shopify_calls, prefix, client.token)
+
+    assert [p.id for p in products] == [p["id"] for p in seeded]
+    assert created.errors.errors == {} and created.id is not None
+    assert fake.objects("products")[str(created.id)]["title"] == "Wax"
+    # the SDK's own X-Shopify-Access-Token (Headwater's token) was replaced by the credential's
+    assert_only_the_credential_reached(fake, client.token)
+
+
+async def test_intercoms_sdk_searches_and_creates_contacts_through_the_proxy(client, fake_provider):
+    intercom = pytest.importorskip("intercom", reason="the python-intercom SDK (dev dependency) is not installed")
+    fake = await fake_provider("intercom")
+    seeded = fake.seed("contacts", n=3)
+    prefix = await proxy_prefix(client, fake, "intercom:contact")
+    sdk = intercom.AsyncIntercom(base_url=prefix, token=client.token)  # sent as Authorization: Bearer
+
+    pager = await sdk.contacts.search(
+        query=intercom.SingleFilterSearchRequest(field="role", operator="=", value="user"),
+        pagination=intercom.StartingAfterPaging(per_page=2))
+    found = [contact async for contact in pager]  # two pages
+    created = await sdk.contacts.create(request=intercom.CreateContactRequestWithEmail(email="jessica@example.com"))
+
+    assert sorted(c.id for c in found) == sorted(c["id"] for c in seeded)
+    assert created.email == "jessica@example.com"
+    assert fake.objects("contacts")[created.id]["email"] == "jessica@example.com"
+    assert_only_the_credential_reached(fake, client.token)
