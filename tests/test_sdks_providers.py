@@ -16,8 +16,10 @@ publish no official Python SDK (see the README).
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 from sync_support import create_sync
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -113,4 +115,48 @@ async def test_intercoms_sdk_searches_and_creates_contacts_through_the_proxy(cli
     assert sorted(c.id for c in found) == sorted(c["id"] for c in seeded)
     assert created.email == "jessica@example.com"
     assert fake.objects("contacts")[created.id]["email"] == "jessica@example.com"
+    assert_only_the_credential_reached(fake, client.token)
+
+
+class ZendeskThroughProxy(requests.Session):
+    """A requests session that sends Zenpy's `.../api/v2/...` calls to the proxy prefix: Zenpy's
+    settings change its scheme and host (ZENPY_FORCE_SCHEME, ZENPY_FORCE_NETLOC: Headwater's, for it
+    reads only answers from its host) but not its path, and it takes a session of one's own."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def request(self, method, url, *args, **kwargs):
+        if not url.startswith(self.prefix):  # the URLs Headwater's answers give are the proxy's already
+            parts = urlsplit(url)
+            url = self.prefix + parts.path.removeprefix("/api/v2") + (f"?{parts.query}" if parts.query else "")
+        return super().request(method, url, *args, **kwargs)
+
+
+def _zendesk_calls(prefix: str, headwater_token: str) -> tuple[list, object]:
+    from zenpy import Zenpy
+    from zenpy.lib.api_objects import User
+
+    # oauth_token: sent as Authorization: Bearer (an API token would go as Basic, which Headwater
+    # does not read); upstream, the credential's API token goes as Zendesk's Basic auth
+    zendesk = Zenpy(subdomain="acme", oauth_token=headwater_token, session=ZendeskThroughProxy(prefix))
+    users = list(zendesk.users.incremental(start_time=0))  # the cursor export
+    created = zendesk.users.create(User(name="Jessica", email="jessica@example.com"))
+    return users, created
+
+
+async def test_zenpy_reads_the_user_export_and_creates_a_user_through_the_proxy(client, fake_provider, monkeypatch):
+    pytest.importorskip("zenpy", reason="the zenpy SDK (dev dependency) is not installed")
+    fake = await fake_provider("zendesk")
+    seeded = fake.seed("users", n=3)
+    prefix = await proxy_prefix(client, fake, "zendesk:user")
+    monkeypatch.setenv("ZENPY_FORCE_SCHEME", client.rest.base_url.scheme)
+    monkeypatch.setenv("ZENPY_FORCE_NETLOC", client.rest.base_url.netloc.decode())
+
+    users, created = await asyncio.to_thread(_zendesk_calls, prefix, client.token)
+
+    assert [u.id for u in users] == [u["id"] for u in seeded]
+    assert created.name == "Jessica"
+    assert fake.objects("users")[str(created.id)]["email"] == "jessica@example.com"
     assert_only_the_credential_reached(fake, client.token)
