@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import requests
 from sync_support import create_sync
@@ -100,17 +101,18 @@ async def test_intercoms_sdk_searches_and_creates_contacts_through_the_proxy(cli
     fake = await fake_provider("intercom")
     seeded = fake.seed("contacts", n=3)
     prefix = await proxy_prefix(client, fake, "intercom:contact")
-    sdk = intercom.AsyncIntercom(base_url=prefix, token=client.token)  # sent as Authorization: Bearer
-
     users = intercom.SingleFilterSearchRequest(field="role", operator="=", value="user")
 
-    first = await sdk.contacts.search(query=users, pagination=intercom.StartingAfterPaging(per_page=2))
-    # python-intercom 5.0.1's pager asks for the first page again and again: page by the cursor
-    cursor = first.response.pages.next.starting_after
-    second = await sdk.contacts.search(query=users, pagination=intercom.StartingAfterPaging(
-        per_page=2, starting_after=cursor))
+    async with httpx.AsyncClient() as http:
+        sdk = intercom.AsyncIntercom(base_url=prefix, token=client.token, httpx_client=http)  # sent as Bearer
+        first = await sdk.contacts.search(query=users, pagination=intercom.StartingAfterPaging(per_page=2))
+        # python-intercom 5.0.1's pager asks for the first page again and again: page by the cursor
+        cursor = first.response.pages.next.starting_after
+        second = await sdk.contacts.search(query=users, pagination=intercom.StartingAfterPaging(
+            per_page=2, starting_after=cursor))
+        created = await sdk.contacts.create(request=intercom.CreateContactRequestWithEmail(
+            email="jessica@example.com"))
     found = first.items + second.items
-    created = await sdk.contacts.create(request=intercom.CreateContactRequestWithEmail(email="jessica@example.com"))
 
     assert sorted(c.id for c in found) == sorted(c["id"] for c in seeded)
     assert created.email == "jessica@example.com"
