@@ -120,19 +120,18 @@ async def test_intercoms_sdk_searches_and_creates_contacts_through_the_proxy(cli
     assert_only_the_credential_reached(fake, client.token)
 
 
-class ZendeskThroughProxy(requests.Session):
-    """A requests session that sends Zenpy's `.../api/v2/...` calls to the proxy prefix: Zenpy's
-    settings change its scheme and host (ZENPY_FORCE_SCHEME, ZENPY_FORCE_NETLOC: Headwater's, for it
-    reads only answers from its host) but not its path, and it takes a session of one's own."""
+class ThroughProxy(requests.Session):
+    """A requests session that sends each request to `prefix/URL`: the proxy's form for an absolute
+    URL on the credential's host. For SDKs that build URLs from a host with no setting for a path
+    prefix, and take a session of one's own (Zenpy's `session=`)."""
 
     def __init__(self, prefix: str):
         super().__init__()
         self.prefix = prefix
 
     def request(self, method, url, *args, **kwargs):
-        if not url.startswith(self.prefix):  # the URLs Headwater's answers give are the proxy's already
-            parts = urlsplit(url)
-            url = self.prefix + parts.path.removeprefix("/api/v2") + (f"?{parts.query}" if parts.query else "")
+        if not url.startswith(self.prefix):
+            url = f"{self.prefix}/{url}"
         return super().request(method, url, *args, **kwargs)
 
 
@@ -142,8 +141,8 @@ def _zendesk_calls(prefix: str, headwater_token: str) -> tuple[list, object]:
 
     # oauth_token: sent as Authorization: Bearer (an API token would go as Basic, which Headwater
     # does not read); upstream, the credential's API token goes as Zendesk's Basic auth
-    zendesk = Zenpy(subdomain="acme", oauth_token=headwater_token, session=ZendeskThroughProxy(prefix))
-    users = list(zendesk.users.incremental(start_time=0))  # the cursor export
+    zendesk = Zenpy(subdomain="acme", oauth_token=headwater_token, session=ThroughProxy(prefix))
+    users = list(zendesk.users.incremental(start_time=0, per_page=2))  # the cursor export, over two pages
     created = zendesk.users.create(User(name="Jessica", email="jessica@example.com"))
     return users, created
 
@@ -153,8 +152,10 @@ async def test_zenpy_reads_the_user_export_and_creates_a_user_through_the_proxy(
     fake = await fake_provider("zendesk")
     seeded = fake.seed("users", n=3)
     prefix = await proxy_prefix(client, fake, "zendesk:user")
-    monkeypatch.setenv("ZENPY_FORCE_SCHEME", client.rest.base_url.scheme)
-    monkeypatch.setenv("ZENPY_FORCE_NETLOC", client.rest.base_url.netloc.decode())
+    # the emulator stands for https://acme.zendesk.com, as Zenpy's settings for a custom domain say
+    emulator = urlsplit(fake.base_url)
+    monkeypatch.setenv("ZENPY_FORCE_SCHEME", emulator.scheme)
+    monkeypatch.setenv("ZENPY_FORCE_NETLOC", emulator.netloc)
 
     users, created = await asyncio.to_thread(_zendesk_calls, prefix, client.token)
 
