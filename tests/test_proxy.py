@@ -313,6 +313,29 @@ async def test_custom_credentials_inject_their_own_auth_scheme(client, upstream,
     assert check(upstream.requests[-1])
 
 
+@pytest.mark.parametrize("kind, properties, sent, check", [
+    ("custom_header", {"header_name": "X-Api-Key", "api_key": "k1"}, {"headers": {"x-api-key": "{token}"}},
+     lambda r: [v for n, v in r.headers if n == "x-api-key"] == ["k1"]),
+    ("custom_query", {"query_param": "api_key", "api_key": "k2"}, {"params": {"a": "1", "api_key": "{token}"}},
+     lambda r: r.query == "a=1&api_key=k2"),
+])
+async def test_the_callers_own_copy_of_the_credentials_header_or_parameter_is_replaced(client, upstream, kind,
+                                                                                     properties, sent, check):
+    # An SDK sends its token in the provider's own header or parameter; configured with Headwater's
+    # token, that token must not travel upstream beside the credential's.
+    credential = (await client.rest.post("/v1/credentials", json={
+        "provider": "custom", "properties": {"kind": kind, "base_url": upstream.base_url, **properties},
+    })).json()
+    request = {part: {k: v.format(token=client.token) for k, v in values.items()} for part, values in sent.items()}
+
+    response = await client.rest.get(f"/v1/proxy/credential/{credential['id']}/echo", **request)
+
+    assert response.status_code == 200, response.text
+    seen = upstream.requests[-1]
+    assert check(seen), (seen.headers, seen.query)
+    assert client.token not in seen.query + str(seen.headers)
+
+
 async def test_github_gets_its_required_headers_unless_the_caller_sent_them(client, upstream):
     credential = (await client.rest.post("/v1/credentials", json={
         "provider": "github", "properties": {"kind": "github_token", "token": "ghp_x", "base_url": upstream.base_url},

@@ -20,7 +20,7 @@ import datetime
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit
 
 from headwater.cache import TtlCache
 from headwater.crypto import SECRET_MASK, SecretBox
@@ -128,7 +128,9 @@ class UpstreamAccount:
     def authorize(self, headers: list[tuple[str, str]], query: str) -> tuple[list[tuple[str, str]], str]:
         """The request's headers and query with this credential's auth and the provider's
         required headers added (a header the caller sent wins over a provider default, but
-        `Accept: */*`, what HTTP clients send by default, states no preference)."""
+        `Accept: */*`, what HTTP clients send by default, states no preference). The credential's
+        auth replaces a header or query parameter of the same name the caller sent: an SDK
+        sends its token there (ShopifyAPI's X-Shopify-Access-Token), and that token is Headwater's."""
         defaults = self._default_headers
         if "accept" in defaults:
             headers = [(n, v) for n, v in headers if not (n.lower() == "accept" and v.strip() == "*/*")]
@@ -145,11 +147,12 @@ class UpstreamAccount:
             headers.append(("Authorization", "Basic " + base64.b64encode(pair).decode()))
         elif kind == "header":
             name = auth.get("name") or props[auth["name_property"]]
+            headers = [(n, v) for n, v in headers if n.lower() != name.lower()]
             headers.append((name, auth.get("prefix", "") + str(props[auth["property"]])))
         elif kind == "query":
             name, value = self.query_key
-            param = f"{quote(name, safe='')}={quote(value, safe='')}"
-            query = f"{query}&{param}" if query else param
+            kept = [p for p in query.split("&") if p and unquote_plus(p.partition("=")[0]) != name]
+            query = "&".join([*kept, f"{quote(name, safe='')}={quote(value, safe='')}"])
         return headers, query
 
 
