@@ -194,8 +194,8 @@ class Workers:
 
     def _forward(self, client: _Pipe) -> None:
         client.transport.pause_reading()  # until the worker's side is connected
-        task = asyncio.get_running_loop().create_task(self._connect(client))
-        client.connecting = task
+        # Held by the connection: the loop keeps only a weak reference to a task.
+        client.connecting = asyncio.get_running_loop().create_task(self._connect(client))
 
     async def _connect(self, client: _Pipe) -> None:
         loop = asyncio.get_running_loop()
@@ -328,8 +328,10 @@ async def _serve_as_worker(index: int, grpc_address: str, fds: list[int]) -> Non
     settle_garbage_collector()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    # A terminal's Ctrl-C reaches the whole process group: the parent, which stops the workers
+    # (and does not take one that stopped on its own for one that died).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def parent_gone() -> None:  # stdin is a pipe from the parent: it ends when the parent exits
         if not os.read(0, 4096):
