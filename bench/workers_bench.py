@@ -54,6 +54,7 @@ async def run(report: Report) -> None:
         return
     admin_url = (os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
                  or "postgresql://postgres@127.0.0.1:5432/test")
+    load_average = os.getloadavg()[0]  # other work on the machine, which shares its cores
     processes: list[subprocess.Popen] = []
     results = {}
     with tempfile.TemporaryDirectory() as workdir:
@@ -78,7 +79,8 @@ async def run(report: Report) -> None:
         "us/req: the CPU time of all Headwater's processes per request answered. Latencies: p50 of "
         f"{CALLS} calls one at a time (mutation: a HubSpot company create on the emulator; `/next` "
         f"batch 1; the ack of its message), idle and with the proxy held at {LOAD_SHARE:.0%} of the same "
-        f"configuration's saturation (open loop, {LOAD_CONNECTIONS} connections, its own process)."
+        f"configuration's saturation (open loop, {LOAD_CONNECTIONS} connections, its own process). "
+        f"Load average before the run: {load_average:.1f}."
     )
     report.table(
         ["workers", "proxy req/s", "p50 ms", "CPU us/req", "held at req/s",

@@ -21,11 +21,11 @@ SERVING = re.compile(r"gRPC on [\d.]+:(\d+) and REST on http://[\d.]+:(\d+)")
 class Headwater:
     """`headwater serve` in a subprocess on ephemeral ports."""
 
-    def __init__(self, process: asyncio.subprocess.Process, grpc_port: int, http_port: int, output: str):
+    def __init__(self, process: asyncio.subprocess.Process, grpc_port: int, http_port: int, output: bytes):
         self.process = process
         self.grpc_target = f"127.0.0.1:{grpc_port}"
         self.url = f"http://127.0.0.1:{http_port}"
-        self.output = output  # what it has printed so far, stdout and stderr
+        self._output = bytearray(output)  # what it has printed so far, stdout and stderr
         self._reading = asyncio.get_running_loop().create_task(self._read())  # keep draining its output
 
     @classmethod
@@ -50,11 +50,16 @@ class Headwater:
                 line = await process.stdout.readline()
                 assert line, f"headwater serve exited: {output.decode(errors='replace')}"
                 output += line
-        return cls(process, int(match.group(1)), int(match.group(2)), output.decode(errors="replace"))
+        return cls(process, int(match.group(1)), int(match.group(2)), output)
 
     async def _read(self) -> None:
-        while line := await self.process.stdout.readline():
-            self.output += line.decode(errors="replace")
+        while chunk := await self.process.stdout.read(65536):
+            self._output += chunk
+
+    @property
+    def output(self) -> str:
+        """What it has printed so far, stdout and stderr."""
+        return self._output.decode(errors="replace")
 
     async def printed(self, pattern: str, timeout: float = 30) -> re.Match:
         """The first match of `pattern` in its output, once it has printed it."""

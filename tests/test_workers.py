@@ -25,6 +25,7 @@ from cryptography.fernet import Fernet
 from conftest import TEST_REDIS_URL, redis_unavailable_reason
 from headwater_process import Headwater
 from headwater.v1 import proxy_pb2, proxy_pb2_grpc, stream_pb2, stream_pb2_grpc
+from headwater.workers import restart_delay
 
 postgres = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
@@ -241,3 +242,7 @@ async def test_two_workers_on_sqlite_refuse_to_start_naming_postgresql(tmp_path)
     assert err.splitlines() == [
         "headwater: --workers 2 needs PostgreSQL in HEADWATER_DATABASE_URL (SQLite takes one writer at a time "
         "across processes)"]
+
+
+def test_a_worker_that_keeps_dying_soon_after_its_start_waits_twice_as_long_each_time_up_to_30_s():
+    assert [restart_delay(quick_deaths) for quick_deaths in range(9)] == [0.5, 0.5, 1, 2, 4, 8, 16, 30, 30]

@@ -183,7 +183,7 @@ class Workers:
             if self._stopping:
                 return
             quick_deaths = quick_deaths + 1 if loop.time() - worker.started_at < STABLE_SECONDS else 0
-            wait = min(RESTART_SECONDS * 2 ** max(quick_deaths - 1, 0), RESTART_MAX_SECONDS)
+            wait = restart_delay(quick_deaths)
             log.warning("worker %d (pid %d) %s; starting it again in %g s", worker.index, worker.process.pid,
                         _exit(code), wait)
             await asyncio.sleep(wait)
@@ -247,6 +247,13 @@ async def _stop_process(worker: _Worker) -> None:
                     process.pid, STOP_SECONDS)
         process.kill()
         await process.wait()
+
+
+def restart_delay(quick_deaths: int) -> float:
+    """Seconds before a worker that died is started again, given how many times in a row it has
+    died within STABLE_SECONDS of its start (this time included): 0.5 s, then 0.5, 1, 2, 4, ...
+    up to RESTART_MAX_SECONDS."""
+    return min(RESTART_SECONDS * 2 ** max(quick_deaths - 1, 0), RESTART_MAX_SECONDS)
 
 
 def _exit(code: int | None) -> str:
