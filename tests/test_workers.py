@@ -157,7 +157,7 @@ async def test_two_workers_answer_rest_and_grpc_on_the_same_ports_and_the_parent
 
 
 @postgres
-async def test_a_worker_killed_with_sigkill_is_started_again_and_requests_keep_being_answered(workers):
+async def test_a_worker_killed_with_sigkill_is_started_again_and_the_workers_stop_when_the_parent_is_killed(workers):
     token = await first_token(workers)
     auth = {"authorization": f"Bearer {token}"}
     killed, survivor = worker_pids(workers)
@@ -178,13 +178,18 @@ async def test_a_worker_killed_with_sigkill_is_started_again_and_requests_keep_b
             stream_pb2.ListStreamsRequest(), metadata=tuple(auth.items()))).data) for _ in range(2)]
     finally:
         await channel.close()
+    workers_now = worker_pids(workers)
+    await workers.kill()  # the parent, this time
+    orphans = [psutil.Process(pid) for pid in workers_now]
+    _, still_running = await asyncio.to_thread(psutil.wait_procs, orphans, timeout=20)
 
     assert f"(pid {killed}) was killed by SIGKILL; starting it again in 0.5 s" in workers.output
-    assert worker_pids(workers) == sorted([survivor, new_pid])
+    assert workers_now == sorted([survivor, new_pid])
     assert new_pid != killed
     assert answered and set(answered) == {200}
     assert set(after) == {200}
     assert grpc_answers == [0, 0]
+    assert still_running == []  # each saw its parent gone (its stdin ended) and stopped
 
 
 @postgres
