@@ -179,6 +179,7 @@ async def test_a_worker_killed_with_sigkill_is_started_again_and_the_workers_sto
     finally:
         await channel.close()
     workers_now = worker_pids(workers)
+    [socket_path] = {c.laddr for c in psutil.Process(survivor).net_connections("unix") if c.laddr.endswith(".sock")}
     await workers.kill()  # the parent, this time
     orphans = [psutil.Process(pid) for pid in workers_now]
     _, still_running = await asyncio.to_thread(psutil.wait_procs, orphans, timeout=20)
@@ -190,6 +191,7 @@ async def test_a_worker_killed_with_sigkill_is_started_again_and_the_workers_sto
     assert set(after) == {200}
     assert grpc_answers == [0, 0]
     assert still_running == []  # each saw its parent gone (its stdin ended) and stopped
+    assert not os.path.exists(os.path.dirname(socket_path))  # the last one removed the sockets' directory
 
 
 @postgres

@@ -340,10 +340,14 @@ async def _serve_as_worker(index: int, grpc_address: str, fds: list[int]) -> Non
     # (and does not take one that stopped on its own for one that died).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
+    orphaned = False
+
     def parent_gone() -> None:  # stdin is a pipe from the parent: it ends when the parent exits
+        nonlocal orphaned
         if not os.read(0, 4096):
             loop.remove_reader(0)
             log.warning("worker %d: the parent process is gone; stopping", index)
+            orphaned = True
             stopping.set()
 
     loop.add_reader(0, parent_gone)
@@ -351,7 +355,10 @@ async def _serve_as_worker(index: int, grpc_address: str, fds: list[int]) -> Non
     sys.stdout.flush()
     log.info("worker %d (pid %d) serving", index, os.getpid())
     await stopping.wait()
-    await server.stop()
+    await server.stop()  # gRPC removes its socket
+    if orphaned:  # the parent cannot remove the sockets' directory: the last worker out does
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(grpc_address.removeprefix("unix:")))
 
 
 def main(argv: list[str]) -> int:
