@@ -336,10 +336,6 @@ async def _serve_as_worker(index: int, grpc_address: str, fds: list[int]) -> Non
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
-    # A terminal's Ctrl-C reaches the whole process group: the parent, which stops the workers
-    # (and does not take one that stopped on its own for one that died).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
     orphaned = False
 
     def parent_gone() -> None:  # stdin is a pipe from the parent: it ends when the parent exits
@@ -362,6 +358,9 @@ async def _serve_as_worker(index: int, grpc_address: str, fds: list[int]) -> Non
 
 
 def main(argv: list[str]) -> int:
+    # A terminal's Ctrl-C reaches the whole process group; the parent's SIGTERM stops the workers
+    # (and the parent does not take one that stopped on its own for one that died).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logs.configure()
     index, grpc_address, *fds = argv
     provider = tracing.configure()  # None unless OTEL_TRACES_EXPORTER names an exporter
