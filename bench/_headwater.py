@@ -86,7 +86,9 @@ def start_headwater(
         line = process.stdout.readline()
         ports = re.search(r"gRPC on \S+:(\d+) and REST on http://\S+:(\d+)", line)
         if not ports:
-            raise SystemExit(f"headwater {name} did not start: {line!r}; see {log_path}")
+            with open(log_path) as log:
+                tail = log.read()[-2000:]
+            raise SystemExit(f"headwater {name} did not start: {line!r}; its log ({log_path}) ends:\n{tail}")
         token = None
         if fresh:  # "New database: created organisation 'default' with this API token ...", then it
             process.stdout.readline()

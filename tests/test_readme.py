@@ -262,7 +262,7 @@ def test_only_what_serves_or_runs_the_suite_is_left_out(readme):
     reasons = [ran.block.not_run_because for ran in readme.ran if ran.block.not_run_because]
 
     assert reasons == ["it serves until Ctrl-C, then runs the suite (the test starts `headwater serve` itself)",
-                       "it runs the whole suite", "it serves until Ctrl-C"]
+                       "it runs the whole suite", "it serves until Ctrl-C", "it serves until Ctrl-C"]
 
 
 def test_make_run_prints_what_the_readme_shows(readme):

@@ -1,6 +1,7 @@
 """The `headwater` command.
 
     headwater serve                      # gRPC and REST from one process (what `make run` does)
+    headwater serve --workers 4          # from 4 processes behind the same addresses (PostgreSQL, Redis)
     headwater orgs create NAME           # a new organisation
     headwater orgs list                  # every organisation: name, id, created, how many tokens
     headwater tokens create --org NAME   # a new API token for it, printed once
@@ -22,7 +23,6 @@ import argparse
 import asyncio
 import dataclasses
 import datetime
-import gc
 import json
 import os
 import signal
@@ -36,27 +36,28 @@ from peewee import IntegrityError
 from headwater import logs, tracing
 from headwater.auth import Auth
 from headwater.console import rows as console_rows
-from headwater.server import CannotListen, Server
+from headwater.server import CannotListen, Server, settle_garbage_collector
 from headwater.settings import ConfigError, Settings
 from headwater.store import Store
+from headwater.workers import CannotRunWorkers, Workers
 
 
 async def serve(settings: Settings) -> None:
-    server = await Server.start(settings)
-    token = await Auth(server.store).bootstrap()
-    # What is loaded by now lives as long as the process: keep it out of the garbage collector's
-    # full passes, which otherwise walk it all and stall every call for ~50-90 ms (the proxy's p99).
-    gc.freeze()
-    # And collect the young generation after 20,000 allocations rather than 700: a request's
-    # objects are then mostly freed (by reference counting) before a collection walks them, which
-    # saves ~7% of a proxied request's CPU (BENCHMARKS.md); the cost is at most that many objects
-    # of cyclic garbage waiting a little longer.
-    gc.set_threshold(20_000, 10, 10)
+    """Serves until SIGTERM or SIGINT: one server, or `settings.workers` processes (headwater.workers)."""
+    if settings.workers > 1:
+        server = await Workers.start(settings)
+        token = server.first_token
+    else:
+        server = await Server.start(settings)
+        token = await Auth(server.store).bootstrap()
+        settle_garbage_collector()
     metrics = ""
     if settings.metrics_address is not None:
         metrics = f"; metrics on http://{settings.metrics_address.rsplit(':', 1)[0]}:{server.metrics_port}/metrics"
+    workers = f"; {settings.workers} workers" if settings.workers > 1 else ""
     print(f"Headwater serving gRPC on {settings.grpc_address.rsplit(':', 1)[0]}:{server.grpc_port}"
-          f" and REST on http://{settings.http_address.rsplit(':', 1)[0]}:{server.http_port}{metrics}", flush=True)
+          f" and REST on http://{settings.http_address.rsplit(':', 1)[0]}:{server.http_port}{metrics}{workers}",
+          flush=True)
     if token:
         print("New database: created organisation 'default' with this API token (shown once, keep it):",
               flush=True)
@@ -205,10 +206,19 @@ async def _with_store(settings: Settings, fn):
         await store.close()
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more, not {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="headwater", description="Self-hostable integration gateway")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="serve gRPC and REST")
+    serve_command = commands.add_parser("serve", help="serve gRPC and REST")
+    serve_command.add_argument("--workers", type=_positive, metavar="N",
+                               help="server processes behind the same addresses ($HEADWATER_WORKERS, default 1); "
+                                    "more than 1 needs PostgreSQL and HEADWATER_REDIS_URL")
     orgs = commands.add_parser("orgs", help="organisations").add_subparsers(dest="action", required=True)
     orgs.add_parser("create", help="create an organisation").add_argument("name")
     list_orgs = orgs.add_parser("list", help="list the organisations and how many tokens each has")
@@ -259,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         if args.command == "serve":
-            provider = tracing.configure()  # None unless OTEL_TRACES_EXPORTER names an exporter
+            if args.workers is not None:
+                settings = dataclasses.replace(settings, workers=args.workers)
+            # None unless OTEL_TRACES_EXPORTER names an exporter; with workers, each configures its own.
+            provider = tracing.configure() if settings.workers == 1 else None
             try:
                 asyncio.run(serve(settings))
             finally:
@@ -282,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, LookupError) as exc:
         print(f"headwater: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
-    except CannotListen as exc:
+    except (CannotListen, CannotRunWorkers) as exc:
         print(f"headwater: {exc}", file=sys.stderr)
         return 1
     except IntegrityError:

@@ -10,6 +10,7 @@
 | HEADWATER_HTTP_HEADER_TIMEOUT | 10                           | seconds for a request's line and headers to arrive (else 408, closed) |
 | HEADWATER_HTTP_IDLE_TIMEOUT   | 75                           | seconds a kept-alive connection waits for its next request |
 | HEADWATER_HTTP_MAX_CONNECTIONS | 10000                       | REST connections open at once; more are answered 503 and closed |
+| HEADWATER_WORKERS          | 1                               | server processes behind the same addresses (`serve --workers`; more than 1 needs PostgreSQL and Redis) |
 | HEADWATER_REDIS_URL        | (unset: in-process pacer)       | shared rate limiter for several replicas     |
 | HEADWATER_PACING_MARGIN_MS | 20                              | added to every budget's interval (pacer)     |
 | HEADWATER_ALLOW_PRIVATE_NETWORKS | false                     | let the proxy call loopback/private addresses |
@@ -76,6 +77,8 @@ class Settings:
     http_header_timeout: float = 10.0
     http_idle_timeout: float = 75.0
     http_max_connections: int = 10_000
+    # `headwater serve --workers N` (headwater.workers): processes serving the same addresses.
+    workers: int = 1
     redis_url: str | None = None
     pacing_margin: float = 0.02  # seconds added to every budget's interval (headwater.upstream.budget)
     allow_private_networks: bool = False
@@ -134,6 +137,7 @@ class Settings:
             http_header_timeout=_int(env, "HEADWATER_HTTP_HEADER_TIMEOUT", 10),
             http_idle_timeout=_int(env, "HEADWATER_HTTP_IDLE_TIMEOUT", 75),
             http_max_connections=_int(env, "HEADWATER_HTTP_MAX_CONNECTIONS", 10_000),
+            workers=_int(env, "HEADWATER_WORKERS", 1),
             redis_url=env.get("HEADWATER_REDIS_URL") or None,
             pacing_margin=_milliseconds(env, "HEADWATER_PACING_MARGIN_MS", 20),
             allow_private_networks=_flag(env, "HEADWATER_ALLOW_PRIVATE_NETWORKS"),
