@@ -54,7 +54,7 @@ class Minute:
 class RecentCalls:
     def __init__(self, size: int = 200, minutes: int = 60, clock: Callable[[], float] = time.time):
         self.minutes_kept = minutes
-        self._calls: deque[Call] = deque(maxlen=size)
+        self._calls: deque[tuple] = deque(maxlen=size)  # (at, org, credential, method, url, status, waited, upstream)
         # credential id -> [[minute number, requests, waits], ...], oldest first, at most `minutes`
         self._counts: dict[str, deque[list[int]]] = {}
         self._clock = clock
@@ -63,9 +63,10 @@ class RecentCalls:
     def record(self, *, org_id: str, credential_id: str, method: str, url: str, status: int,
                waited: float, upstream: float) -> None:
         now = self._clock()
-        parts = urlsplit(url)
-        self._calls.append(Call(now, org_id, credential_id, method, parts.netloc.rpartition("@")[2], parts.path or "/",
-                                status, round(waited * 1000, 1), round(upstream * 1000, 1)))
+        # Kept as it comes, without the query (where query-parameter auth puts a secret); split
+        # into host and path when the console reads it: recording is on every call, reading rare.
+        self._calls.append((now, org_id, credential_id, method, url.partition("?")[0].partition("#")[0], status,
+                            waited, upstream))
         minute = int(now // 60)
         counts = self._counts.get(credential_id)
         if counts is None:
@@ -83,9 +84,11 @@ class RecentCalls:
     def calls(self, org_id: str, credential_id: str | None = None, limit: int = 50) -> list[Call]:
         """The organisation's latest calls (of one credential, if given), newest first."""
         found = []
-        for call in reversed(self._calls):
-            if call.org_id == org_id and credential_id in (None, call.credential_id):
-                found.append(call)
+        for at, org, credential, method, url, status, waited, upstream in reversed(self._calls):
+            if org == org_id and credential_id in (None, credential):
+                parts = urlsplit(url)
+                found.append(Call(at, org, credential, method, parts.netloc.rpartition("@")[2], parts.path or "/",
+                                  status, round(waited * 1000, 1), round(upstream * 1000, 1)))
                 if len(found) == limit:
                     break
         return found
