@@ -34,6 +34,7 @@ from headwater.metrics import Metrics
 from headwater.rest import (
     ConnectionLimits,
     HttpServer,
+    JsonAnswer,
     RawRequest,
     RawResponse,
     RawRoute,
@@ -102,7 +103,8 @@ class ApiErrorInterceptor(_HandlerWrapper):
             async def unary(request, context):
                 try:
                     _check(request)
-                    return await inner(request, context)
+                    response = await inner(request, context)
+                    return response.message() if isinstance(response, JsonAnswer) else response
                 except Exception as exc:
                     await _abort(context, exc, method)
 

@@ -60,6 +60,10 @@ class Delivery:
             ack_token=self.ack_token, record=record_to_proto(self.record), action=self.action
         )
 
+    def to_json(self) -> dict:
+        """`to_proto()`'s JSON (rest.message_json), made from the record document without the message."""
+        return {"ack_token": self.ack_token, "record": record_json(self.record), "action": self.action}
+
 
 _TIMESTAMPS = ("upstream_updated_at", "inserted_at", "updated_at")
 
@@ -80,6 +84,45 @@ def record_to_proto(document: dict) -> common_pb2.Record:
         record.data.SetInParent()  # {} is data too
         record.data.update(document["data"])
     return record
+
+
+def record_json(document: dict) -> dict:
+    """`rest.message_json(record_to_proto(document))`, computed from the document directly: the
+    timestamps as protobuf writes them (0, 3, 6 or 9 digits of fraction), the data's numbers as a
+    Struct holds them (doubles, shown as integers where they are: `integral_numbers`)."""
+    def moment(name: str) -> str | None:
+        return None if document[name] is None else _timestamp_json(document[name])
+
+    return {  # in the message's field order, as message_json gives them
+        "id": document["id"], "sync_id": document["sync_id"], "collection_id": document["collection_id"],
+        "upstream_id": document["upstream_id"], "upstream_updated_at": moment("upstream_updated_at"),
+        "data": None if document["data"] is None else _struct_json(document["data"]),
+        "deleted": document["deleted"], "inserted_at": moment("inserted_at"), "updated_at": moment("updated_at"),
+    }
+
+
+def _timestamp_json(text: str) -> str:
+    moment = datetime.datetime.fromisoformat(text)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(datetime.UTC).replace(tzinfo=None)
+    whole, micros = moment.replace(microsecond=0).isoformat(), moment.microsecond
+    if not micros:
+        return whole + "Z"
+    if micros % 1000 == 0:
+        return f"{whole}.{micros // 1000:03d}Z"
+    return f"{whole}.{micros:06d}Z"
+
+
+def _struct_json(value):
+    """A JSON value as a Struct holds it and `message_json` shows it."""
+    if isinstance(value, dict):
+        return {key: _struct_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_struct_json(item) for item in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+        return int(number) if number.is_integer() and abs(number) < 2**53 else number
+    return value
 
 
 @dataclass

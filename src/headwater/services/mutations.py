@@ -42,7 +42,8 @@ from google.rpc import status_pb2
 
 from headwater.errors import ApiError, invalid, not_found, raise_if_invalid
 from headwater.inputs import string_problem
-from headwater.rest import integral_numbers
+from headwater.engine.queue import record_json, record_to_proto
+from headwater.rest import JsonAnswer, integral_numbers
 from headwater.services._common import Backend
 from headwater.store import Sync, new_id
 from headwater.store.idempotency import (
@@ -124,7 +125,7 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
             kind = request.kind if request.kind in KINDS else "other"
             self.backend.metrics.mutation_done(about["provider"], kind, result, time.monotonic() - began)
 
-    async def _run(self, request, context, about: dict) -> mutation_pb2.RunMutationResponse:
+    async def _run(self, request, context, about: dict) -> JsonAnswer:
         """The call (see the module's docstring); `about["provider"]` is set once the sync is known."""
         org_id = await self.backend.auth.org_id(context)
         loop = asyncio.get_running_loop()
@@ -221,7 +222,9 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
         if collection.write is None or getattr(collection.write, kind) is None:
             raise invalid("kind", f"Headwater cannot {kind} {collection.id} records upstream")
         consumer_ids = list(dict.fromkeys(request.await_consumer_ids))
-        consumers = {c.id: c for c in Consumer.visible_to(org_id).where(Consumer.id.in_(consumer_ids))}
+        consumers = {}
+        if consumer_ids:  # most mutations await none: no query for them
+            consumers = {c.id: c for c in Consumer.visible_to(org_id).where(Consumer.id.in_(consumer_ids))}
         for i, consumer_id in enumerate(consumer_ids):
             if consumer_id not in consumers:
                 raise not_found("consumer", consumer_id)
@@ -369,19 +372,22 @@ def _batch_size(name: str, values, what: str) -> list[tuple[str, str]]:
     return []
 
 
-def _replay(answer: dict) -> mutation_pb2.RunMutationResponse:
-    """The answer of a call: its records, or its error raised again."""
+def _replay(answer: dict) -> JsonAnswer:
+    """The answer of a call: its records (the REST answer made from their documents as they are),
+    or its error raised again."""
     if "error" in answer:
         stored = answer["error"]
         raise ApiError.from_status(
             status_pb2.Status.FromString(bytes.fromhex(stored["status"])),
             headers=stored["headers"], http_status=stored["http_status"],
         )
-    return mutation_pb2.RunMutationResponse(records=[_record(d) for d in answer["records"]])
+    records = answer["records"]
+    return JsonAnswer({"records": [record_json(d) for d in records]},
+                      lambda: mutation_pb2.RunMutationResponse(records=[_record(d) for d in records]))
 
 
 def _record(document: dict) -> common_pb2.Record:
-    return json_format.ParseDict(document, common_pb2.Record())
+    return record_to_proto(document)
 
 
 def _safe_to_send_again(plan: Plan) -> bool:

@@ -25,6 +25,7 @@ from typing import TypeVar
 from urllib.parse import urlparse
 
 import asyncpg
+import peewee
 from playhouse.migrations import Runner
 from playhouse.pwasyncio import (
     AsyncPostgresqlConnection,
@@ -66,7 +67,28 @@ def open_database(url: str):
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
 
 
-class SqliteDatabase(AsyncSqliteDatabase):
+class _PooledConnections:
+    """How both databases below take a connection from their pool once it exists: straight from
+    the pool, under `asyncio.timeout`. pwasyncio first waits for the pool under `asyncio.wait_for`,
+    and the SQLite pool's acquire waits under another: on Python 3.11 each wraps the wait in a task
+    of its own, two tasks and two more turns of the event loop for every unit of work."""
+
+    async def _acquire_conn_async(self):
+        pool = self._pool
+        if pool is None:  # the first unit creates the pool, under pwasyncio's guard
+            return await super()._acquire_conn_async()
+        try:
+            with peewee.__exception_wrapper__:
+                conn = await self._pool_acquire(pool)
+        except TimeoutError:
+            raise peewee.OperationalError(
+                f"Timed out acquiring connection from pool (acquire_timeout={self._acquire_timeout})."
+            ) from None
+        conn._pool = pool  # as pwasyncio tags it: a release after the pool was replaced closes it
+        return conn
+
+
+class SqliteDatabase(_PooledConnections, AsyncSqliteDatabase):
     """playhouse.pwasyncio's aiosqlite database, with each statement one trip to the connection's
     thread rather than three (see `_OneTripSqliteConnection`)."""
 
@@ -77,6 +99,12 @@ class SqliteDatabase(AsyncSqliteDatabase):
 
 
 class _OneTripSqlitePool(AsyncSqlitePool):
+    async def acquire(self, timeout=None):
+        if self._closed:
+            raise peewee.InterfaceError("Pool is closed.")
+        async with asyncio.timeout(timeout):
+            return await self._queue.get()
+
     async def _create_connection(self):
         return _OneTripSqliteConnection((await super()._create_connection()).conn)
 
@@ -103,7 +131,7 @@ class _OneTripSqliteConnection(AsyncSqliteConnection):
         return CursorAdapter(rows, lastrowid=lastrowid, rowcount=rowcount, description=description)
 
 
-class PostgresqlDatabase(AsyncPostgresqlDatabase):
+class PostgresqlDatabase(_PooledConnections, AsyncPostgresqlDatabase):
     """playhouse.pwasyncio's asyncpg database, without three costs per unit of work that it pays
     for nothing here (each a round trip to the server or a task, ~10 of them for a consumer's
     next + ack before):
