@@ -58,6 +58,35 @@ def _claim_plan(consumer_id: str, postgres: bool) -> str:
     return "\n".join(" ".join(str(value) for value in row) for row in rows.fetchall())
 
 
+
+async def test_on_postgresql_a_claim_and_an_ack_commit_without_waiting_for_the_disk_and_nothing_else_does(database_url):
+    """A claim or an ack lost in a PostgreSQL crash is a redelivery (at least once), so theirs
+    are asynchronous commits (`synchronous_commit` off for their own transaction only); the next
+    unit of work, on the same pooled connection, commits durably again."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite's commits in WAL mode (synchronous=normal) do not wait for the disk anyway")
+    store = Store.open(database_url)
+    try:
+        await store.migrate()
+        consumer = await store.run(_queue_for_one_consumer)
+
+        def claim_and_ack():
+            [delivery] = queue.claim(consumer, 1)
+            after_claim = _synchronous_commit()
+            acked = queue.ack(consumer.id, [delivery.ack_token])
+            return after_claim, acked == {delivery.ack_token}, _synchronous_commit()
+
+        after_claim, acked, after_ack = await store.run(claim_and_ack)
+        afterwards = await store.run(_synchronous_commit)
+
+        assert (after_claim, acked, after_ack, afterwards) == ("off", True, "off", "on")
+    finally:
+        await store.close()
+
+
+def _synchronous_commit() -> str:
+    return database.execute_sql("SELECT current_setting('synchronous_commit')").fetchone()[0]
+
 # The REST answers of /next, webhooks and mutations are made from record documents directly
 # (queue.record_json); gRPC callers get the message (queue.record_to_proto). Both must say the same.
 DOCUMENT = {
