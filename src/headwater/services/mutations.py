@@ -132,7 +132,7 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
         remaining = context.time_remaining()
         call_deadline = None if remaining is None else loop.time() + max(0.0, remaining - ANSWER_MARGIN)
         key = _idempotency_key(request, context)
-        plan = await self.backend.store.run(self._plan, org_id, request, key)
+        plan = await self.backend.store.run(self._plan, org_id, request, key, transaction=False)  # reads only
         about["provider"] = plan.sync.provider
         account = await self.backend.accounts.for_sync(org_id, plan.sync.id)
 
@@ -165,7 +165,8 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
     # --- 1. validation ----------------------------------------------------------------------
 
     def _plan(self, org_id: str, request, key: str) -> Plan:
-        """The validated mutation (call inside store.run). Every mistake is reported at once."""
+        """The validated mutation (call inside store.run). Every mistake is reported at once. Its
+        reads (the sync, the consumers to await) stand alone: no transaction needed."""
         kind = request.kind
         violations = []
         if kind not in KINDS:
