@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator
 
 import asyncpg
 import grpc
+from peewee import fn
 from playhouse.pwasyncio import AsyncPostgresqlDatabase
 
 from headwater.backoff import backoff
@@ -230,16 +231,11 @@ class AckWaiter:
 
 def _unacked(org_id: str, consumer_ids: list[str], event_seqs: list[int]) -> tuple[set[str], set[str]]:
     """(consumers with some of the events still queued or gone altogether, those gone: deleted,
-    or never the organisation's). Two reads, each standing alone (`transaction=False`): a message
-    acked between them is still counted pending, and looked at again on the next wake-up."""
-    pending: set[str] = set()
-    if event_seqs:
-        query = (
-            ConsumerMessage.select(ConsumerMessage.consumer)
-            .where(ConsumerMessage.consumer.in_(consumer_ids) & ConsumerMessage.event.in_(event_seqs))
-            .distinct()
-        )
-        pending = {row.consumer_id for row in query}
-    theirs = Consumer.select(Consumer.id).where((Consumer.org == org_id) & Consumer.id.in_(consumer_ids))
-    gone = set(consumer_ids) - {row.id for row in theirs}
-    return pending | gone, gone
+    or never the organisation's), in one statement: each of the organisation's consumers among
+    them, and whether it still has one of the events queued."""
+    M = ConsumerMessage
+    queued = M.select(M.id).where((M.consumer == Consumer.id) & M.event.in_(event_seqs))
+    rows = Consumer.select(Consumer.id, fn.EXISTS(queued)).where((Consumer.org == org_id) & Consumer.id.in_(consumer_ids))
+    found = dict(rows.tuples())
+    gone = set(consumer_ids) - set(found)
+    return {c for c, still_queued in found.items() if still_queued} | gone, gone
