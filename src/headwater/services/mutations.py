@@ -96,6 +96,7 @@ class Progress:
     event_seqs: list[int] = field(default_factory=list)  # the events they produced
     uncertain: bool = False  # a write is in flight, or failed in a way that may have changed the upstream
     in_doubt: int | None = None  # the record a call that died may have been writing (taking over)
+    answered: bool = False  # the key's answer was stored with the last record (`_apply_change`)
 
     @classmethod
     def left_by(cls, claim: Claim) -> Progress:
@@ -158,7 +159,7 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
                 await asyncio.shield(self.backend.store.run(give_up_key, claim))
             raise
         answer = {"records": progress.applied}
-        if claim is not None:
+        if claim is not None and not progress.answered:
             await self.backend.store.run(store_answer, claim, answer)
         return _replay(answer)
 
@@ -333,7 +334,10 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
         if claim is not None:
             applied = {"records": [*progress.applied, document],
                        "event_seqs": [*progress.event_seqs, *([] if event_seq is None else [event_seq])]}
-            record_applied(claim, applied, self.lease_seconds)
+            # The last record of a call that awaits no consumer: its answer is known now.
+            last = len(applied["records"]) == len(plan.items) and not plan.consumer_ids
+            record_applied(claim, applied, self.lease_seconds, {"records": applied["records"]} if last else None)
+            progress.answered = last
         return document, event_seq
 
     # --- 4. read-your-writes ---------------------------------------------------------------------
