@@ -247,12 +247,13 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
 
     async def _claim(self, org_id: str, plan: Plan) -> Claim:
         """The key, held by this call (new or taken over), or with the stored answer of its first call."""
-        claim = await self.backend.store.run(
-            claim_key, org_id, plan.key, plan.request_hash, new_id(), self.lease_seconds
-        )
-        if claim.answer is None and not claim.taken_over:
-            await self.backend.store.run(forget_expired_keys, org_id)
-        return claim
+        def claim_and_tidy() -> Claim:  # one transaction: a new key clears some expired ones with it
+            claim = claim_key(org_id, plan.key, plan.request_hash, new_id(), self.lease_seconds)
+            if claim.answer is None and not claim.taken_over:
+                forget_expired_keys(org_id)
+            return claim
+
+        return await self.backend.store.run(claim_and_tidy)
 
     @contextlib.asynccontextmanager
     async def _lease_kept(self, claim: Claim | None):
