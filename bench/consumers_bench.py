@@ -15,7 +15,13 @@ written any more, measures:
 - the ceiling: the database's own rate for the same work from one connection of this process, with
   no Headwater in between: the claim statement (one UPDATE ... RETURNING, as `queue.claim` sends
   it) and the ack statement (one DELETE ... RETURNING), 100 messages at a time. The first row over
-  it is how much of the database's speed a consumer gets through Headwater.
+  it is how much of the database's speed a consumer gets through Headwater;
+- the floor of batch 1: the same two POSTs, from the same client, to a static upstream that answers
+  at once (bench._tools: nginx, or a small asyncio server): what two HTTP exchanges cost this
+  client on this machine at that moment, with no server work at all;
+- CPU: the Headwater process's (from /proc) and this client process's, per 100 messages acked,
+  while one consumer drains and while four do: what bounds four consumers against one on a
+  machine of two cores, where the server is one process (one core at most) and so is the client.
 
 PostgreSQL needs an admin URL in BENCH_DATABASE_URL (or TEST_DATABASE_URL); a database is made
 for the run and dropped after it. Without one, only SQLite is measured.
@@ -37,7 +43,7 @@ import httpx
 from playhouse.pwasyncio import AsyncPostgresqlConnection
 
 from bench._headwater import on_each_database, start_headwater
-from bench._tools import Report, stop
+from bench._tools import Report, cpu_seconds, free_port, start_static_upstream, stop, wait_port
 from headwater.engine import queue
 from headwater.store import Store
 from headwater.store.models import Sync, utcnow
@@ -54,28 +60,43 @@ BATCH = 100
 
 
 async def run(report: Report) -> None:
-    report.text(
-        f"Changes queued beforehand (new records, pages of {PAGE} in one transaction each, as the sync engine "
-        f"writes them, by a second process on the same database), nothing written while measuring. "
-        f"\"batch {BATCH}\": one client long-polls `/next` with batch_size {BATCH} and acks each batch before "
-        f"asking for the next, {DRAIN} messages. \"batch 1\": {ROUND_TRIPS} `/next` + `/ack` round trips of "
-        f"one message, one after the other. \"{FOUR} consumers\": {FOUR} consumers of the stream, {FOUR_DRAIN} "
-        f"messages each, drained at once by a client each as in the batch {BATCH} row. \"ceiling\": the "
-        f"database's own rate for Headwater's claim statement (`UPDATE ... RETURNING`, `queue.CLAIM`) and ack "
-        f"statement (`DELETE ... RETURNING`, `queue.ACK`), {BATCH} messages at a time, sent from one connection "
-        f"of the benchmark's process. On PostgreSQL the queue's table is analyzed after it is filled (see "
-        f"`_queue`)."
-    )
     with tempfile.TemporaryDirectory() as workdir:
-        rows = await on_each_database(workdir, report, lambda label, url: _measure(label, url, workdir))
+        port = free_port()
+        upstream, kind = start_static_upstream(port, workdir)
+        try:
+            wait_port(port)
+            report.text(
+                f"Changes queued beforehand (new records, pages of {PAGE} in one transaction each, as the sync engine "
+                f"writes them, by a second process on the same database), nothing written while measuring. "
+                f"\"batch {BATCH}\": one client long-polls `/next` with batch_size {BATCH} and acks each batch before "
+                f"asking for the next, {DRAIN} messages. \"batch 1\": {ROUND_TRIPS} `/next` + `/ack` round trips of "
+                f"one message, one after the other. \"{FOUR} consumers\": {FOUR} consumers of the stream, {FOUR_DRAIN} "
+                f"messages each, drained at once by a client each as in the batch {BATCH} row. \"ceiling\": the "
+                f"database's own rate for Headwater's claim statement (`UPDATE ... RETURNING`, `queue.CLAIM`) and ack "
+                f"statement (`DELETE ... RETURNING`, `queue.ACK`), {BATCH} messages at a time, sent from one connection "
+                f"of the benchmark's process. On PostgreSQL the queue's table is analyzed after it is filled (see "
+                f"`_queue`). \"floor\": the batch 1 row's two POSTs, same bodies, same client, {ROUND_TRIPS} times, "
+                f"to a static upstream that answers at once ({kind}): what two HTTP exchanges cost this client here "
+                f"and now. \"CPU\": milliseconds of CPU per {BATCH} messages acked, of the Headwater process (from "
+                f"/proc) and of the benchmark's client process, while one consumer drains and while {FOUR} do."
+            )
+            floor = await _floor(f"http://127.0.0.1:{port}")
+            rows = await on_each_database(workdir, report, lambda label, url: _measure(label, url, workdir, floor))
+        finally:
+            stop(upstream)
     report.table(
-        ["database", f"batch {BATCH} acks/s", "batch 1 next+ack p50 ms", "p99 ms",
+        ["database", f"batch {BATCH} acks/s", "batch 1 next+ack p50 ms", "p99 ms", "floor p50 ms",
          f"{FOUR} consumers acks/s", f"{FOUR} / 1", "ceiling acks/s", f"batch {BATCH} / ceiling"],
-        rows,
+        [row[:-4] for row in rows],
+    )
+    report.table(
+        ["database", f"server CPU ms / {BATCH}, 1 consumer", f"client CPU ms / {BATCH}, 1 consumer",
+         f"server CPU ms / {BATCH}, {FOUR} consumers", f"client CPU ms / {BATCH}, {FOUR} consumers"],
+        [[row[0], *row[-4:]] for row in rows],
     )
 
 
-async def _measure(label: str, database_url: str, workdir: str) -> list[list]:
+async def _measure(label: str, database_url: str, workdir: str, floor: float) -> list[list]:
     hw = await asyncio.to_thread(start_headwater, workdir, label, database_url, cpu=None)
     store = Store.open(database_url)
     try:
@@ -100,10 +121,12 @@ async def _measure(label: str, database_url: str, workdir: str) -> list[list]:
                 for consumer_id in ids:
                     (await rest.delete(f"/v1/http-consumers/{consumer_id}")).raise_for_status()
 
+            pid = hw.process.pid
             [one] = await consumers(1, DRAIN)
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), _cpu(pid)
             await _drain(rest, one, DRAIN)
             rate = DRAIN / (time.perf_counter() - began)
+            cpu_one = _per_batch(_cpu(pid), cpu, DRAIN)
             await delete([one])
 
             [single] = await consumers(1, WARMUP + ROUND_TRIPS)
@@ -111,9 +134,10 @@ async def _measure(label: str, database_url: str, workdir: str) -> list[list]:
             await delete([single])
 
             four = await consumers(FOUR, FOUR_DRAIN)
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), _cpu(pid)
             await asyncio.gather(*(_drain(rest, consumer_id, FOUR_DRAIN) for consumer_id in four))
             rate_four = FOUR * FOUR_DRAIN / (time.perf_counter() - began)
+            cpu_four = _per_batch(_cpu(pid), cpu, FOUR * FOUR_DRAIN)
             await delete(four)
 
             [raw] = await consumers(1, DRAIN)
@@ -123,7 +147,31 @@ async def _measure(label: str, database_url: str, workdir: str) -> list[list]:
         await store.close()
         await asyncio.to_thread(stop, hw.process)
     p50, p99 = statistics.median(times), statistics.quantiles(times, n=100)[98]
-    return [[label, rate, p50 * 1000, p99 * 1000, rate_four, rate_four / rate, ceiling, rate / ceiling]]
+    return [[label, rate, p50 * 1000, p99 * 1000, floor * 1000, rate_four, rate_four / rate, ceiling, rate / ceiling,
+             *cpu_one, *cpu_four]]
+
+
+def _cpu(pid: int) -> tuple[float, float]:
+    """(the Headwater process's CPU seconds so far, this process's)."""
+    return cpu_seconds(pid) or 0.0, time.process_time()
+
+
+def _per_batch(after: tuple[float, float], before: tuple[float, float], acked: int) -> list[float]:
+    """CPU milliseconds per BATCH messages acked: [the server's, the client's]."""
+    return [(a - b) * 1000 * BATCH / acked for a, b in zip(after, before)]
+
+
+async def _floor(url: str) -> float:
+    """The p50 of the batch 1 row's two POSTs sent to the static upstream at `url` (no server work)."""
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        times = []
+        for n in range(WARMUP + ROUND_TRIPS):
+            began = time.perf_counter()
+            (await client.post("/next", json={"batch_size": 1, "wait_for": 5000})).raise_for_status()
+            (await client.post("/ack", json={"ack_tokens": ["token"]})).raise_for_status()
+            if n >= WARMUP:
+                times.append(time.perf_counter() - began)
+    return statistics.median(times)
 
 
 async def _queue(store: Store, sync: Sync, count: int) -> None:

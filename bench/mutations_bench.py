@@ -5,7 +5,9 @@ emulator of the tests (tests/fakes/hubspot.py, in this process). One client send
 after the other (`POST /v1/mutations/run`, one record each) and times each answer:
 - plain: the upstream write, the record, its stream event and consumer message, the answer;
 - awaiting one consumer: the same with `await_consumer_ids`, while a pull consumer in this process
-  long-polls `/next` and acks each message at once; the answer waits for that ack.
+  long-polls `/next` and acks each message at once; the answer waits for that ack;
+- the upstream alone: the same create sent straight to the emulator by the same client, the
+  upstream's own time, which each row's "above upstream" subtracts from its p50.
 
 PostgreSQL needs an admin URL in BENCH_DATABASE_URL (or TEST_DATABASE_URL): see
 bench._headwater.on_each_database.
@@ -38,11 +40,13 @@ async def run(report: Report) -> None:
         f"One client, one mutation at a time (a HubSpot company create, one record), {MUTATIONS} per row "
         "after a warm-up; the HubSpot emulator runs in the client's process. \"awaiting 1 consumer\": the "
         "answer waits until a pull consumer (long-polling `/next`, acking each message at once) has acked "
-        "the mutation's event."
+        "the mutation's event. \"upstream alone\": the same create sent by the same client straight to the "
+        "emulator, no Headwater in between; \"above upstream\" is a row's p50 less that one's."
     )
     with tempfile.TemporaryDirectory() as workdir:
         rows = await on_each_database(workdir, report, lambda label, url: _measure(label, url, workdir))
-    report.table(["database", "mutation", "p50 ms", "p99 ms", "mutations/s"], rows)
+    report.table(["database", "mutation", "p50 ms", "p99 ms", "mutations/s", "upstream alone p50 ms",
+                  "above upstream ms"], rows)
 
 
 async def _measure(label: str, database_url: str, workdir: str) -> list[list]:
@@ -52,6 +56,7 @@ async def _measure(label: str, database_url: str, workdir: str) -> list[list]:
         async with httpx.AsyncClient(base_url=hw.http_url, headers={"authorization": f"Bearer {hw.token}"},
                                      timeout=60) as rest:
             sync = await _hubspot_sync(rest, hubspot)
+            alone = statistics.median(await _upstream_alone(hubspot)) * 1000
             plain = await _round_trips(rest, sync, None)
             consumer = await rest.post("/v1/http-consumers", json={"stream_id": sync["stream_id"],
                                                                      "deliver_policy": "new"})
@@ -65,8 +70,9 @@ async def _measure(label: str, database_url: str, workdir: str) -> list[list]:
     finally:
         await asyncio.to_thread(stop, hw.process)
         await hubspot.close()
-    return [[label, name, *_figures(latencies)] for name, latencies in
+    rows = [[label, name, *_figures(latencies)] for name, latencies in
             (("plain", plain), ("awaiting 1 consumer", awaited))]
+    return [[*row, alone, row[2] - alone] for row in rows]
 
 
 async def _hubspot_sync(rest: httpx.AsyncClient, hubspot) -> dict:
@@ -95,6 +101,22 @@ async def _round_trips(rest: httpx.AsyncClient, sync: dict, consumer_id: str | N
         answer.raise_for_status()
         if n >= WARMUP:
             latencies.append(elapsed)
+    return latencies
+
+
+async def _upstream_alone(hubspot) -> list[float]:
+    """The create of `_round_trips`, sent to the emulator itself (what Headwater's write sends)."""
+    latencies = []
+    async with httpx.AsyncClient(base_url=hubspot.base_url, headers={"authorization": f"Bearer {hubspot.token}"},
+                                 timeout=60) as upstream:
+        for n in range(WARMUP + MUTATIONS):
+            began = time.perf_counter()
+            answer = await upstream.post("/crm/v3/objects/companies",
+                                         json={"properties": {"name": f"Company {uuid.uuid4().hex}"}})
+            elapsed = time.perf_counter() - began
+            answer.raise_for_status()
+            if n >= WARMUP:
+                latencies.append(elapsed)
     return latencies
 
 

@@ -306,3 +306,21 @@ async def test_a_delete_interrupted_in_flight_that_went_through_is_answered_as_d
 
     assert [(r.upstream_id, r.deleted) for r in answer.records] == [(contact["Id"], True)]
     assert [r.method for r in salesforce.requests] == ["DELETE", "DELETE"]  # the second answered 404: gone
+
+
+async def test_a_new_key_clears_the_organisations_expired_keys_and_its_answer_is_replayed(server, client, fake_provider):
+    stripe = await fake_provider("stripe")
+    sync = await create_sync(client, stripe, "stripe:customer")
+    body = {"kind": "create", "sync_id": sync["id"], "collection_id": "stripe:customer",
+            "records": [{"data": {"name": "Jessica"}}]}
+    first = await run(client, body, "old-key")
+    await server.server.store.run(lambda: IdempotencyKey.update(expires_at=utcnow()).execute())  # 24 hours on
+
+    answer = await run(client, body, "new-key")
+    replayed = await run(client, body, "new-key")
+
+    assert first.status_code == answer.status_code == replayed.status_code == 200
+    assert replayed.json() == answer.json()
+    assert len(stripe.objects("customers")) == 2  # one per key, the replay wrote nothing
+    keys = await server.server.store.run(lambda: [row.key for row in IdempotencyKey.select()])
+    assert keys == ["new-key"]

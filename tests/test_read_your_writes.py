@@ -91,6 +91,29 @@ async def test_consumers_to_await_are_checked_before_anything_is_sent(client, fa
     assert hubspot.requests == []
 
 
+async def test_a_consumer_deleted_while_awaited_ends_the_wait_at_once(client, fake_provider):
+    """A consumer deleted meanwhile will never ack: the mutation answers that it timed out waiting
+    for it as soon as it is gone, not when the timeout runs out."""
+    hubspot = await fake_provider("hubspot")
+    sync = await create_sync(client, hubspot, "hubspot:company")
+    consumer_id = await create_consumer(client.rest, sync["stream_id"])
+    began = time.monotonic()
+    mutation = asyncio.create_task(client.rest.post("/v1/mutations/run", json=create_company(
+        sync, "Ix", await_consumer_ids=[consumer_id], await_consumers_timeout=30_000,
+    )))
+    while not hubspot.requests:  # the write went upstream: the mutation is applying, then waits
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)
+
+    deleted = await client.rest.delete(f"/v1/http-consumers/{consumer_id}")
+    response = await mutation
+
+    assert deleted.status_code == 200, deleted.text
+    assert response.status_code == 500, response.text
+    assert response.json()["message"] == f"Timed out waiting for consumers: {consumer_id}"
+    assert time.monotonic() - began < 10
+
+
 async def test_a_waiting_mutation_does_not_hold_up_other_requests(client, fake_provider):
     hubspot = await fake_provider("hubspot")
     sync = await create_sync(client, hubspot, "hubspot:company")

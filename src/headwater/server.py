@@ -35,6 +35,7 @@ from headwater.metrics import Metrics
 from headwater.rest import (
     ConnectionLimits,
     HttpServer,
+    JsonAnswer,
     RawRequest,
     RawResponse,
     RawRoute,
@@ -103,7 +104,8 @@ class ApiErrorInterceptor(_HandlerWrapper):
             async def unary(request, context):
                 try:
                     _check(request)
-                    return await inner(request, context)
+                    response = await inner(request, context)
+                    return response.message() if isinstance(response, JsonAnswer) else response
                 except Exception as exc:
                     await _abort(context, exc, method)
 

@@ -42,7 +42,6 @@ from headwater.backoff import backoff
 from headwater.crypto import SecretBox
 from headwater.engine import queue
 from headwater.metrics import Metrics
-from headwater.rest._transcode import message_json
 from headwater.store import Store, utcnow
 from headwater.store.models import ORG_EVENTS, Consumer, ConsumerMessage
 from headwater.store.notify import HUB, POLL_SECONDS, Waiter
@@ -65,7 +64,7 @@ def webhook_body(consumer: Consumer, batch: list[queue.Delivery]) -> bytes:
     if consumer.kind == ORG_EVENTS:
         items = [d.record for d in batch]
     else:
-        items = [message_json(d.to_proto()) for d in batch]
+        items = [d.to_json() for d in batch]
     return json.dumps({"data": items}, ensure_ascii=False).encode()
 
 

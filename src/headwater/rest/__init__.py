@@ -24,7 +24,7 @@ from ._app import (
 )
 from ._context import DEFAULT_TIMEOUT, RestContext
 from ._routing import ANY_METHOD, DuplicateRouteError, Match, PathTemplate, Route, RouteTable, compile_template
-from ._transcode import integral_numbers, message_json
+from ._transcode import JsonAnswer, integral_numbers, message_json
 
 __all__ = [
     "ANY_METHOD",
@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "DuplicateRouteError",
     "HttpServer",
+    "JsonAnswer",
     "MAX_BODY_BYTES",
     "Match",
     "PathTemplate",

@@ -20,6 +20,7 @@ from headwater.crypto import SECRET_MASK
 from headwater.engine import queue
 from headwater.errors import failed_precondition, invalid, not_found, raise_if_invalid
 from headwater.metrics import Metrics
+from headwater.rest import JsonAnswer
 from headwater.services._common import (
     DEFAULT_PAGE_SIZE,
     NOT_OUR_PAGE_TOKEN,
@@ -324,7 +325,7 @@ class ConsumerServicer(consumer_pb2_grpc.ConsumerServiceServicer):
                                                    transaction=False)
                 left = deadline - time.monotonic()
                 if batch or left <= 0 or self._stopping:
-                    return consumer_pb2.NextResponse(data=[d.to_proto() for d in batch], info=_info(info))
+                    return _next_answer(batch, info)
                 await woken.wait(min(left, _until(info)))
 
     async def Receive(self, request, context):
@@ -442,6 +443,16 @@ def _message_id(text: str) -> int | None:
     if not re.fullmatch(r"[0-9]{1,18}", text):
         return None
     return int(text)
+
+
+def _next_answer(batch: list[queue.Delivery], info: queue.QueueInfo) -> JsonAnswer:
+    """Next's answer: its JSON made from the record documents as they are (a batch of 100 went
+    document, message, JSON before), its message for gRPC callers."""
+    return JsonAnswer(
+        {"data": [d.to_json() for d in batch],
+         "info": {"num_pending": info.num_pending, "num_ack_pending": info.num_ack_pending}},
+        lambda: consumer_pb2.NextResponse(data=[d.to_proto() for d in batch], info=_info(info)),
+    )
 
 
 def _info(info: queue.QueueInfo) -> consumer_pb2.ConsumerInfo:

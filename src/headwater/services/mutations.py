@@ -42,7 +42,8 @@ from google.rpc import status_pb2
 
 from headwater.errors import ApiError, invalid, not_found, raise_if_invalid
 from headwater.inputs import string_problem
-from headwater.rest import integral_numbers
+from headwater.engine.queue import record_json, record_to_proto
+from headwater.rest import JsonAnswer, integral_numbers
 from headwater.services._common import Backend
 from headwater.store import Sync, new_id
 from headwater.store.idempotency import (
@@ -95,6 +96,7 @@ class Progress:
     event_seqs: list[int] = field(default_factory=list)  # the events they produced
     uncertain: bool = False  # a write is in flight, or failed in a way that may have changed the upstream
     in_doubt: int | None = None  # the record a call that died may have been writing (taking over)
+    answered: bool = False  # the key's answer was stored with the last record (`_apply_change`)
 
     @classmethod
     def left_by(cls, claim: Claim) -> Progress:
@@ -124,14 +126,14 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
             kind = request.kind if request.kind in KINDS else "other"
             self.backend.metrics.mutation_done(about["provider"], kind, result, time.monotonic() - began)
 
-    async def _run(self, request, context, about: dict) -> mutation_pb2.RunMutationResponse:
+    async def _run(self, request, context, about: dict) -> JsonAnswer:
         """The call (see the module's docstring); `about["provider"]` is set once the sync is known."""
         org_id = await self.backend.auth.org_id(context)
         loop = asyncio.get_running_loop()
         remaining = context.time_remaining()
         call_deadline = None if remaining is None else loop.time() + max(0.0, remaining - ANSWER_MARGIN)
         key = _idempotency_key(request, context)
-        plan = await self.backend.store.run(self._plan, org_id, request, key)
+        plan = await self.backend.store.run(self._plan, org_id, request, key, transaction=False)  # reads only
         about["provider"] = plan.sync.provider
         account = await self.backend.accounts.for_sync(org_id, plan.sync.id)
 
@@ -157,14 +159,15 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
                 await asyncio.shield(self.backend.store.run(give_up_key, claim))
             raise
         answer = {"records": progress.applied}
-        if claim is not None:
+        if claim is not None and not progress.answered:
             await self.backend.store.run(store_answer, claim, answer)
         return _replay(answer)
 
     # --- 1. validation ----------------------------------------------------------------------
 
     def _plan(self, org_id: str, request, key: str) -> Plan:
-        """The validated mutation (call inside store.run). Every mistake is reported at once."""
+        """The validated mutation (call inside store.run). Every mistake is reported at once. Its
+        reads (the sync, the consumers to await) stand alone: no transaction needed."""
         kind = request.kind
         violations = []
         if kind not in KINDS:
@@ -221,7 +224,9 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
         if collection.write is None or getattr(collection.write, kind) is None:
             raise invalid("kind", f"Headwater cannot {kind} {collection.id} records upstream")
         consumer_ids = list(dict.fromkeys(request.await_consumer_ids))
-        consumers = {c.id: c for c in Consumer.visible_to(org_id).where(Consumer.id.in_(consumer_ids))}
+        consumers = {}
+        if consumer_ids:  # most mutations await none: no query for them
+            consumers = {c.id: c for c in Consumer.visible_to(org_id).where(Consumer.id.in_(consumer_ids))}
         for i, consumer_id in enumerate(consumer_ids):
             if consumer_id not in consumers:
                 raise not_found("consumer", consumer_id)
@@ -242,12 +247,13 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
 
     async def _claim(self, org_id: str, plan: Plan) -> Claim:
         """The key, held by this call (new or taken over), or with the stored answer of its first call."""
-        claim = await self.backend.store.run(
-            claim_key, org_id, plan.key, plan.request_hash, new_id(), self.lease_seconds
-        )
-        if claim.answer is None and not claim.taken_over:
-            await self.backend.store.run(forget_expired_keys, org_id)
-        return claim
+        def claim_and_tidy() -> Claim:  # one transaction: a new key clears some expired ones with it
+            claim = claim_key(org_id, plan.key, plan.request_hash, new_id(), self.lease_seconds)
+            if claim.answer is None and not claim.taken_over:
+                forget_expired_keys(org_id)
+            return claim
+
+        return await self.backend.store.run(claim_and_tidy)
 
     @contextlib.asynccontextmanager
     async def _lease_kept(self, claim: Claim | None):
@@ -329,7 +335,10 @@ class MutationServicer(mutation_pb2_grpc.MutationServiceServicer):
         if claim is not None:
             applied = {"records": [*progress.applied, document],
                        "event_seqs": [*progress.event_seqs, *([] if event_seq is None else [event_seq])]}
-            record_applied(claim, applied, self.lease_seconds)
+            # The last record of a call that awaits no consumer: its answer is known now.
+            last = len(applied["records"]) == len(plan.items) and not plan.consumer_ids
+            record_applied(claim, applied, self.lease_seconds, {"records": applied["records"]} if last else None)
+            progress.answered = last
         return document, event_seq
 
     # --- 4. read-your-writes ---------------------------------------------------------------------
@@ -369,19 +378,22 @@ def _batch_size(name: str, values, what: str) -> list[tuple[str, str]]:
     return []
 
 
-def _replay(answer: dict) -> mutation_pb2.RunMutationResponse:
-    """The answer of a call: its records, or its error raised again."""
+def _replay(answer: dict) -> JsonAnswer:
+    """The answer of a call: its records (the REST answer made from their documents as they are),
+    or its error raised again."""
     if "error" in answer:
         stored = answer["error"]
         raise ApiError.from_status(
             status_pb2.Status.FromString(bytes.fromhex(stored["status"])),
             headers=stored["headers"], http_status=stored["http_status"],
         )
-    return mutation_pb2.RunMutationResponse(records=[_record(d) for d in answer["records"]])
+    records = answer["records"]
+    return JsonAnswer({"records": [record_json(d) for d in records]},
+                      lambda: mutation_pb2.RunMutationResponse(records=[_record(d) for d in records]))
 
 
 def _record(document: dict) -> common_pb2.Record:
-    return json_format.ParseDict(document, common_pb2.Record())
+    return record_to_proto(document)
 
 
 def _safe_to_send_again(plan: Plan) -> bool:

@@ -25,8 +25,16 @@ from typing import TypeVar
 from urllib.parse import urlparse
 
 import asyncpg
+import peewee
 from playhouse.migrations import Runner
-from playhouse.pwasyncio import AsyncPostgresqlConnection, AsyncPostgresqlDatabase, AsyncSqliteDatabase, CursorAdapter
+from playhouse.pwasyncio import (
+    AsyncPostgresqlConnection,
+    AsyncPostgresqlDatabase,
+    AsyncSqliteConnection,
+    AsyncSqliteDatabase,
+    AsyncSqlitePool,
+    CursorAdapter,
+)
 
 from headwater import tracing
 from headwater.store.models import database
@@ -53,13 +61,77 @@ def open_database(url: str):
         # BEGIN IMMEDIATE: a transaction takes the write lock when it starts, waiting its turn
         # (busy_timeout). A deferred one that reads first fails with "database is locked" when it
         # tries to write after another connection's write (the sync engine writes all the time).
-        return AsyncSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10, lock_type="IMMEDIATE")
+        return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=10, lock_type="IMMEDIATE")
     if scheme in ("postgresql", "postgres"):
         return PostgresqlDatabase(url, reset=_keep_session)
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
 
 
-class PostgresqlDatabase(AsyncPostgresqlDatabase):
+class _PooledConnections:
+    """How both databases below take a connection from their pool once it exists: straight from
+    the pool, under `asyncio.timeout`. pwasyncio first waits for the pool under `asyncio.wait_for`,
+    and the SQLite pool's acquire waits under another: on Python 3.11 each wraps the wait in a task
+    of its own, two tasks and two more turns of the event loop for every unit of work."""
+
+    async def _acquire_conn_async(self):
+        pool = self._pool
+        if pool is None:  # the first unit creates the pool, under pwasyncio's guard
+            return await super()._acquire_conn_async()
+        try:
+            with peewee.__exception_wrapper__:
+                conn = await self._pool_acquire(pool)
+        except TimeoutError:
+            raise peewee.OperationalError(
+                f"Timed out acquiring connection from pool (acquire_timeout={self._acquire_timeout})."
+            ) from None
+        conn._pool = pool  # as pwasyncio tags it: a release after the pool was replaced closes it
+        return conn
+
+
+class SqliteDatabase(_PooledConnections, AsyncSqliteDatabase):
+    """playhouse.pwasyncio's aiosqlite database, with each statement one trip to the connection's
+    thread rather than three (see `_OneTripSqliteConnection`)."""
+
+    async def _create_pool_async(self):
+        pool = _OneTripSqlitePool(self.database, pool_size=1 if self.database == ":memory:" else self._pool_size,
+                                  on_connect=self._add_conn_hooks, timeout=self._timeout, **self.connect_params)
+        return await pool.initialize()
+
+
+class _OneTripSqlitePool(AsyncSqlitePool):
+    async def acquire(self, timeout=None):
+        if self._closed:
+            raise peewee.InterfaceError("Pool is closed.")
+        async with asyncio.timeout(timeout):
+            return await self._queue.get()
+
+    async def _create_connection(self):
+        return _OneTripSqliteConnection((await super()._create_connection()).conn)
+
+
+class _OneTripSqliteConnection(AsyncSqliteConnection):
+    """A statement as one call on aiosqlite's thread: execute, fetch every row, close the cursor.
+
+    pwasyncio awaits aiosqlite's execute, fetchall and close one after the other, each a trip to
+    the thread and back (a queue put, the thread's wake-up, `call_soon_threadsafe` waking the loop
+    through its self-pipe): on a busy machine those hand-overs, not SQLite, were most of a
+    statement's time, and a consumer's next + ack, BEGIN and COMMIT included, made a dozen."""
+
+    async def _execute(self, sql, params=None):
+        connection = self.conn  # aiosqlite's; `_conn` is its sqlite3 connection, used on its thread only
+
+        def statement():
+            cursor = connection._conn.execute(sql, params or ())
+            try:
+                return cursor.fetchall(), cursor.lastrowid, cursor.rowcount, cursor.description
+            finally:
+                cursor.close()
+
+        rows, lastrowid, rowcount, description = await connection._execute(statement)
+        return CursorAdapter(rows, lastrowid=lastrowid, rowcount=rowcount, description=description)
+
+
+class PostgresqlDatabase(_PooledConnections, AsyncPostgresqlDatabase):
     """playhouse.pwasyncio's asyncpg database, without three costs per unit of work that it pays
     for nothing here (each a round trip to the server or a task, ~10 of them for a consumer's
     next + ack before):

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator
 
 import asyncpg
 import grpc
+from peewee import fn
 from playhouse.pwasyncio import AsyncPostgresqlDatabase
 
 from headwater.backoff import backoff
@@ -215,32 +216,26 @@ class AckWaiter:
         consumer_ids = list(dict.fromkeys(consumer_ids))
         deadline = time.monotonic() + max(0.0, timeout_seconds)
         with HUB.subscribe(consumer_ids) as woken:
-            known = await self.store.run(_org_consumers, org_id, consumer_ids)
-            for consumer_id in consumer_ids:
-                if consumer_id not in known:
-                    raise ApiError(grpc.StatusCode.NOT_FOUND, f"consumer {consumer_id!r} not found")
+            first = True
             while True:
-                pending, gone = await self.store.run(_unacked, consumer_ids, event_seqs)
+                pending, gone = await self.store.run(_unacked, org_id, consumer_ids, event_seqs, transaction=False)
+                if first and gone:  # gone before we began: not the organisation's (or never was)
+                    missing = next(c for c in consumer_ids if c in gone)
+                    raise ApiError(grpc.StatusCode.NOT_FOUND, f"consumer {missing!r} not found")
+                first = False
                 left = deadline - time.monotonic()
                 if pending <= gone or left <= 0:
                     return [c for c in consumer_ids if c in pending]
                 await woken.wait(min(left, POLL_SECONDS))
 
 
-def _org_consumers(org_id: str, consumer_ids: list[str]) -> set[str]:
-    query = Consumer.select(Consumer.id).where((Consumer.org == org_id) & (Consumer.id.in_(consumer_ids)))
-    return {row.id for row in query}
-
-
-def _unacked(consumer_ids: list[str], event_seqs: list[int]) -> tuple[set[str], set[str]]:
-    """(consumers with some of the events still queued or gone altogether, those gone)."""
-    pending: set[str] = set()
-    if event_seqs:
-        query = (
-            ConsumerMessage.select(ConsumerMessage.consumer)
-            .where(ConsumerMessage.consumer.in_(consumer_ids) & ConsumerMessage.event.in_(event_seqs))
-            .distinct()
-        )
-        pending = {row.consumer_id for row in query}
-    gone = set(consumer_ids) - {row.id for row in Consumer.select(Consumer.id).where(Consumer.id.in_(consumer_ids))}
-    return pending | gone, gone
+def _unacked(org_id: str, consumer_ids: list[str], event_seqs: list[int]) -> tuple[set[str], set[str]]:
+    """(consumers with some of the events still queued or gone altogether, those gone: deleted,
+    or never the organisation's), in one statement: each of the organisation's consumers among
+    them, and whether it still has one of the events queued."""
+    M = ConsumerMessage
+    queued = M.select(M.id).where((M.consumer == Consumer.id) & M.event.in_(event_seqs))
+    rows = Consumer.select(Consumer.id, fn.EXISTS(queued)).where((Consumer.org == org_id) & Consumer.id.in_(consumer_ids))
+    found = dict(rows.tuples())
+    gone = set(consumer_ids) - set(found)
+    return {c for c, still_queued in found.items() if still_queued} | gone, gone
