@@ -6,7 +6,8 @@
 
 Work is done per collection of a sync (a row of `sync_collection`: cursor, progress, health,
 lease). Every `sync_poll_seconds` the engine renews the leases it holds and claims due
-collections up to `sync_workers` (leases.py); each claimed collection is worked a page at a time:
+collections up to `sync_workers` (leases.py); each claimed collection is worked a page at a time,
+the next page of a listing read while the page before it is written (SyncEngine._pages):
 
   1. Backfill: the catalogue's `list` listing, page after page. Each page's records are written
      with `apply_changes`, the last of them in the same transaction as the cursor that points past
@@ -41,6 +42,7 @@ window; they were not deleted upstream).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import datetime
 import logging
@@ -174,8 +176,7 @@ class SyncEngine:
         # One trace per claim, when traces are on: its pages, their reads and writes (headwater.tracing).
         with tracing.sync_pass(unit_id) as span:
             try:
-                while not self._stopping and await self._step(unit_id, span):
-                    pass
+                await self._pages(unit_id, span)
             except leases.LeaseLost:
                 pass
             except Exception as exc:
@@ -189,31 +190,68 @@ class SyncEngine:
             finally:
                 self._working.pop(unit_id, None)
 
-    # --- one step: read a page, write it with the cursor ---------------------------------------
+    # --- the pages of a claim: page N+1 is read while page N is written --------------------------
 
-    async def _step(self, unit_id: int, pass_span) -> bool:
-        """Reads and writes one page; True when more work is due at once. `pass_span`: the
-        pass's span (headwater.tracing), told which sync and collection it works on."""
+    async def _pages(self, unit_id: int, pass_span) -> None:
+        """Works the claimed collection page after page until it is done for now (its pass
+        completed, a failure, the sync paused) or the lease is lost (LeaseLost).
+
+        Pipelined: once page N is read, its cursor names page N+1, which is then read while page N
+        is written (a transaction that also loads the collection's state for the page after).
+        Page N+1's records are only written after page N's transaction committed, with the cursor
+        past them, so the guarantees of the module docstring hold; when page N's transaction says
+        stop (the lease was lost, the sync paused or deleted, a failure) the page read ahead is
+        dropped unwritten. Only a page of the same listing is read ahead: not past the backfill's
+        last page, nor across passes."""
         job = await self.store.run(self._load, unit_id)
         if job is None:
-            return False
+            return
         tracing.working_on(pass_span, job.sync.id, job.row.collection_id)
-        listing = "list" if job.row.backfill_state != "completed" else (job.row.cursor or {}).get("listing", "changes")
-        with tracing.sync_page(job.sync.id, job.row.collection_id, listing) as span:
-            return await self._page_step(unit_id, job, span)
+        page = _Page(self, job)
+        try:
+            while not self._stopping:
+                step = await page.read
+                if isinstance(step, SyncFailure):  # recorded now that the page before it is written
+                    await page.fail(unit_id, step)
+                    return
+                ahead = page.next_page(step)
+                try:
+                    job = await page.write(unit_id, step)
+                except BaseException:
+                    if ahead is not None:
+                        ahead.drop()
+                    raise
+                if job is None:  # done for now, or no longer ours
+                    if ahead is not None:
+                        ahead.drop()
+                    return
+                page = ahead or _Page(self, job)
+        finally:
+            page.drop()  # stopping: its read, if still under way, is not needed
 
-    async def _page_step(self, unit_id: int, job: Job, span) -> bool:
-        """The page's read and writes (see _step); `span`: the page's."""
+    def _wake_after(self, seconds: float) -> None:
+        """Looks for work again in `seconds` (a continuous sync's next pass) if that is before the poll."""
+        if seconds <= self.settings.sync_poll_seconds:
+            asyncio.get_running_loop().call_later(seconds, self._wake.set)
+
+    async def _read_page(self, job: Job) -> Step | SyncFailure:
+        """Reads the page `job`'s cursor names; a failure is returned, to be recorded (`_failed`)
+        only once the page before it is written."""
         try:
             account = await self.backend.accounts.for_sync(job.sync.org_id, job.sync.id)
-            step = await self._read(job, account)
+            return await self._read(job, account)
         except SyncFailure as failure:
-            log.warning("sync %s %s: %s", job.sync.id, job.row.collection_id, failure.message)
-            self.metrics.sync_failed(job.sync.provider, job.row.collection_id, job.sync.id, failure.health)
-            tracing.failed(span, failure.health)
-            self._wake_after(await self.store.run(self._fail, unit_id, failure))
-            return False
-        tracing.page_read(span, len(step.changes))
+            return failure
+
+    async def _failed(self, unit_id: int, job: Job, failure: SyncFailure, span) -> None:
+        log.warning("sync %s %s: %s", job.sync.id, job.row.collection_id, failure.message)
+        self.metrics.sync_failed(job.sync.provider, job.row.collection_id, job.sync.id, failure.health)
+        tracing.failed(span, failure.health)
+        self._wake_after(await self.store.run(self._fail, unit_id, failure))
+
+    async def _write(self, unit_id: int, job: Job, step: Step) -> Job | None:
+        """Writes a page read; returns the collection's state for the page after it when that is
+        due at once, else None (done for now, or no longer ours to write: see _commit)."""
         # Written in chunks, one transaction each, so that no transaction holds SQLite's one writer
         # for long (a Salesforce page holds 2000 records); the cursor goes with the last chunk. A
         # restart between chunks reads the page again, and what was written is unchanged: no
@@ -221,18 +259,14 @@ class SyncEngine:
         changes = step.changes
         while len(changes) > WRITE_CHUNK:
             chunk, changes = changes[:WRITE_CHUNK], changes[WRITE_CHUNK:]
-            if await self._commit_counted(job, unit_id, Step(chunk, cursor=None)) is not None:
-                return False  # the collection is no longer ours to write (see _commit)
-        due_in = await self._commit_counted(job, unit_id, dataclasses.replace(step, changes=changes))
+            due_in, _ = await self._commit_counted(job, unit_id, Step(chunk, cursor=None))
+            if due_in is not None:
+                return None
+        due_in, after = await self._commit_counted(job, unit_id, dataclasses.replace(step, changes=changes))
         if due_in is None:
-            return True
+            return after
         self._wake_after(due_in)
-        return False
-
-    def _wake_after(self, seconds: float) -> None:
-        """Looks for work again in `seconds` (a continuous sync's next pass) if that is before the poll."""
-        if seconds <= self.settings.sync_poll_seconds:
-            asyncio.get_running_loop().call_later(seconds, self._wake.set)
+        return None
 
     def _load(self, unit_id: int) -> Job | None:
         row = leases.fence(unit_id, self.owner, self.settings.sync_lease_seconds)
@@ -315,19 +349,19 @@ class SyncEngine:
             ))
         return page
 
-    async def _commit_counted(self, job: Job, unit_id: int, step: Step) -> float | None:
+    async def _commit_counted(self, job: Job, unit_id: int, step: Step) -> tuple[float | None, Job | None]:
         """`_commit` in a transaction of its own, its changes counted once it has committed."""
-        due_in, written = await self.store.run(self._commit, unit_id, step)
+        due_in, written, after = await self.store.run(self._commit, unit_id, step)
         self.metrics.sync_written(job.sync.provider, job.row.collection_id, job.sync.id, written)
-        return due_in
+        return due_in, after
 
-    def _commit(self, unit_id: int, step: Step) -> tuple[float | None, int]:
+    def _commit(self, unit_id: int, step: Step) -> tuple[float | None, int, Job | None]:
         """Writes a page's records, its cursor and the collection's progress in one transaction;
-        returns None when the next page is due at once, else the seconds until the next pass, and
-        the number of changes written."""
+        returns None when the next page is due at once, else the seconds until the next pass; the
+        number of changes written; and the collection's state as written (the next page's job)."""
         job = self._load(unit_id)
         if job is None:
-            return math.inf, 0
+            return math.inf, 0, None
         row, sync = job.row, job.sync
         now = utcnow()
         cutoff = self._cutoff(sync)
@@ -336,9 +370,9 @@ class SyncEngine:
             changes = [c for c in changes if c.deleted or not c.upstream_updated_at or c.upstream_updated_at >= cutoff]
         written = sum(1 for w in apply_changes(sync, row.collection_id, changes) if w.event is not None)
         row.records_synced += written
-        if step.cursor is None:  # a page's chunk: its last chunk carries the cursor (see _step)
+        if step.cursor is None:  # a page's chunk: its last chunk carries the cursor (see _write)
             row.save()
-            return None, written
+            return None, written, job
         row.cursor = step.cursor
         was_healthy = row.health == "healthy"
         row.health, row.failures = "healthy", 0
@@ -369,7 +403,7 @@ class SyncEngine:
                 Sync.update(initial_backfill_completed_at=now).where(Sync.id == sync.id).execute()
         if not was_healthy:
             refresh_sync_health(sync)
-        return due_in, written
+        return due_in, written, job
 
     def _fail(self, unit_id: int, failure: SyncFailure) -> float:
         """Records the failure and schedules the retry; returns the seconds until it."""
@@ -396,6 +430,63 @@ class SyncEngine:
         if not sync.max_age_days:
             return None
         return utcnow() - datetime.timedelta(days=sync.max_age_days)
+
+
+class _Page:
+    """One page of a claim (see SyncEngine._pages): its read, started at once in a task of its
+    own, and its writes, both run in the context of the page's span (headwater.tracing.sync_page),
+    so that they are the span's children though the page is read while the page before it is
+    written."""
+
+    def __init__(self, engine: SyncEngine, job: Job):
+        self.engine, self.job = engine, job
+        listing = "list" if job.row.backfill_state != "completed" else (job.row.cursor or {}).get("listing", "changes")
+        self.context = contextvars.copy_context()
+        self._span = tracing.sync_page(job.sync.id, job.row.collection_id, listing)
+        self.span = self.context.run(self._span.__enter__)
+        self._ended = False
+        self.read = asyncio.create_task(self._read(), context=self.context)
+        self.read.add_done_callback(_retrieved)  # a dropped read's error is no one's
+
+    async def _read(self) -> Step | SyncFailure:
+        result = await self.engine._read_page(self.job)
+        if isinstance(result, Step):
+            tracing.page_read(self.span, len(result.changes))
+        return result
+
+    def next_page(self, step: Step) -> _Page | None:
+        """The next page of the same listing, its read started, when `step` (this page's) names one."""
+        if step.backfill_completed or step.pass_completed or not (step.cursor or {}).get("page"):
+            return None
+        row = SyncCollection(**{**self.job.row.__data__, "cursor": step.cursor})
+        return _Page(self.engine, dataclasses.replace(self.job, row=row))
+
+    async def write(self, unit_id: int, step: Step) -> Job | None:
+        try:
+            return await asyncio.create_task(self.engine._write(unit_id, self.job, step), context=self.context)
+        finally:
+            self.end()
+
+    async def fail(self, unit_id: int, failure: SyncFailure) -> None:
+        try:
+            await asyncio.create_task(self.engine._failed(unit_id, self.job, failure, self.span), context=self.context)
+        finally:
+            self.end()
+
+    def drop(self) -> None:
+        """Gives the page up unwritten (the page before it said stop); nothing once it is written."""
+        self.read.cancel()
+        self.end()
+
+    def end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self.context.run(self._span.__exit__, None, None, None)
+
+
+def _retrieved(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _answer_failure(outcome: Outcome, status: int, body: bytes, provider: str, job: Job,
