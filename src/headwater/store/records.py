@@ -23,7 +23,7 @@ import functools
 import json
 from dataclasses import dataclass
 
-from peewee import chunked
+from peewee import Cast, Value, chunked, fn
 from playhouse.pwasyncio import AsyncPostgresqlDatabase
 
 from headwater.store.models import Consumer, Event, Record, Stream, Sync, database, iso, utcnow
@@ -76,12 +76,14 @@ def apply_changes(sync: Sync, collection_id: str, changes: list[Change]) -> list
     records that already existed are updated one by one."""
     if not changes:
         return []
-    ids = [c.upstream_id for c in changes]
+    ids = list({c.upstream_id: None for c in changes})
+    if isinstance(database.obj, AsyncPostgresqlDatabase):  # one array parameter: one plan, whatever the count
+        among = Record.upstream_id == fn.ANY(Cast(Value(ids, converter=list, unpack=False), "text[]"))
+    else:
+        among = Record.upstream_id.in_(ids)
     existing = {
         r.upstream_id: r
-        for r in Record.select().where(
-            (Record.sync == sync.id) & (Record.collection_id == collection_id) & (Record.upstream_id.in_(ids))
-        )
+        for r in Record.select().where((Record.sync == sync.id) & (Record.collection_id == collection_id) & among)
     }
     now = utcnow()
     new: dict[str, Record] = {}  # records to insert, by upstream id (their state after every change)
