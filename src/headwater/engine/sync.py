@@ -7,11 +7,12 @@
 Work is done per collection of a sync (a row of `sync_collection`: cursor, progress, health,
 lease). Every `sync_poll_seconds` the engine renews the leases it holds and claims due
 collections up to `sync_workers` (leases.py); each claimed collection is worked a page at a time,
-the next page of a listing read while the page before it is written (SyncEngine._pages):
+the next pages of a listing read while the pages before them are written (SyncEngine._pages):
 
   1. Backfill: the catalogue's `list` listing, page after page. Each page's records are written
      with `apply_changes`, the last of them in the same transaction as the cursor that points past
-     them (a page is written in chunks of WRITE_CHUNK records, one transaction each), so a restart
+     them (a page holding more than WRITE_CHUNK records is written in chunks, one transaction
+     each; pages read while a transaction ran go together into the next one), so a restart
      resumes at the page after the last whole one with nothing lost and nothing written twice.
   2. Incremental passes, right after the backfill and then every `sync_interval` seconds
      (`continuous`) or every 4 hours (`4h`): the `changes` listing from the watermark (the latest
@@ -70,8 +71,12 @@ from headwater.upstream.requests import UnsafeRequest
 log = logging.getLogger("headwater.sync")
 
 FOUR_HOURS = 4 * 3600.0
-# Records written per transaction (see SyncEngine._step).
+# Records written per transaction at most (see SyncEngine._write): on SQLite, whose one writer
+# a long transaction holds, and on PostgreSQL.
 WRITE_CHUNK = 200
+POSTGRES_WRITE_CHUNK = 1000
+# Pages read ahead of the writes at most (SyncEngine._pages).
+READ_AHEAD = 4
 # The first incremental pass starts this long before the backfill started: changes made while the
 # backfill ran are read again, and a clock differing from the upstream's by less than this is harmless.
 OVERLAP = datetime.timedelta(seconds=60)
@@ -193,41 +198,57 @@ class SyncEngine:
     # --- the pages of a claim: page N+1 is read while page N is written --------------------------
 
     async def _pages(self, unit_id: int, pass_span) -> None:
-        """Works the claimed collection page after page until it is done for now (its pass
-        completed, a failure, the sync paused) or the lease is lost (LeaseLost).
+        """Works the claimed collection until it is done for now (its pass completed, a failure,
+        the sync paused) or the lease is lost (LeaseLost).
 
-        Pipelined: once page N is read, its cursor names page N+1, which is then read while page N
-        is written (a transaction that also loads the collection's state for the page after).
-        Page N+1's records are only written after page N's transaction committed, with the cursor
-        past them, so the guarantees of the module docstring hold; when page N's transaction says
-        stop (the lease was lost, the sync paused or deleted, a failure) the page read ahead is
-        dropped unwritten. Only a page of the same listing is read ahead: not past the backfill's
-        last page, nor across passes."""
+        Pipelined: a listing's pages are read one after the other (each page's answer names the
+        next) by a `_Reader`, up to READ_AHEAD pages ahead of the writes, while the pages already
+        read are written: the pages read while a transaction ran go together into the next one
+        (up to `_chunk()` records), with the cursor past the last of them, so the guarantees of
+        the module docstring hold. When a transaction says stop (the lease was lost, the sync
+        paused or deleted) the pages read ahead are dropped unwritten; a failed read is recorded
+        once the pages before it are written. Nothing is read past a listing's last page: the
+        next listing or pass starts from the state its last write left."""
         job = await self.store.run(self._load, unit_id)
         if job is None:
             return
         tracing.working_on(pass_span, job.sync.id, job.row.collection_id)
-        page = _Page(self, job)
-        try:
-            while not self._stopping:
-                step = await page.read
-                if isinstance(step, SyncFailure):  # recorded now that the page before it is written
-                    await page.fail(unit_id, step)
-                    return
-                ahead = page.next_page(step)
-                try:
-                    job = await page.write(unit_id, step)
-                except BaseException:
-                    if ahead is not None:
-                        ahead.drop()
-                    raise
-                if job is None:  # done for now, or no longer ours
-                    if ahead is not None:
-                        ahead.drop()
-                    return
-                page = ahead or _Page(self, job)
-        finally:
-            page.drop()  # stopping: its read, if still under way, is not needed
+        while job is not None and not self._stopping:
+            reader = _Reader(self, job)
+            try:
+                job = await self._write_listing(unit_id, reader)
+            finally:
+                reader.stop()
+
+    async def _write_listing(self, unit_id: int, reader: _Reader) -> Job | None:
+        """Writes what `reader` reads; returns the state for the work due at once after its last
+        page (the next listing or pass), else None."""
+        while not self._stopping:
+            pages = await reader.take(self._chunk())
+            results = [page.read.result() for page in pages]
+            failed = pages.pop() if isinstance(results[-1], SyncFailure) else None
+            steps = [r for r in results if isinstance(r, Step)]
+            job = None
+            if steps:
+                step = Step([c for s in steps for c in s.changes], steps[-1].cursor,
+                            steps[-1].backfill_completed, steps[-1].pass_completed)
+                for page in pages[:-1]:
+                    page.end()  # written with the last page of the group, in its span
+                job = await pages[-1].write(unit_id, step)
+                if job is None:
+                    if failed is not None:
+                        failed.drop()
+                    return None
+            if failed is not None:
+                await failed.fail(unit_id, results[-1])
+                return None
+            if not _names_next_page(step):
+                return job
+        return None
+
+    def _chunk(self) -> int:
+        """Records per transaction at most (a page holding more is written in several)."""
+        return POSTGRES_WRITE_CHUNK if self.store.is_postgres else WRITE_CHUNK
 
     def _wake_after(self, seconds: float) -> None:
         """Looks for work again in `seconds` (a continuous sync's next pass) if that is before the poll."""
@@ -256,9 +277,9 @@ class SyncEngine:
         # for long (a Salesforce page holds 2000 records); the cursor goes with the last chunk. A
         # restart between chunks reads the page again, and what was written is unchanged: no
         # record or event is written twice.
-        changes = step.changes
-        while len(changes) > WRITE_CHUNK:
-            chunk, changes = changes[:WRITE_CHUNK], changes[WRITE_CHUNK:]
+        changes, size = step.changes, self._chunk()
+        while len(changes) > size:
+            chunk, changes = changes[:size], changes[size:]
             due_in, _ = await self._commit_counted(job, unit_id, Step(chunk, cursor=None))
             if due_in is not None:
                 return None
@@ -435,7 +456,7 @@ class SyncEngine:
 class _Page:
     """One page of a claim (see SyncEngine._pages): its read, started at once in a task of its
     own, and its writes, both run in the context of the page's span (headwater.tracing.sync_page),
-    so that they are the span's children though the page is read while the page before it is
+    so that they are the span's children though the page is read while the pages before it are
     written."""
 
     def __init__(self, engine: SyncEngine, job: Job):
@@ -454,12 +475,11 @@ class _Page:
             tracing.page_read(self.span, len(result.changes))
         return result
 
-    def next_page(self, step: Step) -> _Page | None:
-        """The next page of the same listing, its read started, when `step` (this page's) names one."""
-        if step.backfill_completed or step.pass_completed or not (step.cursor or {}).get("page"):
+    def next_job(self, step: Step) -> Job | None:
+        """What reading the next page of the same listing takes, when `step` (this page's) names one."""
+        if not _names_next_page(step):
             return None
-        row = SyncCollection(**{**self.job.row.__data__, "cursor": step.cursor})
-        return _Page(self.engine, dataclasses.replace(self.job, row=row))
+        return dataclasses.replace(self.job, row=SyncCollection(**{**self.job.row.__data__, "cursor": step.cursor}))
 
     async def write(self, unit_id: int, step: Step) -> Job | None:
         try:
@@ -482,6 +502,68 @@ class _Page:
         if not self._ended:
             self._ended = True
             self.context.run(self._span.__exit__, None, None, None)
+
+
+class _Reader:
+    """Reads a listing's pages in order from `job`'s cursor, each page a `_Page`, at most
+    READ_AHEAD of them read and not yet taken by the writer (`take`)."""
+
+    def __init__(self, engine: SyncEngine, job: Job):
+        self._engine = engine
+        self._read: list[_Page] = []  # read (or failed), in order, not yet taken
+        self._reading: _Page | None = None
+        self._changed = asyncio.Event()  # a page was read, or one taken
+        self._task = asyncio.create_task(self._run(job))
+        self._task.add_done_callback(lambda _: self._changed.set())
+
+    async def _run(self, job: Job) -> None:
+        while True:
+            while len(self._read) >= READ_AHEAD:
+                self._changed.clear()
+                await self._changed.wait()
+            page = self._reading = _Page(self._engine, job)
+            result = await page.read
+            self._read.append(page)
+            self._reading = None
+            self._changed.set()
+            job = page.next_job(result) if isinstance(result, Step) else None
+            if job is None:
+                return
+
+    async def take(self, limit: int) -> list[_Page]:
+        """The pages read so far, in order (waiting for one): the first, and those after it while
+        their changes add up to at most `limit`; a failed page is the last one taken. Raises what
+        made reading stop, if nothing is left to take."""
+        while not self._read:
+            if self._task.done():
+                self._task.result()  # an error; else it stopped at a page already taken
+                raise RuntimeError("the sync engine's reader stopped with nothing to take")
+            self._changed.clear()
+            await self._changed.wait()
+        taken = [self._read.pop(0)]
+        total = _size(taken[0])
+        while self._read and isinstance(taken[-1].read.result(), Step) and total + _size(self._read[0]) <= limit:
+            taken.append(self._read.pop(0))
+            total += _size(taken[-1])
+        self._changed.set()
+        return taken
+
+    def stop(self) -> None:
+        """Stops reading; the pages read and not taken are dropped unwritten."""
+        self._task.cancel()
+        for page in [*self._read, *([self._reading] if self._reading else [])]:
+            page.drop()
+        self._read.clear()
+
+
+def _size(page: _Page) -> int:
+    result = page.read.result()
+    return len(result.changes) if isinstance(result, Step) else 0
+
+
+def _names_next_page(step: Step) -> bool:
+    """Whether `step`'s page is followed by another page of the same listing."""
+    return not (step.backfill_completed or step.pass_completed) and bool((step.cursor or {}).get("page"))
 
 
 def _retrieved(task: asyncio.Task) -> None:
