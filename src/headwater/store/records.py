@@ -23,7 +23,7 @@ import functools
 import json
 from dataclasses import dataclass
 
-from peewee import Cast, Value, chunked, fn
+from peewee import chunked
 from playhouse.pwasyncio import AsyncPostgresqlDatabase
 
 from headwater.store.models import Consumer, Event, Record, Stream, Sync, database, iso, utcnow
@@ -76,15 +76,7 @@ def apply_changes(sync: Sync, collection_id: str, changes: list[Change]) -> list
     records that already existed are updated one by one."""
     if not changes:
         return []
-    ids = list({c.upstream_id: None for c in changes})
-    if isinstance(database.obj, AsyncPostgresqlDatabase):  # one array parameter: one plan, whatever the count
-        among = Record.upstream_id == fn.ANY(Cast(Value(ids, converter=list, unpack=False), "text[]"))
-    else:
-        among = Record.upstream_id.in_(ids)
-    existing = {
-        r.upstream_id: r
-        for r in Record.select().where((Record.sync == sync.id) & (Record.collection_id == collection_id) & among)
-    }
+    existing = {r.upstream_id: r for r in _existing(sync.id, collection_id, list({c.upstream_id: None for c in changes}))}
     now = utcnow()
     new: dict[str, Record] = {}  # records to insert, by upstream id (their state after every change)
     updated: dict[str, Record] = {}  # records that existed before and changed
@@ -200,6 +192,24 @@ def _encode_with(document: dict, key: str, encoded: str) -> str:
     after = _encode({k: v for k, v in document.items() if k > key})
     return (before[:-1] + ("," if len(before) > 2 else "") + json.dumps(key) + ":" + encoded
             + ("," + after[1:] if len(after) > 2 else "}"))
+
+
+def _existing(sync_id: str, collection_id: str, upstream_ids: list[str]):
+    """The stored records of a collection among `upstream_ids`.
+
+    On PostgreSQL one index probe per id (a lateral join on the array of ids, `OFFSET 0` keeping
+    it a join): `upstream_id IN (...)` or `= ANY(...)` was planned as a scan of every record of
+    the collection filtered by the list, a page's look-up growing with the collection (9 ms at
+    50,000 records, 0.6 ms as probes)."""
+    if isinstance(database.obj, AsyncPostgresqlDatabase):
+        return Record.raw(
+            "SELECT r.* FROM unnest(%s::text[]) AS u(upstream_id) CROSS JOIN LATERAL (SELECT * FROM record "
+            "WHERE sync_id = %s AND collection_id = %s AND upstream_id = u.upstream_id OFFSET 0) AS r",
+            upstream_ids, sync_id, collection_id,
+        )
+    return Record.select().where(
+        (Record.sync == sync_id) & (Record.collection_id == collection_id) & Record.upstream_id.in_(upstream_ids)
+    )
 
 
 def _apply(
