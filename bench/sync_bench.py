@@ -9,7 +9,7 @@ upstream change becomes an event.
   process of its own with no rate limit, into a stream with two pull consumers (so each record
   writes a record row, an event and two consumer messages); timed from creating the sync to
   `initial_backfill_completed_at`. The process's resident memory and the records synced are
-  sampled every second: the table gives the rate of the first and last tenth of the run and the
+  sampled every SAMPLE_SECONDS: the table gives the rate of the first and last tenth of the run and the
   memory at a tenth and at the end.
 - ceiling: the same rows (records, events, two consumer messages each), pages of 100 in one
   transaction each, inserted by this process straight into the same database with the fastest way
@@ -56,6 +56,7 @@ CEILING_RECORDS = 20_000  # rows the ceiling inserts (its rate does not depend o
 CHANGES = 20
 CHANGE_SEED = 1_000
 INTERVAL = 1  # seconds between incremental passes
+SAMPLE_SECONDS = 0.25  # between two looks at the backfill's progress and the server's memory
 
 
 async def run(report: Report, argv: list[str] = ()) -> None:
@@ -128,7 +129,7 @@ async def _backfill(label: str, database_url: str, workdir: str, records: int) -
                                 _rss_mb(hw.process.pid)))
                 if state["initial_backfill_completed_at"]:
                     break
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(SAMPLE_SECONDS)
             backfill = time.monotonic() - started
         ids = await _ids(database_url, sync_id)
         ceiling, method = await _ceiling(database_url, ids)
