@@ -195,7 +195,7 @@ class SyncEngine:
             finally:
                 self._working.pop(unit_id, None)
 
-    # --- the pages of a claim: page N+1 is read while page N is written --------------------------
+    # --- the pages of a claim: read ahead of their writes, written together ------------------------
 
     async def _pages(self, unit_id: int, pass_span) -> None:
         """Works the claimed collection until it is done for now (its pass completed, a failure,
@@ -257,7 +257,7 @@ class SyncEngine:
 
     async def _read_page(self, job: Job) -> Step | SyncFailure:
         """Reads the page `job`'s cursor names; a failure is returned, to be recorded (`_failed`)
-        only once the page before it is written."""
+        only once the pages before it are written."""
         try:
             account = await self.backend.accounts.for_sync(job.sync.org_id, job.sync.id)
             return await self._read(job, account)
