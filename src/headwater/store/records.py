@@ -94,20 +94,27 @@ def apply_changes(sync: Sync, collection_id: str, changes: list[Change]) -> list
             }
         outcomes.append((record, row))
 
-    # The record's data is encoded once, for its row and inside its event's document.
-    encoded = {id(r): _encode(r.data) for r in (*new.values(), *updated.values())}
+    # A record's data is encoded once, for its row and inside its event's document (by identity:
+    # a record changed twice in one call has two data, each event its own).
+    encoded: dict[int, str] = {}
+
+    def encode(data: dict) -> str:
+        if id(data) not in encoded:
+            encoded[id(data)] = _encode(data)
+        return encoded[id(data)]
+
     _insert(_RECORDS, [(r.id, r.org_id, r.sync_id, r.collection_id, r.upstream_id, r.upstream_updated_at,
-                        encoded[id(r)], r.deleted, r.inserted_at, r.updated_at) for r in new.values()])
+                        encode(r.data), r.deleted, r.inserted_at, r.updated_at) for r in new.values()])
     for record in updated.values():
         record.save()
-    rows = [(row, encoded[id(record)]) for record, row in outcomes if row is not None]
+    rows = [row for _, row in outcomes if row is not None]
     # Sequence numbers are handed out in the order of the rows (RETURNING's own order is not
     # promised, hence the sort).
     seqs = sorted(seq for (seq,) in _insert(_EVENTS, [
         (row["stream"], row["org"], row["sync_id"], row["collection_id"], row["record_id"], row["action"],
-         _encode_with(row["record"], "data", data), row["created_at"]) for row, data in rows
+         _encode_with(row["record"], "data", encode(row["record"]["data"])), row["created_at"]) for row in rows
     ], returning="seq"))
-    events = iter(Event(seq=seq, **row) for seq, (row, _) in zip(seqs, rows))
+    events = iter(Event(seq=seq, **row) for seq, row in zip(seqs, rows))
     written = [Written(record, None if row is None else next(events)) for record, row in outcomes]
 
     consumers = stream_consumers(sync.stream_id)
