@@ -4,6 +4,7 @@
     python -m bench._servers headwater-unpaced                   # `headwater serve`, pacing taken out
     python -m bench._servers recording-upstream --port PORT      # notes when each request arrives
     python -m bench._servers otlp-collector --port PORT          # takes OTLP/HTTP spans, counts them
+    python -m bench._servers stripe-customers --records N --port PORT  # N Stripe customers, read-only
 
 `headwater-unpaced` is Headwater exactly as shipped except that its pacer lets every request
 through at once (no log, no lock, no Redis): the proxy benchmark compares it with the paced server
@@ -132,6 +133,49 @@ def otlp_collector(port: int) -> None:
     web.run_app(app, host=HOST, port=port, access_log=None, print=None)
 
 
+STRIPE_CREATED = 1_700_000_000  # customer i of `stripe-customers` was created at STRIPE_CREATED + i
+
+
+def stripe_customer(i: int) -> dict:
+    """Customer i of `stripe-customers`, as Stripe's API shows a customer (its usual fields)."""
+    return {
+        "id": f"cus_{i:010d}", "object": "customer", "address": None, "balance": 0, "created": STRIPE_CREATED + i,
+        "currency": "usd", "default_source": None, "delinquent": False, "description": f"Customer {i}",
+        "email": f"customer{i}@example.com", "invoice_prefix": f"B{i:08X}", "livemode": False,
+        "metadata": {"plan": "bench", "index": str(i)}, "name": f"Customer {i}", "phone": None,
+        "preferred_locales": [], "shipping": None, "tax_exempt": "none",
+    }
+
+
+def stripe_customers(port: int, records: int) -> None:
+    """`records` Stripe customers behind Stripe's list API (`GET /v1/customers`, newest first,
+    `limit` and `starting_after`), an empty `GET /v1/events` and `GET /v1/balance`: what a
+    customers backfill reads, with no rate limit and nothing kept per customer, so a page costs
+    the same at the millionth customer as at the first (the tests' Stripe emulator sorts every
+    object on each page). Customer i is `stripe_customer(i)`; the token is not checked."""
+    from aiohttp import web
+
+    async def customers(request: web.Request) -> web.Response:
+        limit = min(max(int(request.query.get("limit", "10")), 1), 100)
+        after = request.query.get("starting_after")
+        top = int(after.removeprefix("cus_")) - 1 if after else records - 1  # newest first
+        page = [stripe_customer(i) for i in range(top, max(top - limit, -1), -1)]
+        return web.json_response({"object": "list", "data": page, "has_more": top - limit >= 0,
+                                  "url": "/v1/customers"})
+
+    async def events(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [], "has_more": False, "url": "/v1/events"})
+
+    async def balance(request: web.Request) -> web.Response:
+        return web.json_response({"object": "balance", "available": [], "pending": [], "livemode": False})
+
+    app = web.Application()
+    app.router.add_get("/v1/customers", customers)
+    app.router.add_get("/v1/events", events)
+    app.router.add_get("/v1/balance", balance)
+    web.run_app(app, host=HOST, port=port, access_log=None, print=None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -143,9 +187,14 @@ def main() -> None:
     recording.add_argument("--port", type=int, required=True)
     collector = commands.add_parser("otlp-collector")
     collector.add_argument("--port", type=int, required=True)
+    customers = commands.add_parser("stripe-customers")
+    customers.add_argument("--records", type=int, required=True)
+    customers.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     if args.command == "aiohttp-proxy":
         aiohttp_proxy(args.port, args.upstream)
+    elif args.command == "stripe-customers":
+        stripe_customers(args.port, args.records)
     elif args.command == "otlp-collector":
         otlp_collector(args.port)
     elif args.command == "recording-upstream":

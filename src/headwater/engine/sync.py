@@ -6,11 +6,13 @@
 
 Work is done per collection of a sync (a row of `sync_collection`: cursor, progress, health,
 lease). Every `sync_poll_seconds` the engine renews the leases it holds and claims due
-collections up to `sync_workers` (leases.py); each claimed collection is worked a page at a time:
+collections up to `sync_workers` (leases.py); each claimed collection is worked a page at a time,
+the next pages of a listing read while the pages before them are written (SyncEngine._pages):
 
   1. Backfill: the catalogue's `list` listing, page after page. Each page's records are written
      with `apply_changes`, the last of them in the same transaction as the cursor that points past
-     them (a page is written in chunks of WRITE_CHUNK records, one transaction each), so a restart
+     them (a page holding more than WRITE_CHUNK records is written in chunks, one transaction
+     each; pages read while a transaction ran go together into the next one), so a restart
      resumes at the page after the last whole one with nothing lost and nothing written twice.
   2. Incremental passes, right after the backfill and then every `sync_interval` seconds
      (`continuous`) or every 4 hours (`4h`): the `changes` listing from the watermark (the latest
@@ -41,6 +43,7 @@ window; they were not deleted upstream).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import datetime
 import logging
@@ -68,8 +71,12 @@ from headwater.upstream.requests import UnsafeRequest
 log = logging.getLogger("headwater.sync")
 
 FOUR_HOURS = 4 * 3600.0
-# Records written per transaction (see SyncEngine._step).
+# Records written per transaction at most (see SyncEngine._write): on SQLite, whose one writer
+# a long transaction holds, and on PostgreSQL.
 WRITE_CHUNK = 200
+POSTGRES_WRITE_CHUNK = 1000
+# Pages read ahead of the writes at most (SyncEngine._pages).
+READ_AHEAD = 4
 # The first incremental pass starts this long before the backfill started: changes made while the
 # backfill ran are read again, and a clock differing from the upstream's by less than this is harmless.
 OVERLAP = datetime.timedelta(seconds=60)
@@ -174,8 +181,7 @@ class SyncEngine:
         # One trace per claim, when traces are on: its pages, their reads and writes (headwater.tracing).
         with tracing.sync_pass(unit_id) as span:
             try:
-                while not self._stopping and await self._step(unit_id, span):
-                    pass
+                await self._pages(unit_id, span)
             except leases.LeaseLost:
                 pass
             except Exception as exc:
@@ -189,50 +195,99 @@ class SyncEngine:
             finally:
                 self._working.pop(unit_id, None)
 
-    # --- one step: read a page, write it with the cursor ---------------------------------------
+    # --- the pages of a claim: read ahead of their writes, written together ------------------------
 
-    async def _step(self, unit_id: int, pass_span) -> bool:
-        """Reads and writes one page; True when more work is due at once. `pass_span`: the
-        pass's span (headwater.tracing), told which sync and collection it works on."""
+    async def _pages(self, unit_id: int, pass_span) -> None:
+        """Works the claimed collection until it is done for now (its pass completed, a failure,
+        the sync paused) or the lease is lost (LeaseLost).
+
+        Pipelined: a listing's pages are read one after the other (each page's answer names the
+        next) by a `_Reader`, up to READ_AHEAD pages ahead of the writes, while the pages already
+        read are written: the pages read while a transaction ran go together into the next one
+        (up to `_chunk()` records), with the cursor past the last of them, so the guarantees of
+        the module docstring hold. When a transaction says stop (the lease was lost, the sync
+        paused or deleted) the pages read ahead are dropped unwritten; a failed read is recorded
+        once the pages before it are written. Nothing is read past a listing's last page: the
+        next listing or pass starts from the state its last write left."""
         job = await self.store.run(self._load, unit_id)
         if job is None:
-            return False
+            return
         tracing.working_on(pass_span, job.sync.id, job.row.collection_id)
-        listing = "list" if job.row.backfill_state != "completed" else (job.row.cursor or {}).get("listing", "changes")
-        with tracing.sync_page(job.sync.id, job.row.collection_id, listing) as span:
-            return await self._page_step(unit_id, job, span)
+        while job is not None and not self._stopping:
+            reader = _Reader(self, job)
+            try:
+                job = await self._write_listing(unit_id, reader)
+            finally:
+                reader.stop()
 
-    async def _page_step(self, unit_id: int, job: Job, span) -> bool:
-        """The page's read and writes (see _step); `span`: the page's."""
-        try:
-            account = await self.backend.accounts.for_sync(job.sync.org_id, job.sync.id)
-            step = await self._read(job, account)
-        except SyncFailure as failure:
-            log.warning("sync %s %s: %s", job.sync.id, job.row.collection_id, failure.message)
-            self.metrics.sync_failed(job.sync.provider, job.row.collection_id, job.sync.id, failure.health)
-            tracing.failed(span, failure.health)
-            self._wake_after(await self.store.run(self._fail, unit_id, failure))
-            return False
-        tracing.page_read(span, len(step.changes))
-        # Written in chunks, one transaction each, so that no transaction holds SQLite's one writer
-        # for long (a Salesforce page holds 2000 records); the cursor goes with the last chunk. A
-        # restart between chunks reads the page again, and what was written is unchanged: no
-        # record or event is written twice.
-        changes = step.changes
-        while len(changes) > WRITE_CHUNK:
-            chunk, changes = changes[:WRITE_CHUNK], changes[WRITE_CHUNK:]
-            if await self._commit_counted(job, unit_id, Step(chunk, cursor=None)) is not None:
-                return False  # the collection is no longer ours to write (see _commit)
-        due_in = await self._commit_counted(job, unit_id, dataclasses.replace(step, changes=changes))
-        if due_in is None:
-            return True
-        self._wake_after(due_in)
-        return False
+    async def _write_listing(self, unit_id: int, reader: _Reader) -> Job | None:
+        """Writes what `reader` reads; returns the state for the work due at once after its last
+        page (the next listing or pass), else None."""
+        while not self._stopping:
+            pages = await reader.take(self._chunk())
+            results = [page.read.result() for page in pages]
+            failed = pages.pop() if isinstance(results[-1], SyncFailure) else None
+            steps = [r for r in results if isinstance(r, Step)]
+            job = None
+            if steps:
+                step = Step([c for s in steps for c in s.changes], steps[-1].cursor,
+                            steps[-1].backfill_completed, steps[-1].pass_completed)
+                for page in pages[:-1]:
+                    page.end()  # written with the last page of the group, in its span
+                job = await pages[-1].write(unit_id, step)
+                if job is None:
+                    if failed is not None:
+                        failed.drop()
+                    return None
+            if failed is not None:
+                await failed.fail(unit_id, results[-1])
+                return None
+            if not _names_next_page(step):
+                return job
+        return None
+
+    def _chunk(self) -> int:
+        """Records per transaction at most (a page holding more is written in several)."""
+        return POSTGRES_WRITE_CHUNK if self.store.is_postgres else WRITE_CHUNK
 
     def _wake_after(self, seconds: float) -> None:
         """Looks for work again in `seconds` (a continuous sync's next pass) if that is before the poll."""
         if seconds <= self.settings.sync_poll_seconds:
             asyncio.get_running_loop().call_later(seconds, self._wake.set)
+
+    async def _read_page(self, job: Job) -> Step | SyncFailure:
+        """Reads the page `job`'s cursor names; a failure is returned, to be recorded (`_failed`)
+        only once the pages before it are written."""
+        try:
+            account = await self.backend.accounts.for_sync(job.sync.org_id, job.sync.id)
+            return await self._read(job, account)
+        except SyncFailure as failure:
+            return failure
+
+    async def _failed(self, unit_id: int, job: Job, failure: SyncFailure, span) -> None:
+        log.warning("sync %s %s: %s", job.sync.id, job.row.collection_id, failure.message)
+        self.metrics.sync_failed(job.sync.provider, job.row.collection_id, job.sync.id, failure.health)
+        tracing.failed(span, failure.health)
+        self._wake_after(await self.store.run(self._fail, unit_id, failure))
+
+    async def _write(self, unit_id: int, job: Job, step: Step) -> Job | None:
+        """Writes a page read; returns the collection's state for the page after it when that is
+        due at once, else None (done for now, or no longer ours to write: see _commit)."""
+        # Written in chunks, one transaction each, so that no transaction holds SQLite's one writer
+        # for long (a Salesforce page holds 2000 records); the cursor goes with the last chunk. A
+        # restart between chunks reads the page again, and what was written is unchanged: no
+        # record or event is written twice.
+        changes, size = step.changes, self._chunk()
+        while len(changes) > size:
+            chunk, changes = changes[:size], changes[size:]
+            due_in, _ = await self._commit_counted(job, unit_id, Step(chunk, cursor=None))
+            if due_in is not None:
+                return None
+        due_in, after = await self._commit_counted(job, unit_id, dataclasses.replace(step, changes=changes))
+        if due_in is None:
+            return after
+        self._wake_after(due_in)
+        return None
 
     def _load(self, unit_id: int) -> Job | None:
         row = leases.fence(unit_id, self.owner, self.settings.sync_lease_seconds)
@@ -315,19 +370,19 @@ class SyncEngine:
             ))
         return page
 
-    async def _commit_counted(self, job: Job, unit_id: int, step: Step) -> float | None:
+    async def _commit_counted(self, job: Job, unit_id: int, step: Step) -> tuple[float | None, Job | None]:
         """`_commit` in a transaction of its own, its changes counted once it has committed."""
-        due_in, written = await self.store.run(self._commit, unit_id, step)
+        due_in, written, after = await self.store.run(self._commit, unit_id, step)
         self.metrics.sync_written(job.sync.provider, job.row.collection_id, job.sync.id, written)
-        return due_in
+        return due_in, after
 
-    def _commit(self, unit_id: int, step: Step) -> tuple[float | None, int]:
+    def _commit(self, unit_id: int, step: Step) -> tuple[float | None, int, Job | None]:
         """Writes a page's records, its cursor and the collection's progress in one transaction;
-        returns None when the next page is due at once, else the seconds until the next pass, and
-        the number of changes written."""
+        returns None when the next page is due at once, else the seconds until the next pass; the
+        number of changes written; and the collection's state as written (the next page's job)."""
         job = self._load(unit_id)
         if job is None:
-            return math.inf, 0
+            return math.inf, 0, None
         row, sync = job.row, job.sync
         now = utcnow()
         cutoff = self._cutoff(sync)
@@ -336,9 +391,9 @@ class SyncEngine:
             changes = [c for c in changes if c.deleted or not c.upstream_updated_at or c.upstream_updated_at >= cutoff]
         written = sum(1 for w in apply_changes(sync, row.collection_id, changes) if w.event is not None)
         row.records_synced += written
-        if step.cursor is None:  # a page's chunk: its last chunk carries the cursor (see _step)
+        if step.cursor is None:  # a page's chunk: its last chunk carries the cursor (see _write)
             row.save()
-            return None, written
+            return None, written, job
         row.cursor = step.cursor
         was_healthy = row.health == "healthy"
         row.health, row.failures = "healthy", 0
@@ -369,7 +424,7 @@ class SyncEngine:
                 Sync.update(initial_backfill_completed_at=now).where(Sync.id == sync.id).execute()
         if not was_healthy:
             refresh_sync_health(sync)
-        return due_in, written
+        return due_in, written, job
 
     def _fail(self, unit_id: int, failure: SyncFailure) -> float:
         """Records the failure and schedules the retry; returns the seconds until it."""
@@ -396,6 +451,124 @@ class SyncEngine:
         if not sync.max_age_days:
             return None
         return utcnow() - datetime.timedelta(days=sync.max_age_days)
+
+
+class _Page:
+    """One page of a claim (see SyncEngine._pages): its read, started at once in a task of its
+    own, and its writes, both run in the context of the page's span (headwater.tracing.sync_page),
+    so that they are the span's children though the page is read while the pages before it are
+    written."""
+
+    def __init__(self, engine: SyncEngine, job: Job):
+        self.engine, self.job = engine, job
+        listing = "list" if job.row.backfill_state != "completed" else (job.row.cursor or {}).get("listing", "changes")
+        self.context = contextvars.copy_context()
+        self._span = tracing.sync_page(job.sync.id, job.row.collection_id, listing)
+        self.span = self.context.run(self._span.__enter__)
+        self._ended = False
+        self.read = asyncio.create_task(self._read(), context=self.context)
+        self.read.add_done_callback(_retrieved)  # a dropped read's error is no one's
+
+    async def _read(self) -> Step | SyncFailure:
+        result = await self.engine._read_page(self.job)
+        if isinstance(result, Step):
+            tracing.page_read(self.span, len(result.changes))
+        return result
+
+    def next_job(self, step: Step) -> Job | None:
+        """What reading the next page of the same listing takes, when `step` (this page's) names one."""
+        if not _names_next_page(step):
+            return None
+        return dataclasses.replace(self.job, row=SyncCollection(**{**self.job.row.__data__, "cursor": step.cursor}))
+
+    async def write(self, unit_id: int, step: Step) -> Job | None:
+        try:
+            return await asyncio.create_task(self.engine._write(unit_id, self.job, step), context=self.context)
+        finally:
+            self.end()
+
+    async def fail(self, unit_id: int, failure: SyncFailure) -> None:
+        try:
+            await asyncio.create_task(self.engine._failed(unit_id, self.job, failure, self.span), context=self.context)
+        finally:
+            self.end()
+
+    def drop(self) -> None:
+        """Gives the page up unwritten (the page before it said stop); nothing once it is written."""
+        self.read.cancel()
+        self.end()
+
+    def end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self.context.run(self._span.__exit__, None, None, None)
+
+
+class _Reader:
+    """Reads a listing's pages in order from `job`'s cursor, each page a `_Page`, at most
+    READ_AHEAD of them read and not yet taken by the writer (`take`)."""
+
+    def __init__(self, engine: SyncEngine, job: Job):
+        self._engine = engine
+        self._read: list[_Page] = []  # read (or failed), in order, not yet taken
+        self._reading: _Page | None = None
+        self._changed = asyncio.Event()  # a page was read, or one taken
+        self._task = asyncio.create_task(self._run(job))
+        self._task.add_done_callback(lambda _: self._changed.set())
+
+    async def _run(self, job: Job) -> None:
+        while True:
+            while len(self._read) >= READ_AHEAD:
+                self._changed.clear()
+                await self._changed.wait()
+            page = self._reading = _Page(self._engine, job)
+            result = await page.read
+            self._read.append(page)
+            self._reading = None
+            self._changed.set()
+            job = page.next_job(result) if isinstance(result, Step) else None
+            if job is None:
+                return
+
+    async def take(self, limit: int) -> list[_Page]:
+        """The pages read so far, in order (waiting for one): the first, and those after it while
+        their changes add up to at most `limit`; a failed page is the last one taken. Raises what
+        made reading stop, if nothing is left to take."""
+        while not self._read:
+            if self._task.done():
+                self._task.result()  # an error; else it stopped at a page already taken
+                raise RuntimeError("the sync engine's reader stopped with nothing to take")
+            self._changed.clear()
+            await self._changed.wait()
+        taken = [self._read.pop(0)]
+        total = _size(taken[0])
+        while self._read and isinstance(taken[-1].read.result(), Step) and total + _size(self._read[0]) <= limit:
+            taken.append(self._read.pop(0))
+            total += _size(taken[-1])
+        self._changed.set()
+        return taken
+
+    def stop(self) -> None:
+        """Stops reading; the pages read and not taken are dropped unwritten."""
+        self._task.cancel()
+        for page in [*self._read, *([self._reading] if self._reading else [])]:
+            page.drop()
+        self._read.clear()
+
+
+def _size(page: _Page) -> int:
+    result = page.read.result()
+    return len(result.changes) if isinstance(result, Step) else 0
+
+
+def _names_next_page(step: Step) -> bool:
+    """Whether `step`'s page is followed by another page of the same listing."""
+    return not (step.backfill_completed or step.pass_completed) and bool((step.cursor or {}).get("page"))
+
+
+def _retrieved(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _answer_failure(outcome: Outcome, status: int, body: bytes, provider: str, job: Job,
