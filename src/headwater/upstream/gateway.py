@@ -263,7 +263,8 @@ class Upstream:
                     if fresh is not account:
                         account, refreshed = fresh, True
                         continue  # the request was refused unread: sending it again is safe
-                if outcome.repeat and safe and attempt < MAX_ATTEMPTS and await self._before_next(attempt, deadline, outcome):
+                if (outcome.repeat and safe and attempt < MAX_ATTEMPTS
+                        and await self._before_next(attempt, deadline, outcome)):
                     continue
                 if response is None:
                     raise failure(outcome.kind, api)
