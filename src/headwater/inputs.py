@@ -38,6 +38,7 @@ STRING_LIMITS: dict[str, int | None] = {
     "headwater.v1.Header.value": None,
 }
 NUL = "must not contain NUL characters (U+0000)"
+_STRING = FieldDescriptor.TYPE_STRING
 
 
 def string_problem(text: str, limit: int | None = MAX_STRING_CHARS) -> str | None:
@@ -65,6 +66,11 @@ def _check_message(message: Message, path: str, out: list) -> None:
         _check_value(message, path, 0, out)
         return
     for field, value in message.ListFields():
+        if field.type == _STRING and not field.is_repeated:  # the common case, checked here directly
+            problem = string_problem(value, STRING_LIMITS.get(field.full_name, MAX_STRING_CHARS))
+            if problem:
+                out.append((f"{path}.{field.name}" if path else field.name, problem))
+            continue
         where = f"{path}.{field.name}" if path else field.name
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             key_field, value_field = field.message_type.fields

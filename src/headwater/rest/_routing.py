@@ -91,13 +91,13 @@ class PathTemplate:
             if segment == _ONE:
                 if not part:
                     return None
-            elif part != segment and unquote(part) != segment:
+            elif part != segment and ("%" not in part or unquote(part) != segment):
                 return None
         values = {}
         for var in self.variables:
             taken = parts[var.start : var.end]
             if var.end is not None and var.end - var.start == 1:
-                values[var.name] = unquote(taken[0])
+                values[var.name] = _decoded(taken[0])
             else:
                 joined = "/".join(taken)
                 if "%" in joined:
@@ -105,6 +105,11 @@ class PathTemplate:
                     joined = "/".join(unquote(re.sub("%2[fF]", "%252F", p)) if "%" in p else p for p in taken)
                 values[var.name] = joined
         return values
+
+
+def _decoded(segment: str) -> str:
+    """unquote(segment), without its call for the segments (most) with nothing to decode."""
+    return unquote(segment) if "%" in segment else segment
 
 
 def compile_template(template: str) -> PathTemplate:
@@ -261,8 +266,8 @@ class RouteTable:
     def lookup(self, method: str, raw_path: str) -> Lookup:
         """Find the route for `method` on `raw_path` (percent-encoded, starting with "/")."""
         segments = raw_path[1:].split("/") if raw_path.startswith("/") else [raw_path]
-        first = unquote(segments[0])
-        second = unquote(segments[1]) if len(segments) > 1 else ""
+        first = _decoded(segments[0])
+        second = _decoded(segments[1]) if len(segments) > 1 else ""
         known_first, known_second = self._literals
         candidates = self._by_prefix[(first if first in known_first else "", second if second in known_second else "")]
         allow: set[str] = set()

@@ -160,15 +160,6 @@ def is_idempotent(method: str, headers: list[tuple[str, str]], retry: RetryPolic
     return bool(header) and any(n.lower() == header for n, _ in headers)
 
 
-@dataclass(slots=True)
-class _Timing:
-    """What `Upstream.send` tells `RecentCalls` of a call, whether it answers or raises."""
-
-    url: str = ""
-    waited: float = 0.0
-    upstream: float = 0.0  # seconds the last attempt took upstream
-
-
 class Upstream:
     def __init__(self, forwarder: Transport, pacer: Pacer, refresher: TokenRefresher,
                  metrics: Metrics | None = None, recent: RecentCalls | None = None, *, propagate_trace: bool = False):
@@ -183,112 +174,109 @@ class Upstream:
     async def send(self, account: UpstreamAccount, call: UpstreamCall) -> Sent:
         """Sends `call` under the credential's budget with its auth added, and classifies the
         answer; what it does with the outcome is in the module's docstring. Raises UpstreamFailure
-        (an ApiError) when there is no answer to give. Either way the call is told to `recent`."""
-        timing = _Timing()
+        (an ApiError) when there is no answer to give. Either way the call is told to `recent`.
+
+        One coroutine frame for the whole call (no inner helper): it is resumed on every socket event."""
+        # What the console's recent calls are told, whether the call answers or raises.
+        url, waited, upstream_seconds = "", 0.0, 0.0  # upstream_seconds: the last attempt's time upstream
         try:
-            sent = await self._send(account, call, timing)
-        except ApiError as error:
-            if timing.url:  # it had its URL, so it was to be sent: a call the console lists
+            loop = asyncio.get_running_loop()
+            api = api_name(account)
+            deadline = call.deadline
+            background = call.priority is Priority.BACKGROUND
+            limits, policy = account.kind.limits, account.kind.retry
+            safe = is_idempotent(call.method, call.headers, policy)
+            if can_refresh(account):  # (most accounts cannot: no coroutine for them)
+                account = await self.refresher.fresh(account, deadline=deadline)
+            refreshed = False
+            metrics, provider, credential_id = self.metrics, account.provider.key, account.credential_id
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                authorized, authorized_query = account.authorize(call.headers, call.query)
+                url = upstream_url(account.base_url, call.path, authorized_query, account.permitted_hosts)
+                if deadline - loop.time() <= 0:
+                    raise failure(Kind.TIMEOUT, api)
+                response = None
+                sent_at = None  # when the request left, once it did
+                try:
+                    async with self._background_slot(account, background, deadline - loop.time()) as share, \
+                            self._credential_slot(account, deadline - loop.time()) as permit:
+                        if background and permit.waited:
+                            # It starts now, not at its share's slot: the share's window counts it now.
+                            await self.pacer.started(*_background_key(account), share)
+                        waited += share.waited + permit.waited
+                        metrics.budget_waited(provider, credential_id, account.budget, call.priority.value,
+                                              share.waited + permit.waited)
+                        remaining = deadline - loop.time()
+                        if remaining <= 0:
+                            raise UpstreamTimeout(api)
+                        sent_at = loop.time()
+                        with tracing.upstream_request(call.method, url, account.provider.key, attempt) as span:
+                            try:
+                                response = await self.forwarder.send(UpstreamRequest(
+                                    method=call.method, url=url, body=call.body, timeout=remaining,
+                                    headers=tracing.propagated(authorized, self.propagate_trace),
+                                ))
+                            finally:
+                                upstream_seconds = loop.time() - sent_at
+                            outcome = classify(response, limits, policy)
+                            tracing.upstream_answered(span, response.status, outcome.kind.value)
+                except BudgetExhausted as exhausted:
+                    metrics.budget_refused(provider, credential_id)
+                    seconds = max(1, math.ceil(exhausted.retry_after))
+                    raise UpstreamFailure(
+                        Kind.PAUSE, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"the rate limit of credential {account.credential_id} leaves no room before the "
+                        f"deadline; retry in {seconds} s",
+                        headers={"Retry-After": str(seconds)},
+                    ) from None
+                except PacerUnavailable:
+                    raise UpstreamFailure(
+                        Kind.UNREACHABLE, grpc.StatusCode.UNAVAILABLE,
+                        "the shared rate limiter is unavailable; nothing was sent",
+                    ) from None
+                except UpstreamTimeout:
+                    outcome = NO_ANSWER_IN_TIME
+                except UpstreamConnectError:
+                    outcome = UNREACHABLE
+                except ForbiddenAddress:
+                    raise UpstreamFailure(
+                        Kind.PERMANENT, grpc.StatusCode.PERMISSION_DENIED,
+                        f"{api} host resolves to a private or loopback address, which Headwater does not call",
+                    ) from None
+                except ResponseTooLarge:
+                    metrics.upstream_answered(provider, credential_id, Kind.PERMANENT.value, 0, loop.time() - sent_at)
+                    raise UpstreamFailure(
+                        Kind.PERMANENT, grpc.StatusCode.UNAVAILABLE, f"{api} answered with a body over the size limit",
+                        http_status=502,
+                    ) from None
+                else:
+                    if outcome.pause is not None:
+                        metrics.budget_paused(provider, credential_id)
+                        await self.pacer.pause(account.credential_id, outcome.pause, reason=pause_reason(api, outcome))
+                if sent_at is not None:
+                    metrics.upstream_answered(provider, credential_id, outcome.kind.value,
+                                              0 if response is None else response.status, loop.time() - sent_at)
+
+                # --- what to do next: refresh, repeat, or answer
+                if outcome.kind is Kind.REFRESH and not refreshed and attempt < MAX_ATTEMPTS:
+                    fresh = await self.refresher.fresh(account, rejected=True, deadline=deadline)
+                    if fresh is not account:
+                        account, refreshed = fresh, True
+                        continue  # the request was refused unread: sending it again is safe
+                if (outcome.repeat and safe and attempt < MAX_ATTEMPTS
+                        and await self._before_next(attempt, deadline, outcome)):
+                    continue
+                if response is None:
+                    raise failure(outcome.kind, api)
                 self.recent.record(org_id=account.org_id, credential_id=account.credential_id, method=call.method,
-                                   url=timing.url, status=error.http_status, waited=timing.waited,
-                                   upstream=timing.upstream)
+                                   url=url, status=response.status, waited=waited, upstream=upstream_seconds)
+                return Sent(response, account, url, waited, attempt, outcome, permit)
+            raise AssertionError("unreachable")
+        except ApiError as error:
+            if url:  # it had its URL, so it was to be sent: a call the console lists
+                self.recent.record(org_id=account.org_id, credential_id=account.credential_id, method=call.method,
+                                   url=url, status=error.http_status, waited=waited, upstream=upstream_seconds)
             raise
-        self.recent.record(org_id=account.org_id, credential_id=account.credential_id, method=call.method,
-                           url=sent.url, status=sent.response.status, waited=sent.waited, upstream=timing.upstream)
-        return sent
-
-    async def _send(self, account: UpstreamAccount, call: UpstreamCall, timing: _Timing) -> Sent:
-        loop = asyncio.get_running_loop()
-        api = api_name(account)
-        deadline = call.deadline
-        background = call.priority is Priority.BACKGROUND
-        limits, policy = account.kind.limits, account.kind.retry
-        safe = is_idempotent(call.method, call.headers, policy)
-        waited = 0.0
-        if can_refresh(account):  # (most accounts cannot: no coroutine for them)
-            account = await self.refresher.fresh(account, deadline=deadline)
-        refreshed = False
-        metrics, provider, credential_id = self.metrics, account.provider.key, account.credential_id
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            authorized, authorized_query = account.authorize(call.headers, call.query)
-            url = timing.url = upstream_url(account.base_url, call.path, authorized_query, account.permitted_hosts)
-            if deadline - loop.time() <= 0:
-                raise failure(Kind.TIMEOUT, api)
-            response = None
-            sent_at = None  # when the request left, once it did
-            try:
-                async with self._background_slot(account, background, deadline - loop.time()) as share, \
-                        self._credential_slot(account, deadline - loop.time()) as permit:
-                    if background and permit.waited:
-                        # It starts now, not at its share's slot: the share's window counts it now.
-                        await self.pacer.started(*_background_key(account), share)
-                    waited += share.waited + permit.waited
-                    metrics.budget_waited(provider, credential_id, account.budget, call.priority.value,
-                                          share.waited + permit.waited)
-                    timing.waited = waited
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        raise UpstreamTimeout(api)
-                    sent_at = loop.time()
-                    with tracing.upstream_request(call.method, url, account.provider.key, attempt) as span:
-                        try:
-                            response = await self.forwarder.send(UpstreamRequest(
-                                method=call.method, url=url, body=call.body, timeout=remaining,
-                                headers=tracing.propagated(authorized, self.propagate_trace),
-                            ))
-                        finally:
-                            timing.upstream = loop.time() - sent_at
-                        outcome = classify(response, limits, policy)
-                        tracing.upstream_answered(span, response.status, outcome.kind.value)
-            except BudgetExhausted as exhausted:
-                metrics.budget_refused(provider, credential_id)
-                seconds = max(1, math.ceil(exhausted.retry_after))
-                raise UpstreamFailure(
-                    Kind.PAUSE, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"the rate limit of credential {account.credential_id} leaves no room before the "
-                    f"deadline; retry in {seconds} s",
-                    headers={"Retry-After": str(seconds)},
-                ) from None
-            except PacerUnavailable:
-                raise UpstreamFailure(
-                    Kind.UNREACHABLE, grpc.StatusCode.UNAVAILABLE,
-                    "the shared rate limiter is unavailable; nothing was sent",
-                ) from None
-            except UpstreamTimeout:
-                outcome = NO_ANSWER_IN_TIME
-            except UpstreamConnectError:
-                outcome = UNREACHABLE
-            except ForbiddenAddress:
-                raise UpstreamFailure(
-                    Kind.PERMANENT, grpc.StatusCode.PERMISSION_DENIED,
-                    f"{api} host resolves to a private or loopback address, which Headwater does not call",
-                ) from None
-            except ResponseTooLarge:
-                metrics.upstream_answered(provider, credential_id, Kind.PERMANENT.value, 0, loop.time() - sent_at)
-                raise UpstreamFailure(
-                    Kind.PERMANENT, grpc.StatusCode.UNAVAILABLE, f"{api} answered with a body over the size limit",
-                    http_status=502,
-                ) from None
-            else:
-                if outcome.pause is not None:
-                    metrics.budget_paused(provider, credential_id)
-                    await self.pacer.pause(account.credential_id, outcome.pause, reason=pause_reason(api, outcome))
-            if sent_at is not None:
-                metrics.upstream_answered(provider, credential_id, outcome.kind.value,
-                                          0 if response is None else response.status, loop.time() - sent_at)
-
-            # --- what to do next: refresh, repeat, or answer
-            if outcome.kind is Kind.REFRESH and not refreshed and attempt < MAX_ATTEMPTS:
-                fresh = await self.refresher.fresh(account, rejected=True, deadline=deadline)
-                if fresh is not account:
-                    account, refreshed = fresh, True
-                    continue  # the request was refused unread: sending it again is safe
-            if outcome.repeat and safe and attempt < MAX_ATTEMPTS and await self._before_next(attempt, deadline, outcome):
-                continue
-            if response is None:
-                raise failure(outcome.kind, api)
-            return Sent(response, account, url, waited, attempt, outcome, permit)
-        raise AssertionError("unreachable")
 
     def _credential_slot(self, account: UpstreamAccount, timeout: float):
         slot = self.pacer.slot(account.credential_id, account.budget, timeout=timeout)

@@ -36,6 +36,7 @@ _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 _CONTROL_BUT_TAB = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_TOKENS = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?::[!#$%&'*+\-.^_`|~0-9A-Za-z]+)*")  # names joined by ":"
 # One query parameter of a URL, absolute or relative: its separator, name and value. JSON from Go
 # escapes "&" as "\u0026", which separates parameters too.
 _QUERY_PARAM = re.compile(r"(\?|&|\\u0026)([^?&#=\s<>\"',;\\]+)=([^&#\s<>\"',;\\]*)")
@@ -123,19 +124,26 @@ def check_header(name: str, value: str) -> None:
 
 def outbound_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """The caller's headers that go upstream: validated, minus auth, cookies and hop-by-hop ones."""
-    headers = [(name, name.lower(), value) for name, value in headers]
-    named_in_connection = {
-        token.strip().lower()
-        for _, lower, value in headers
-        if lower == "connection"
-        for token in value.split(",")
-    }
+    headers = list(headers)
+    # Validated all at once (the names joined by ":", which no valid name holds; the values by a
+    # tab, which any value may); only when that finds a fault is each checked, to name the first.
+    if not _TOKENS.fullmatch(":".join([name for name, _ in headers])) or _CONTROL_BUT_TAB.search(
+        "\t".join([value for _, value in headers])
+    ):
+        for name, value in headers:
+            check_header(name, value)
     kept = []
-    for name, lower, value in headers:
-        check_header(name, value)
-        if lower in DROPPED_REQUEST or lower in named_in_connection or lower.startswith(DROPPED_REQUEST_PREFIXES):
+    connection = []  # the Connection headers' values: the names they list are dropped too
+    for name, value in headers:
+        lower = name.lower()
+        if lower in DROPPED_REQUEST or lower.startswith(DROPPED_REQUEST_PREFIXES):
+            if lower == "connection":
+                connection.append(value)
             continue
         kept.append((name, value))
+    if connection:
+        named = {token.strip().lower() for value in connection for token in value.split(",")}
+        kept = [(name, value) for name, value in kept if name.lower() not in named]
     return kept
 
 
