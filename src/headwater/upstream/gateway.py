@@ -244,7 +244,7 @@ class Upstream:
                         f"{api} host resolves to a private or loopback address, which Headwater does not call",
                     ) from None
                 except ResponseTooLarge:
-                    metrics.upstream_answered(provider, credential_id, Kind.PERMANENT.value, 0, loop.time() - sent_at)
+                    metrics.upstream_answered(provider, credential_id, Kind.PERMANENT.value, 0, upstream_seconds)
                     raise UpstreamFailure(
                         Kind.PERMANENT, grpc.StatusCode.UNAVAILABLE, f"{api} answered with a body over the size limit",
                         http_status=502,
@@ -253,9 +253,9 @@ class Upstream:
                     if outcome.pause is not None:
                         metrics.budget_paused(provider, credential_id)
                         await self.pacer.pause(account.credential_id, outcome.pause, reason=pause_reason(api, outcome))
-                if sent_at is not None:
+                if sent_at is not None:  # the attempt's own time upstream, not the pause recorded after it
                     metrics.upstream_answered(provider, credential_id, outcome.kind.value,
-                                              0 if response is None else response.status, loop.time() - sent_at)
+                                              0 if response is None else response.status, upstream_seconds)
 
                 # --- what to do next: refresh, repeat, or answer
                 if outcome.kind is Kind.REFRESH and not refreshed and attempt < MAX_ATTEMPTS:
