@@ -241,10 +241,10 @@ def budget_headers(sent: Sent, present: set[str]) -> list[tuple[str, str]]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _policy(windows: tuple[tuple[int, float], ...]) -> tuple[str, list[str]]:
+def _policy(windows: tuple[tuple[int, float], ...]) -> tuple[str, tuple[str, ...]]:
     """RateLimit-Policy's value for these (limit, interval) windows, and the windows' names (the
     same for every request of a budget: worked out once)."""
-    names = ["default", *(f"{math.ceil(interval)}s" for _, interval in windows[1:])]
+    names = ("default", *(f"{math.ceil(interval)}s" for _, interval in windows[1:]))  # cached: immutable
     policy = ", ".join(f'"{name}";q={limit};w={math.ceil(interval)}' for name, (limit, interval) in zip(names, windows))
     return policy, names
 
